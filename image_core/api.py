@@ -1,0 +1,216 @@
+"""The HTTP API (Flask app factory). JSON in and out; errors as {"error": {"code", "message"}}."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from image_core import idempotency
+from image_core.app import Components, build
+from image_core.config import Settings
+from image_core.errors import (
+    BadRequest,
+    DependencyError,
+    IdempotencyConflict,
+    PayloadTooLarge,
+    RequestError,
+    Unauthenticated,
+)
+from image_core.openapi import document
+from image_core.service import ImageService
+
+SYNTHETIC_HEADER = "X-Synthetic-Traffic"
+USER_HEADER = "X-User-Id"
+_USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:+=-]{0,127}$")
+_MULTIPART_OVERHEAD = 64 * 1024
+_OPERATIONS = {
+    "images.upload": "upload",
+    "images.get_image": "get",
+    "images.list_images": "list",
+    "images.delete_image": "delete",
+}
+
+bp = Blueprint("images", __name__)
+
+
+def create_app(settings: Settings | None = None, components: Components | None = None) -> Flask:
+    """Build the app; pass `components` to reuse clients, else they are built from `settings`."""
+    if components is None:
+        components = build(settings if settings is not None else Settings.from_env())
+    app = Flask(__name__)
+    app.extensions["image_core"] = components
+    # Werkzeug answers 413 as soon as the declared length is over, before reading the body.
+    app.config["MAX_CONTENT_LENGTH"] = components.settings.max_bytes + _MULTIPART_OVERHEAD
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.register_blueprint(bp)
+    app.before_request(_start_timer)
+    app.after_request(_record_request)
+    app.register_error_handler(RequestError, _request_error)
+    app.register_error_handler(DependencyError, _dependency_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    return app
+
+
+def _components() -> Components:
+    components: Components = current_app.extensions["image_core"]
+    return components
+
+
+def _service() -> ImageService:
+    return _components().service
+
+
+# -- routes -----------------------------------------------------------------------------------
+
+
+@bp.post("/images")
+def upload() -> Any:
+    settings = _components().settings
+    user_id = _caller()
+    key = idempotency.validate_key(
+        request.headers.get("Idempotency-Key"), required=settings.require_idempotency_key
+    )
+    stored = request.files.get("file")
+    if stored is None:
+        raise BadRequest(
+            "send the image as multipart/form-data in the field 'file'", code="missing_file"
+        )
+    data = stored.stream.read(settings.max_bytes + 1)
+    if len(data) > settings.max_bytes:
+        raise PayloadTooLarge(f"the file is over the limit of {settings.max_bytes} bytes")
+    result = _service().upload(
+        user_id=user_id, data=data, idempotency_key=key, synthetic=_synthetic()
+    )
+    response = jsonify(result.body)
+    response.status_code = result.status
+    response.headers["Location"] = f"/images/{result.body['id']}"
+    if result.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@bp.get("/images/<image_id>")
+def get_image(image_id: str) -> Any:
+    return jsonify(_service().get(user_id=_caller(), image_id=image_id))
+
+
+@bp.get("/images")
+def list_images() -> Any:
+    user_id = _caller()
+    raw_limit = request.args.get("limit", "20")
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+        raise BadRequest("limit must be a whole number from 1 to 100", code="invalid_limit")
+    cursor = request.args.get("cursor") or None
+    return jsonify(_service().list(user_id=user_id, limit=int(raw_limit), cursor=cursor))
+
+
+@bp.delete("/images/<image_id>")
+def delete_image(image_id: str) -> Any:
+    _service().delete(user_id=_caller(), image_id=image_id)
+    return "", 204
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/openapi.json")
+def openapi() -> Any:
+    return jsonify(document())
+
+
+# -- identity ---------------------------------------------------------------------------------
+
+
+def _caller() -> str:
+    user_id = _authorizer_user() or (
+        request.headers.get(USER_HEADER) if _components().settings.trust_user_header else None
+    )
+    if not user_id:
+        raise Unauthenticated("no caller identity: sign in (API Gateway authorizer) first")
+    if not _USER_ID.fullmatch(user_id):
+        raise BadRequest(
+            "the caller's user id has characters outside A-Z a-z 0-9 _ . @ : + = -",
+            code="invalid_user_id",
+        )
+    return user_id
+
+
+def _authorizer_user() -> str | None:
+    context = request.environ.get("apig_wsgi.request_context") or {}
+    authorizer = context.get("authorizer") or {}
+    claims = (authorizer.get("jwt") or {}).get("claims") or {}
+    lambda_ctx = authorizer.get("lambda") or {}
+    user = claims.get("sub") or lambda_ctx.get("user_id") or lambda_ctx.get("sub")
+    return str(user) if user else None
+
+
+def _synthetic() -> bool:
+    return request.headers.get(SYNTHETIC_HEADER, "").strip().lower() in {"1", "true"}
+
+
+# -- telemetry and errors ---------------------------------------------------------------------
+
+
+def _start_timer() -> None:
+    g.started = time.perf_counter()
+
+
+def _record_request(response: Any) -> Any:
+    operation = _OPERATIONS.get(request.endpoint or "")
+    if operation is not None and "started" in g:
+        status = response.status_code
+        outcome = "success" if status < 400 else "client_error" if status < 500 else "server_error"
+        _components().telemetry.request(
+            operation=operation,
+            traffic="synthetic" if _synthetic() else "user",
+            outcome=outcome,
+            seconds=time.perf_counter() - g.started,
+            reason=g.get("error_code"),
+        )
+    return response
+
+
+def _error(status: int, code: str, message: str) -> Any:
+    g.error_code = code
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def _request_error(exc: RequestError) -> Any:
+    response = _error(exc.status, exc.code, exc.message)
+    if isinstance(exc, IdempotencyConflict):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def _dependency_error(exc: DependencyError) -> Any:
+    current_app.logger.error("dependency failed: %s", exc)
+    response = _error(
+        exc.status,
+        exc.code,
+        f"a backing service is unavailable ({exc.reason}); nothing was stored, retry later",
+    )
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+def _http_error(exc: HTTPException) -> Any:
+    status = exc.code or 500
+    if status == 413:
+        limit = _components().settings.max_bytes
+        return _error(413, "payload_too_large", f"the request is over the limit of {limit} bytes")
+    code = (exc.name or "error").lower().replace(" ", "_")
+    return _error(status, code, exc.description or exc.name or "error")
+
+
+def _unexpected_error(exc: Exception) -> Any:
+    current_app.logger.exception("unexpected error")
+    return _error(500, "internal_error", "an unexpected error happened; it has been logged")

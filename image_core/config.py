@@ -1,0 +1,141 @@
+"""The image core's settings: one frozen object, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from image_core.errors import ConfigError
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be greater than 0")
+    return value
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip()
+        if not value.startswith(tuple(f"{s}://" for s in schemes)):
+            raise ConfigError(
+                f"{name}={raw!r} must be a URL starting with {' or '.join(schemes)}://"
+            )
+        return value.rstrip("/")
+
+    return parse
+
+
+def _name(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ConfigError(f"{name} must not be empty")
+    return value
+
+
+def _metrics_sink(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"auto", "cloudwatch", "emf", "none"}:
+        raise ConfigError(f"{name}={raw!r} must be one of auto, cloudwatch, emf, none")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    table: str = "images"
+    bucket: str = "images"
+    region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+    redis_url: str | None = None
+    legacy_database_url: str | None = None
+    dual_write: bool = False
+    trust_user_header: bool = False
+    require_idempotency_key: bool = False
+    max_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    thumbnail_size: int = 400
+    cdn_base_url: str | None = None
+    presign_seconds: int = 3600
+    idempotency_ttl_seconds: int = 24 * 3600
+    idempotency_in_progress_seconds: int = 60
+    cache_ttl_seconds: int = 300
+    s3_workers: int = 8
+    metrics_namespace: str = "ImageService"
+    metrics_sink: str = "auto"
+    metrics_flush_seconds: int = 10
+    service_name: str = "image-core"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field_name, (variable, parse) in _VARIABLES.items():
+            raw = env.get(variable)
+            if raw is not None and (raw.strip() or parse is parse_bool):
+                values[field_name] = parse(variable, raw)
+        if "region" not in values:
+            region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+            if region:
+                values["region"] = region
+        settings = cls(**values)
+        if settings.dual_write and not settings.legacy_database_url:
+            raise ConfigError(
+                "ENABLE_DYNAMODB_DUAL_WRITE=true needs IMAGE_LEGACY_DATABASE_URL "
+                "(the PostgreSQL database that holds gallery_images)"
+            )
+        return settings
+
+    @property
+    def cache_enabled(self) -> bool:
+        return self.redis_url is not None
+
+
+# field -> (environment variable, parser). Every field of Settings is listed once.
+_VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "table": ("IMAGE_TABLE", _name),
+    "bucket": ("IMAGE_BUCKET", _name),
+    "region": ("IMAGE_REGION", _name),
+    "aws_endpoint_url": ("AWS_ENDPOINT_URL", _url(("http", "https"))),
+    "redis_url": ("IMAGE_REDIS_URL", _url(("redis", "rediss", "unix"))),
+    "legacy_database_url": ("IMAGE_LEGACY_DATABASE_URL", _url(("postgresql", "postgres"))),
+    "dual_write": ("ENABLE_DYNAMODB_DUAL_WRITE", parse_bool),
+    "trust_user_header": ("IMAGE_TRUST_USER_HEADER", parse_bool),
+    "require_idempotency_key": ("IMAGE_REQUIRE_IDEMPOTENCY_KEY", parse_bool),
+    "max_bytes": ("IMAGE_MAX_BYTES", _positive_int),
+    "max_pixels": ("IMAGE_MAX_PIXELS", _positive_int),
+    "thumbnail_size": ("IMAGE_THUMBNAIL_SIZE", _positive_int),
+    "cdn_base_url": ("IMAGE_CDN_BASE_URL", _url(("http", "https"))),
+    "presign_seconds": ("IMAGE_PRESIGN_SECONDS", _positive_int),
+    "idempotency_ttl_seconds": ("IMAGE_IDEMPOTENCY_TTL_SECONDS", _positive_int),
+    "idempotency_in_progress_seconds": ("IMAGE_IDEMPOTENCY_IN_PROGRESS_SECONDS", _positive_int),
+    "cache_ttl_seconds": ("IMAGE_CACHE_TTL_SECONDS", _positive_int),
+    "s3_workers": ("IMAGE_S3_WORKERS", _positive_int),
+    "metrics_namespace": ("IMAGE_METRICS_NAMESPACE", _name),
+    "metrics_sink": ("IMAGE_METRICS_SINK", _metrics_sink),
+    "metrics_flush_seconds": ("IMAGE_METRICS_FLUSH_SECONDS", _positive_int),
+    "service_name": ("IMAGE_SERVICE_NAME", _name),
+}
+
+
+def variables() -> dict[str, str]:
+    """Environment variable -> default, for the configuration reference."""
+    defaults = Settings()
+    return {var: repr(getattr(defaults, name)) for name, (var, _) in _VARIABLES.items()}

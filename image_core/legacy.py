@@ -1,0 +1,95 @@
+"""The legacy PostgreSQL dual-write (Story 6.1). The one module that knows PostgreSQL.
+
+Delete this module, and its two call sites in `app.py`, when the migration is over (Story 6.2).
+It is imported only when ENABLE_DYNAMODB_DUAL_WRITE is on, so the image core runs without psycopg.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import psycopg
+
+from image_core.errors import LegacyWriteError
+from image_core.model import ImageRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS gallery_images (
+    id             text PRIMARY KEY,
+    user_id        text NOT NULL,
+    original_key   text NOT NULL,
+    thumbnail_key  text NOT NULL,
+    content_type   text NOT NULL,
+    width          integer NOT NULL,
+    height         integer NOT NULL,
+    size_bytes     bigint NOT NULL,
+    created_at     timestamptz NOT NULL,
+    inserted_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS gallery_images_user_created ON gallery_images (user_id, created_at);
+"""
+
+_INSERT = """
+INSERT INTO gallery_images
+    (id, user_id, original_key, thumbnail_key, content_type, width, height, size_bytes, created_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (id) DO NOTHING
+"""
+
+
+class PostgresGalleryWriter:
+    """Mirrors image writes into `gallery_images`; connects lazily, reconnects after a failure."""
+
+    def __init__(self, url: str, *, connect_timeout: int = 2) -> None:
+        self._url = url
+        self._connect_timeout = connect_timeout
+        self._conn: psycopg.Connection | None = None
+        self._lock = threading.Lock()
+
+    def bootstrap(self) -> None:
+        self._run(lambda conn: conn.execute(SCHEMA), what="create table gallery_images")
+
+    def insert(self, record: ImageRecord) -> None:
+        row = (
+            record.image_id,
+            record.user_id,
+            record.original_key,
+            record.thumbnail_key,
+            record.content_type,
+            record.width,
+            record.height,
+            record.size_bytes,
+            record.created_at,
+        )
+        self._run(lambda conn: conn.execute(_INSERT, row), what=f"insert image {record.image_id!r}")
+
+    def delete(self, image_id: str) -> None:
+        self._run(
+            lambda conn: conn.execute("DELETE FROM gallery_images WHERE id = %s", (image_id,)),
+            what=f"delete image {image_id!r}",
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _run(self, statement, *, what: str) -> None:  # type: ignore[no-untyped-def]
+        with self._lock:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = psycopg.connect(
+                        self._url,
+                        autocommit=True,
+                        connect_timeout=self._connect_timeout,
+                        options="-c statement_timeout=2000",
+                    )
+                statement(self._conn)
+            except psycopg.Error as exc:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+                raise LegacyWriteError(
+                    f"cannot {what} in PostgreSQL gallery_images: {exc}".strip()
+                ) from exc

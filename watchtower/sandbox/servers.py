@@ -1,0 +1,217 @@
+"""Start and stop local servers on free loopback ports: moto, redis-server, PostgreSQL.
+
+Used by `watchtower demo`, `watchtower sandbox` and the test fixtures, so all three run the
+same stack the same way. Each server is a child process that `stop()` ends, with its files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+class ServerUnavailable(RuntimeError):
+    """A server's binary is missing or it did not become ready."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait(ready: callable, what: str, process: subprocess.Popen, timeout: float) -> None:  # type: ignore[valid-type]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServerUnavailable(f"{what} exited with status {process.returncode}")
+        if ready():
+            return
+        time.sleep(0.05)
+    process.kill()
+    raise ServerUnavailable(f"{what} was not ready after {timeout:.0f}s")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((LOOPBACK, port)) == 0
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    process: subprocess.Popen | None = None
+    workdir: Path | None = None
+    log_path: Path | None = None
+    _cleanup: list = field(default_factory=list)
+
+    def stop(self) -> None:
+        for step in reversed(self._cleanup):
+            with contextlib.suppress(Exception):
+                step()
+        self._cleanup.clear()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class MotoServer(Server):
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 (loopback URL)
+
+    def configure_lambda_without_docker(self) -> None:
+        request = urllib.request.Request(
+            f"{self.url}/moto-api/config", method="POST",
+            data=b'{"lambda": {"use_docker": false}}',
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
+
+
+@dataclass
+class RedisServer(Server):
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+
+@dataclass
+class PostgresServer(Server):
+    database: str = "gallery"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{LOOPBACK}:{self.port}/{self.database}"
+
+
+def which(binary: str) -> str | None:
+    found = shutil.which(binary)
+    if found:
+        return found
+    # Debian keeps PostgreSQL's server binaries off PATH.
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{binary}"))
+    return candidates[-1] if candidates else None
+
+
+def _log(name: str) -> tuple[Path, int]:
+    """A log file for a child; the parent closes its descriptor once the child has it."""
+    path = Path(tempfile.gettempdir()) / f"watchtower-{name}-{os.getpid()}-{free_port()}.log"
+    return path, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+
+
+def start_moto(port: int | None = None) -> MotoServer:
+    port = port or free_port()
+    binary = which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+    if not Path(binary).exists():
+        raise ServerUnavailable("moto_server not found: pip install 'moto[server]'")
+    log_path, log = _log("moto")
+    process = subprocess.Popen(  # noqa: S603
+        [binary, "-H", LOOPBACK, "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
+    )
+    os.close(log)
+    server = MotoServer(name="moto", port=port, process=process, log_path=log_path)
+
+    def ready() -> bool:
+        try:
+            urllib.request.urlopen(f"{server.url}/moto-api/", timeout=0.5).close()  # noqa: S310
+        except (urllib.error.URLError, OSError):
+            return False
+        return True
+
+    _wait(ready, "moto_server", process, 30)
+    return server
+
+
+def start_redis(port: int | None = None) -> RedisServer:
+    port = port or free_port()
+    binary = which("redis-server")
+    if binary is None:
+        raise ServerUnavailable("redis-server not found: apt-get install redis-server")
+    log_path, log = _log("redis")
+    process = subprocess.Popen(  # noqa: S603
+        [binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no",
+         "--protected-mode", "yes"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    os.close(log)
+    _wait(lambda: _port_open(port), "redis-server", process, 15)
+    return RedisServer(name="redis", port=port, process=process, log_path=log_path)
+
+
+def start_postgres(port: int | None = None, database: str = "gallery") -> PostgresServer:
+    """A throwaway cluster: initdb into a temporary directory, trust auth on loopback only."""
+    port = port or free_port()
+    initdb, postgres = which("initdb"), which("postgres")
+    if initdb is None or postgres is None:
+        raise ServerUnavailable("PostgreSQL server binaries not found: apt-get install postgresql")
+    workdir = Path(tempfile.mkdtemp(prefix="watchtower-pg-"))
+    data = workdir / "data"
+    as_postgres: dict[str, object] = {}
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        as_postgres = {"user": "postgres", "group": "postgres", "extra_groups": []}
+        shutil.chown(workdir, "postgres", "postgres")
+    subprocess.run(  # noqa: S603
+        [initdb, "-D", str(data), "-U", "postgres", "--auth=trust",
+         "--encoding=UTF8", "--no-sync"],
+        check=True, capture_output=True, **as_postgres,  # type: ignore[call-overload]
+    )
+    log_path, log = _log("postgres")
+    process = subprocess.Popen(  # noqa: S603
+        [postgres, "-D", str(data), "-p", str(port), "-k", str(workdir),
+         "-c", f"listen_addresses={LOOPBACK}", "-c", "fsync=off",
+         "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+        stdout=log, stderr=subprocess.STDOUT, **as_postgres,  # type: ignore[call-overload]
+    )
+    os.close(log)
+    server = PostgresServer(name="postgres", port=port, process=process, workdir=workdir,
+                            log_path=log_path, database=database)
+    try:
+        _wait(lambda: _port_open(port), "postgres", process, 30)
+        deadline = time.monotonic() + 30
+        while True:
+            created = subprocess.run(  # noqa: S603
+                [which("createdb") or "createdb", "-h", LOOPBACK, "-p", str(port),
+                 "-U", "postgres", database],
+                capture_output=True,
+            )
+            if created.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise ServerUnavailable(f"createdb failed: {created.stderr.decode().strip()}")
+            time.sleep(0.1)
+    except BaseException:
+        server.stop()
+        raise
+    return server
