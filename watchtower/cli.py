@@ -1,19 +1,163 @@
-"""The `watchtower` command line."""
+"""The `watchtower` command line.
+
+Exit codes: 0 all results ok or warning; 1 a result is critical or unknown; 2 bad usage or an
+invalid setting (one line naming it).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import signal
+import sys
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import TYPE_CHECKING
 
 import click
 
+from watchtower import wiring
+from watchtower.config import Settings
+from watchtower.errors import ConfigError
+from watchtower.model import Result, Status
 from watchtower.sandbox import stack as sandbox_stack
 from watchtower.sandbox.servers import ServerUnavailable
+
+if TYPE_CHECKING:
+    from watchtower.runtime import Watchtower
 
 
 @click.group()
 def main() -> None:
     """Watchtower: probes, checks and runbooks for the image service."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+@contextmanager
+def _watchtower() -> Iterator[Watchtower]:
+    from watchtower.runtime import build
+
+    wt = build(_settings())
+    try:
+        yield wt
+    finally:
+        wt.close()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--no-scheduler", is_flag=True, help="Serve only; another process schedules.")
+def serve(host: str, port: int, no_scheduler: bool) -> None:
+    """Serve the web app (/metrics, /healthz, /readyz) and run the scheduler."""
+    from werkzeug.serving import make_server
+
+    from watchtower.runtime import build
+    from watchtower.web import create_app
+
+    wt = build(_settings())
+    scheduler = None if no_scheduler else wt.scheduler()
+    server = make_server(host, port, create_app(wt, scheduler=scheduler), threaded=True)
+    if scheduler is not None:
+        scheduler.start()
+    click.echo(f"watchtower on http://{host}:{server.server_port}", err=True)
+    _serve_until_stopped(server.serve_forever, server.shutdown)
+    if scheduler is not None:
+        scheduler.shutdown()
+    server.server_close()
+    wt.close()
+
+
+def _serve_until_stopped(serve_forever: Callable[[], None], shutdown: Callable[[], None]) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=shutdown).start())
+    with suppress(KeyboardInterrupt):
+        serve_forever()
+
+
+@main.group()
+def probe() -> None:
+    """Run probes once."""
+
+
+@probe.command("run")
+@click.argument("names", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def probe_run(names: tuple[str, ...], as_json: bool) -> None:
+    """Run probes (all when none are named) once; exit 1 on critical or unknown."""
+    with _watchtower() as wt:
+        chosen = _choose(names, dict(wt.probes), "probe")
+        results = [r for name in chosen for r in wt.run_probe(name)]
+    _report(results, as_json)
+
+
+@main.group()
+def check() -> None:
+    """Run checks once."""
+
+
+@check.command("run")
+@click.argument("names", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def check_run(names: tuple[str, ...], as_json: bool) -> None:
+    """Run checks (all when none are named) once; exit 1 on critical or unknown."""
+    with _watchtower() as wt:
+        chosen = _choose(names, dict(wt.checks), "check")
+        results = wt.run_checks(chosen)
+        calls = {api: n for api, n in wiring.api_calls(wt.sources).items() if n}
+    _report(results, as_json, footer=f"AWS API calls this cycle: {calls or 'none'}")
+
+
+def _choose(names: tuple[str, ...], known: dict[str, object], kind: str) -> list[str]:
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        click.echo(f"error: no {kind} named {', '.join(unknown)} "
+                   f"(known: {', '.join(sorted(known))})", err=True)
+        sys.exit(2)
+    return list(names) or list(known)
+
+
+def _report(results: list[Result], as_json: bool, footer: str = "") -> None:
+    if as_json:
+        from watchtower.web import result_json
+
+        click.echo(json.dumps([result_json(r) for r in results], indent=2))
+    else:
+        width = max((len(r.name) for r in results), default=4) + 2
+        click.echo(f"{'NAME':<{width}}{'STATUS':<10}REASON")
+        for r in results:
+            retry = " (retry)" if r.attempt > 1 else ""
+            click.echo(f"{r.name + retry:<{width}}{r.status.value.upper():<10}{r.reason}")
+            figures = ", ".join(f"{k}={_fmt(v)}" for k, v in r.figures.items())
+            if figures:
+                click.echo(f"{'':<{width}}{'':<10}{figures}")
+        if footer:
+            click.echo(footer)
+    effective = _effective(results)
+    if effective in (Status.CRITICAL, Status.UNKNOWN):
+        sys.exit(1)
+
+
+def _effective(results: list[Result]) -> Status:
+    """The worst status among each name's last result (a passed retry supersedes the failure)."""
+    last: dict[str, Result] = {}
+    for r in results:
+        last[r.name] = r
+    return Status.worst([r.status for r in last.values()])
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 @main.command()
@@ -51,3 +195,7 @@ def _run_until_interrupted(image_api_port: int, dual_write: bool) -> None:
     finally:
         stack.stop()
         click.echo("stopped", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -15,10 +15,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import urllib3
 
 LOOPBACK = "127.0.0.1"
 
@@ -88,16 +88,11 @@ class MotoServer(Server):
         return f"http://{LOOPBACK}:{self.port}"
 
     def reset(self) -> None:
-        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
-        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 (loopback URL)
+        urllib3.request("POST", f"{self.url}/moto-api/reset", timeout=10)
 
     def configure_lambda_without_docker(self) -> None:
-        request = urllib.request.Request(
-            f"{self.url}/moto-api/config", method="POST",
-            data=b'{"lambda": {"use_docker": false}}',
-            headers={"Content-Type": "application/json"},
-        )
-        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310
+        urllib3.request("POST", f"{self.url}/moto-api/config", timeout=10,
+                        json={"lambda": {"use_docker": False}})
 
 
 @dataclass
@@ -145,8 +140,8 @@ def start_moto(port: int | None = None) -> MotoServer:
 
     def ready() -> bool:
         try:
-            urllib.request.urlopen(f"{server.url}/moto-api/", timeout=0.5).close()  # noqa: S310
-        except (urllib.error.URLError, OSError):
+            urllib3.request("GET", f"{server.url}/moto-api/", timeout=0.5, retries=False)
+        except urllib3.exceptions.HTTPError:
             return False
         return True
 

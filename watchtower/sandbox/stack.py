@@ -12,9 +12,9 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
+
+import urllib3
 
 from watchtower.sandbox import servers
 from watchtower.sandbox.servers import LOOPBACK, Server, ServerUnavailable
@@ -72,7 +72,7 @@ def start(*, image_api_port: int | None = None, dual_write: bool = True,
             env["IMAGE_REDIS_URL"] = redis.url
         if postgres:
             env["IMAGE_LEGACY_DATABASE_URL"] = postgres.url
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             [sys.executable, "-m", "image_core", "bootstrap"], env={**os.environ, **env},
             check=True, capture_output=True,
         )
@@ -109,8 +109,8 @@ def _start_image_api(env: dict[str, str], port: int) -> Server:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ServerUnavailable(f"the image API exited with status {process.returncode}")
-        with contextlib.suppress(urllib.error.URLError, OSError):
-            urllib.request.urlopen(f"http://{LOOPBACK}:{port}/healthz", timeout=0.5).close()  # noqa: S310
+        with contextlib.suppress(urllib3.exceptions.HTTPError):
+            urllib3.request("GET", f"http://{LOOPBACK}:{port}/healthz", timeout=0.5, retries=False)
             return server
         time.sleep(0.1)
     server.stop()

@@ -1,0 +1,152 @@
+"""Watchtower's settings: one frozen object, read from the environment once at start-up.
+
+Every check's thresholds and interval can be overridden with
+`WATCHTOWER_CHECK_<CHECK>_<THRESHOLD>` (e.g. `WATCHTOWER_CHECK_UPLOAD_SUCCESS_MIN_SUCCESS_RATIO`)
+and `WATCHTOWER_CHECK_<CHECK>_INTERVAL` (`WATCHTOWER_CHECKS_INTERVAL` sets every check's); unknown
+names fail start-up with the variable's name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from watchtower.errors import ConfigError
+
+CHECK_PREFIX = "WATCHTOWER_CHECK_"
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be greater than 0")
+    return value
+
+
+def _number(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+def _url(*schemes: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip()
+        if not value.startswith(tuple(f"{s}:" for s in schemes)):
+            raise ConfigError(f"{name}={raw!r} must be a URL starting with {' or '.join(schemes)}:")
+        return value.rstrip("/") if "://" in value and not value.startswith("sqlite") else value
+
+    return parse
+
+
+def _text(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ConfigError(f"{name} must not be empty")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    image_api_url: str = "http://127.0.0.1:8000"
+    database_url: str = "sqlite:///watchtower.sqlite"
+    redis_url: str | None = None
+    region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+    table: str = "images"
+    bucket: str = "images"
+    lambda_function: str = "image-api"
+    lambda_log_group: str | None = None  # default /aws/lambda/<function>
+    cloudfront_distribution_id: str | None = None
+    metrics_namespace: str = "ImageService"
+    legacy_database_url: str | None = None
+    probe_user: str = "watchtower-probe"
+    probe_interval: int = 60
+    probe_timeout_seconds: int = 10
+    check_tick: int = 30  # how often due checks are looked for
+    check_interval: int | None = None  # every check's interval, unless overridden per check
+    retention_days: int = 90
+    scheduler_jitter: int = 5
+    # check name -> {threshold or "interval": value}, from WATCHTOWER_CHECK_* variables
+    check_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def log_group(self) -> str:
+        return self.lambda_log_group or f"/aws/lambda/{self.lambda_function}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field_name, (variable, parse) in _VARIABLES.items():
+            raw = env.get(variable)
+            if raw is not None and (raw.strip() or parse is _bool):
+                values[field_name] = parse(variable, raw)
+        if "region" not in values and (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
+            values["region"] = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        overrides: dict[str, dict[str, float]] = {}
+        for variable, raw in env.items():
+            if variable.startswith(CHECK_PREFIX):
+                check, key = _split_check_variable(variable)
+                overrides.setdefault(check, {})[key] = _number(variable, raw)
+        values["check_overrides"] = overrides
+        return cls(**values)
+
+
+def _split_check_variable(variable: str) -> tuple[str, str]:
+    """WATCHTOWER_CHECK_UPLOAD_SUCCESS_MIN_SUCCESS_RATIO -> (upload_success, min_success_ratio)."""
+    from watchtower.checks import registry  # the registered checks name what may be overridden
+
+    rest = variable[len(CHECK_PREFIX):].lower()
+    for name, check in registry().items():
+        if rest.startswith(name + "_"):
+            key = rest[len(name) + 1:]
+            if key == "interval" or key in check.defaults:
+                return name, key
+            allowed = ", ".join(sorted([*check.defaults, "interval"]))
+            raise ConfigError(f"{variable}: check {name!r} has no setting {key!r} ({allowed})")
+    raise ConfigError(f"{variable}: no check is named by it (checks: {', '.join(registry())})")
+
+
+_VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "image_api_url": ("WATCHTOWER_IMAGE_API_URL", _url("http", "https")),
+    "database_url": ("WATCHTOWER_DATABASE_URL", _url("sqlite", "postgresql", "postgresql+psycopg")),
+    "redis_url": ("WATCHTOWER_REDIS_URL", _url("redis", "rediss", "unix")),
+    "region": ("WATCHTOWER_AWS_REGION", _text),
+    "aws_endpoint_url": ("AWS_ENDPOINT_URL", _url("http", "https")),
+    "table": ("WATCHTOWER_TABLE", _text),
+    "bucket": ("WATCHTOWER_BUCKET", _text),
+    "lambda_function": ("WATCHTOWER_LAMBDA_FUNCTION", _text),
+    "lambda_log_group": ("WATCHTOWER_LAMBDA_LOG_GROUP", _text),
+    "cloudfront_distribution_id": ("WATCHTOWER_CLOUDFRONT_DISTRIBUTION_ID", _text),
+    "metrics_namespace": ("WATCHTOWER_METRICS_NAMESPACE", _text),
+    "legacy_database_url": ("WATCHTOWER_LEGACY_DATABASE_URL", _url("postgresql", "postgres")),
+    "probe_user": ("WATCHTOWER_PROBE_USER", _text),
+    "probe_interval": ("WATCHTOWER_PROBE_INTERVAL", _positive_int),
+    "probe_timeout_seconds": ("WATCHTOWER_PROBE_TIMEOUT_SECONDS", _positive_int),
+    "check_tick": ("WATCHTOWER_CHECKS_TICK", _positive_int),
+    "check_interval": ("WATCHTOWER_CHECKS_INTERVAL", _positive_int),
+    "retention_days": ("WATCHTOWER_RETENTION_DAYS", _positive_int),
+    "scheduler_jitter": ("WATCHTOWER_SCHEDULER_JITTER", _positive_int),
+}
+
+
+def variables() -> dict[str, str]:
+    """Environment variable -> default, for the configuration reference."""
+    defaults = Settings()
+    return {var: repr(getattr(defaults, name)) for name, (var, _) in _VARIABLES.items()}

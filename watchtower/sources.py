@@ -1,0 +1,147 @@
+"""Adapters for the ports checks read through: CloudWatch, CloudWatch Logs, Lambda, PostgreSQL.
+
+Each takes a ready client (or a URL) and translates its library's errors into SourceError, with
+a message that names what could not be read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from watchtower.checks.base import MetricQuery, Series
+from watchtower.errors import SourceError
+
+MAX_QUERIES_PER_CALL = 500  # the GetMetricData limit
+
+
+class CloudWatchMetrics:
+    """Fetches every query of a cycle with as few GetMetricData calls as the API allows."""
+
+    def __init__(self, clients: Mapping[str, Any]) -> None:
+        self._clients = clients  # region -> CloudWatch client
+        self.calls = 0
+
+    def fetch(
+        self, queries: Sequence[MetricQuery], *, now: datetime, region: str
+    ) -> dict[MetricQuery, Series]:
+        out: dict[MetricQuery, Series] = {q: [] for q in queries}
+        groups: dict[tuple[int, int], list[MetricQuery]] = {}
+        for q in queries:
+            period = q.period_seconds or q.window_seconds
+            groups.setdefault((q.window_seconds, period), []).append(q)
+        client = self._clients[region]
+        for (window, period), group in groups.items():
+            for start in range(0, len(group), MAX_QUERIES_PER_CALL):
+                chunk = group[start:start + MAX_QUERIES_PER_CALL]
+                self._fetch_chunk(client, chunk, out, now=now, window=window, period=period,
+                                  region=region)
+        return out
+
+    def _fetch_chunk(self, client: Any, chunk: list[MetricQuery], out: dict[MetricQuery, Series],
+                     *, now: datetime, window: int, period: int, region: str) -> None:
+        ids = {f"q{i}": q for i, q in enumerate(chunk)}
+        request: dict[str, Any] = {
+            "MetricDataQueries": [
+                {
+                    "Id": qid,
+                    "MetricStat": {
+                        "Metric": {
+                            "Namespace": q.namespace,
+                            "MetricName": q.metric,
+                            "Dimensions": [{"Name": k, "Value": v} for k, v in q.dimensions],
+                        },
+                        "Period": period,
+                        "Stat": q.stat,
+                    },
+                    "ReturnData": True,
+                }
+                for qid, q in ids.items()
+            ],
+            "StartTime": now - timedelta(seconds=window),
+            "EndTime": now,
+            "ScanBy": "TimestampAscending",
+        }
+        try:
+            while True:
+                self.calls += 1
+                answer = client.get_metric_data(**request)
+                for item in answer.get("MetricDataResults", []):
+                    query = ids.get(item["Id"])
+                    if query is not None:
+                        out[query].extend(zip(item.get("Timestamps", []),
+                                              item.get("Values", []), strict=False))
+                token = answer.get("NextToken")
+                if not token:
+                    break
+                request["NextToken"] = token
+        except (ClientError, BotoCoreError) as exc:
+            raise SourceError(f"CloudWatch GetMetricData in {region} failed: {exc}") from exc
+
+
+class CloudWatchLogs:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls = 0
+
+    def messages(self, log_group: str, *, pattern: str, start: datetime, end: datetime,
+                 limit: int) -> list[str]:
+        request: dict[str, Any] = {
+            "logGroupName": log_group,
+            "filterPattern": pattern,
+            "startTime": int(start.timestamp() * 1000),
+            "endTime": int(end.timestamp() * 1000),
+        }
+        messages: list[str] = []
+        try:
+            while len(messages) < limit:
+                self.calls += 1
+                answer = self._client.filter_log_events(**request)
+                messages.extend(e["message"] for e in answer.get("events", []))
+                token = answer.get("nextToken")
+                if not token:
+                    break
+                request["nextToken"] = token
+        except (ClientError, BotoCoreError) as exc:
+            raise SourceError(f"CloudWatch Logs group {log_group!r} could not be read: "
+                              f"{exc}") from exc
+        return messages[:limit]
+
+
+class LambdaConfig:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls = 0
+
+    def environment(self, function: str) -> dict[str, str]:
+        try:
+            self.calls += 1
+            answer = self._client.get_function_configuration(FunctionName=function)
+        except (ClientError, BotoCoreError) as exc:
+            raise SourceError(f"Lambda function {function!r} configuration could not be read: "
+                              f"{exc}") from exc
+        variables: dict[str, str] = (answer.get("Environment") or {}).get("Variables") or {}
+        return variables
+
+
+class PostgresSql:
+    """Read-only scalar queries against the legacy database; one short-lived connection each."""
+
+    def __init__(self, url: str, *, connect_timeout: int = 3) -> None:
+        self._url = url
+        self._connect_timeout = connect_timeout
+
+    def scalar(self, sql: str, params: Mapping[str, Any]) -> Any:
+        import psycopg
+
+        try:
+            with psycopg.connect(self._url, connect_timeout=self._connect_timeout,
+                                 options="-c default_transaction_read_only=on "
+                                         "-c statement_timeout=5000") as conn:
+                row = conn.execute(sql, dict(params)).fetchone()  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise SourceError(f"PostgreSQL could not be read: {exc}".strip()) from exc
+        return None if row is None else row[0]

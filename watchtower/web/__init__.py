@@ -1,0 +1,74 @@
+"""Watchtower's web app (Flask app factory): metrics, health, readiness and the status API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from watchtower.model import Result
+from watchtower.runtime import Watchtower
+from watchtower.scheduler import Scheduler
+
+
+def create_app(watchtower: Watchtower, *, scheduler: Scheduler | None = None) -> Flask:
+    app = Flask(__name__)
+    app.extensions["watchtower"] = watchtower
+    app.extensions["watchtower.scheduler"] = scheduler
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.add_url_rule("/metrics", view_func=metrics)
+    app.add_url_rule("/healthz", view_func=healthz)
+    app.add_url_rule("/readyz", view_func=readyz)
+    app.add_url_rule("/api/v1/results", view_func=latest_results)
+    return app
+
+
+def _watchtower() -> Watchtower:
+    wt: Watchtower = current_app.extensions["watchtower"]
+    return wt
+
+
+def metrics() -> Any:
+    return generate_latest(_watchtower().metrics.registry), 200, {
+        "Content-Type": CONTENT_TYPE_LATEST}
+
+
+def healthz() -> Any:
+    """Liveness: the process serves requests."""
+    return jsonify({"status": "ok"})
+
+
+def readyz() -> Any:
+    """Readiness: the history store answers and, when scheduling here, the scheduler runs."""
+    problems = []
+    try:
+        _watchtower().store.ping()
+    except Exception as exc:
+        problems.append(f"history store unreachable: {type(exc).__name__}")
+    scheduler: Scheduler | None = current_app.extensions["watchtower.scheduler"]
+    if scheduler is not None and not scheduler.running:
+        problems.append("scheduler not running")
+    body = {"status": "ok" if not problems else "not ready", "problems": problems}
+    return jsonify(body), 200 if not problems else 503
+
+
+def latest_results() -> Any:
+    latest = _watchtower().store.latest()
+    return jsonify({"results": [result_json(r) for r in latest.values()]})
+
+
+def result_json(result: Result) -> dict[str, Any]:
+    return {
+        "name": result.name,
+        "kind": result.kind,
+        "status": result.status.value,
+        "reason": result.reason,
+        "observed_at": result.observed_at.isoformat(),
+        "figures": result.figures,
+        "thresholds": result.thresholds,
+        "steps": [{"name": s.name, "ok": s.ok, "seconds": s.seconds, "reason": s.reason}
+                  for s in result.steps],
+        "duration_seconds": result.duration_seconds,
+        "attempt": result.attempt,
+    }
