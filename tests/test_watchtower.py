@@ -75,7 +75,7 @@ def test_readiness_follows_the_history_store(watchtower: Watchtower) -> None:
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "-m", "watchtower.cli", *args], env={**os.environ, **env},
         capture_output=True, text=True, timeout=120,
     )
@@ -126,7 +126,7 @@ def test_two_replicas_run_each_job_once_per_interval(
     }
     ports = [free_port(), free_port()]
     replicas = [
-        subprocess.Popen(  # noqa: S603
+        subprocess.Popen(
             [sys.executable, "-m", "watchtower.cli", "serve", "--port", str(port)],
             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )

@@ -73,11 +73,12 @@ class Watchtower:
         now = self.clock()
         due = [c for c in self.checks.values()
                if self.lock.acquire(f"check:{c.name}", interval=self.interval(c), now=now)]
-        return self._cycle(due) if due else []
+        return self._cycle(due, now) if due else []
 
-    def _cycle(self, checks: list[Check]) -> list[Result]:
+    def _cycle(self, checks: list[Check], now: float | None = None) -> list[Result]:
         before = wiring.api_calls(self.sources)
-        results = run_checks(checks, settings=self.settings, sources=self.sources, now=self.now())
+        at = datetime.fromtimestamp(now, UTC) if now is not None else self.now()
+        results = run_checks(checks, settings=self.settings, sources=self.sources, now=at)
         for api, count in wiring.api_calls(self.sources).items():
             if count > before.get(api, 0):
                 self.metrics.aws_api_calls.labels(api).inc(count - before.get(api, 0))

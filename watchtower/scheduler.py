@@ -100,12 +100,14 @@ class Scheduler:
                                     start_date=next_slot_start(self._clock(), interval)),
             max_instances=1, coalesce=True, misfire_grace_time=max(1, interval // 2),
         )
-        self._scheduler.add_job(self._guarded, args=args, id=f"{job}:startup", trigger="date",
-                                run_date=datetime.now(UTC) + timedelta(seconds=0.1))
+        # At start-up, at once and without jitter: a fresh replica shows results within seconds.
+        self._scheduler.add_job(self._guarded, args=(*args, False), id=f"{job}:startup",
+                                trigger="date", run_date=datetime.now(UTC) + timedelta(seconds=0.1))
 
-    def _guarded(self, job: str, interval: int, run: Callable[[], object], locked: bool) -> None:
+    def _guarded(self, job: str, interval: int, run: Callable[[], object], locked: bool,
+                 jittered: bool = True) -> None:
         now = self._clock()
-        jitter = min(float(self._jitter), interval / 4) if locked else 0
+        jitter = min(float(self._jitter), interval / 4) if locked and jittered else 0
         if jitter and self._stopping.wait(random.uniform(0, jitter)):
             return
         if locked and not self._lock.acquire(job, interval=interval, now=now):
