@@ -143,5 +143,7 @@ class PostgresSql:
                                          "-c statement_timeout=5000") as conn:
                 row = conn.execute(sql, dict(params)).fetchone()  # type: ignore[arg-type]
         except psycopg.Error as exc:
-            raise SourceError(f"PostgreSQL could not be read: {exc}".strip()) from exc
+            # psycopg's messages span lines (a hint on the next); a reason is one line.
+            message = " ".join(str(exc).split())
+            raise SourceError(f"PostgreSQL could not be read: {message}") from exc
         return None if row is None else row[0]

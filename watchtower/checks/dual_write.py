@@ -1,0 +1,141 @@
+"""`dual_write`: the flag's actual value on the deployed function, and the dual-write success rate.
+
+The flag is read from the Lambda function's configuration, not from a config file: that is what
+the running code sees. The success rate comes from the image core's DualWrites{Outcome} metric.
+For one window after the flag is flipped off, dual-writes made just before the flip still count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from watchtower.checks import image_metrics
+from watchtower.checks.base import Check, CheckContext, MetricQuery, ratio, register, total
+from watchtower.config import Settings
+from watchtower.errors import SourceError
+from watchtower.model import Result, Status
+
+FLAG = "ENABLE_DYNAMODB_DUAL_WRITE"
+# The image core's own parsing of the flag (image_core/config.py); unset means its default, off.
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def flag_value(environment: Mapping[str, str], function: str) -> tuple[bool | None, str]:
+    """The flag as the image core would read it from this environment, and how it reads."""
+    raw = environment.get(FLAG)
+    if raw is None:
+        return False, f"{FLAG} is not set on function {function!r} (the image core's default: off)"
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True, f"{FLAG}={raw} on function {function!r}"
+    if value in _FALSE:
+        return False, f"{FLAG}={raw} on function {function!r}"
+    return None, f"{FLAG}={raw!r} on function {function!r} is not a boolean"
+
+
+def read_flag(ctx: CheckContext) -> tuple[bool | None, str]:
+    """The flag on the deployed function, or None and why it could not be read."""
+    if ctx.sources.functions is None:
+        return None, "no Lambda configuration source is configured"
+    try:
+        environment = ctx.sources.functions.environment(ctx.settings.lambda_function)
+    except SourceError as exc:
+        return None, str(exc)
+    return flag_value(environment, ctx.settings.lambda_function)
+
+
+def flag_figure(flag: bool | None) -> float | None:
+    return None if flag is None else float(flag)
+
+
+@register
+class DualWrite(Check):
+    name = "dual_write"
+    title = "Dual-write flag and success rate"
+    component = "legacy"
+    defaults = {"window_seconds": 300, "min_success_ratio": 0.999}
+
+    def metric_queries(self, settings: Settings, params: Mapping[str, float]) -> list[MetricQuery]:
+        window = int(params["window_seconds"])
+        return [
+            image_metrics.dual_writes(settings, window, outcome="success"),
+            image_metrics.dual_writes(settings, window, outcome="failure"),
+            *(
+                image_metrics.requests(settings, window, traffic=t, outcome="success")
+                for t in image_metrics.TRAFFIC
+            ),
+        ]
+
+    def evaluate(self, ctx: CheckContext) -> Result:
+        flag, flag_note = read_flag(ctx)
+        try:
+            successes = total(ctx.metric("dual_writes_success")) or 0
+            failures = total(ctx.metric("dual_writes_failure")) or 0
+            uploads = sum(
+                total(ctx.metric(f"requests_upload_{t}_success")) or 0
+                for t in image_metrics.TRAFFIC
+            )
+        except SourceError as exc:
+            # The flag was still read: say what it is, even though the rate is unknown.
+            return self.result(
+                ctx,
+                Status.UNKNOWN,
+                f"dual-write metrics could not be read ({exc}); {flag_note}",
+                {"flag": flag_figure(flag)},
+            )
+        attempts = successes + failures
+        figures = {
+            "flag": flag_figure(flag),
+            "attempts": attempts,
+            "failures": failures,
+            "success_ratio": ratio(successes, attempts),
+            "uploads": uploads,
+        }
+        return self.result(ctx, *judge(flag, figures, ctx.params, flag_note=flag_note), figures)
+
+
+def judge(
+    flag: bool | None,
+    figures: Mapping[str, float | None],
+    params: Mapping[str, float],
+    *,
+    flag_note: str = "",
+) -> tuple[Status, str]:
+    """Off means no attempts at all; on means (nearly) every attempt succeeds, one per upload."""
+    attempts = figures["attempts"] or 0
+    failures = figures["failures"] or 0
+    uploads = figures["uploads"] or 0
+    minutes = params["window_seconds"] / 60
+    if flag is None:
+        return Status.UNKNOWN, (
+            f"the dual-write flag could not be read ({flag_note}); "
+            f"{attempts:.0f} dual-writes in {minutes:.0f} min"
+        )
+    if not flag:
+        if attempts > 0:
+            return Status.CRITICAL, (
+                f"{attempts:.0f} dual-writes attempted in {minutes:.0f} min "
+                f"although dual-write is off ({flag_note})"
+            )
+        return Status.OK, (
+            f"dual-write is off and no dual-writes were attempted in {minutes:.0f} min"
+        )
+    if attempts == 0:
+        if uploads > 0:
+            return Status.WARNING, (
+                f"dual-write is on, but none of the {uploads:.0f} successful "
+                f"uploads in {minutes:.0f} min was dual-written"
+            )
+        return Status.OK, f"dual-write is on; no uploads in {minutes:.0f} min to dual-write"
+    success_ratio = (attempts - failures) / attempts
+    if success_ratio < params["min_success_ratio"]:
+        return Status.CRITICAL, (
+            f"dual-write success {success_ratio:.2%} ({failures:.0f} of "
+            f"{attempts:.0f} failed) in {minutes:.0f} min, below "
+            f"{params['min_success_ratio']:.1%}"
+        )
+    return Status.OK, (
+        f"dual-write is on: {success_ratio:.2%} of {attempts:.0f} dual-writes "
+        f"succeeded in {minutes:.0f} min"
+    )
