@@ -77,13 +77,18 @@ class DynamoDbMetadata:
             if exc.response["Error"]["Code"] != "ResourceInUseException":
                 raise MetadataError(f"cannot create table {self.table!r}: {exc}") from exc
             return False
-        self._client.get_waiter("table_exists").wait(
-            TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-        )
-        self._client.update_time_to_live(
-            TableName=self.table,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
-        )
+        except BotoCoreError as exc:
+            raise MetadataError(f"cannot create table {self.table!r}: {exc}") from exc
+        try:
+            self._client.get_waiter("table_exists").wait(
+                TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+            )
+            self._client.update_time_to_live(
+                TableName=self.table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise MetadataError(f"cannot set up table {self.table!r}: {exc}") from exc
         return True
 
     # -- images -------------------------------------------------------------------------------

@@ -19,6 +19,15 @@ class S3Storage:
 
     def bootstrap(self, region: str) -> bool:
         """Create the bucket; True when it was created now."""
+        try:
+            # In us-east-1 CreateBucket answers 200 for a bucket we already own: ask first.
+            self._client.head_bucket(Bucket=self.bucket)
+            return False
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("404", "NoSuchBucket", "NotFound"):
+                raise StorageError(f"cannot create bucket {self.bucket!r}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"cannot create bucket {self.bucket!r}: {exc}") from exc
         kwargs: dict[str, Any] = {"Bucket": self.bucket}
         if region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -27,6 +36,8 @@ class S3Storage:
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 return False
+            raise StorageError(f"cannot create bucket {self.bucket!r}: {exc}") from exc
+        except BotoCoreError as exc:
             raise StorageError(f"cannot create bucket {self.bucket!r}: {exc}") from exc
         return True
 
