@@ -22,6 +22,7 @@ from image_core.errors import (
 )
 from image_core.openapi import document
 from image_core.service import ImageService
+from image_core.telemetry import Outcome
 
 SYNTHETIC_HEADER = "X-Synthetic-Traffic"
 USER_HEADER = "X-User-Id"
@@ -166,7 +167,9 @@ def _record_request(response: Any) -> Any:
     operation = _OPERATIONS.get(request.endpoint or "")
     if operation is not None and "started" in g:
         status = response.status_code
-        outcome = "success" if status < 400 else "client_error" if status < 500 else "server_error"
+        outcome: Outcome = (
+            "success" if status < 400 else "client_error" if status < 500 else "server_error"
+        )
         _components().telemetry.request(
             operation=operation,
             traffic="synthetic" if _synthetic() else "user",

@@ -26,7 +26,8 @@ def client(service: str, settings: Settings, **config: Any) -> Any:
         **config,
     )
     with _lock:
-        return _session().client(service, endpoint_url=settings.aws_endpoint_url, config=base)
+        make: Any = _session().client  # the stubs want a literal service name
+        return make(service, endpoint_url=settings.aws_endpoint_url, config=base)
 
 
 _lock = threading.Lock()

@@ -9,6 +9,9 @@ from typing import Any
 
 from image_core.errors import ConfigError
 
+# Pillow's Image.MAX_IMAGE_PIXELS: above it Pillow refuses an image before we can judge it.
+PILLOW_PIXEL_LIMIT = int(1024 * 1024 * 1024 // 4 // 3)
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -96,6 +99,11 @@ class Settings:
             if region:
                 values["region"] = region
         settings = cls(**values)
+        if settings.max_pixels > PILLOW_PIXEL_LIMIT:
+            raise ConfigError(
+                f"IMAGE_MAX_PIXELS={settings.max_pixels} is above {PILLOW_PIXEL_LIMIT}, where "
+                "Pillow's own decompression-bomb guard rejects images first"
+            )
         if settings.dual_write and not settings.legacy_database_url:
             raise ConfigError(
                 "ENABLE_DYNAMODB_DUAL_WRITE=true needs IMAGE_LEGACY_DATABASE_URL "

@@ -6,7 +6,7 @@ import io
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from image_core.errors import BadRequest, PayloadTooLarge, UnsupportedImage
 
@@ -17,6 +17,8 @@ SUPPORTED_FORMATS: dict[str, tuple[str, str]] = {
     "WEBP": ("image/webp", "webp"),
     "GIF": ("image/gif", "gif"),
 }
+
+_QUARTER_TURNS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +43,8 @@ def process(data: bytes, *, max_pixels: int, thumbnail_size: int) -> ProcessedIm
     image = _open(data, max_pixels)
     content_type, extension = SUPPORTED_FORMATS[image.format or ""]
     width, height = image.size
+    if image.getexif().get(ExifTags.Base.Orientation) in _QUARTER_TURNS:
+        width, height = height, width  # as displayed, like the thumbnail
     try:
         thumb = _thumbnail(image, thumbnail_size)
     except (OSError, SyntaxError, ValueError) as exc:

@@ -7,6 +7,7 @@ It is imported only when ENABLE_DYNAMODB_DUAL_WRITE is on, so the image core run
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import psycopg
 
@@ -75,21 +76,28 @@ class PostgresGalleryWriter:
                 self._conn.close()
                 self._conn = None
 
-    def _run(self, statement, *, what: str) -> None:  # type: ignore[no-untyped-def]
+    def _run(self, statement: Callable[[psycopg.Connection], object], *, what: str) -> None:
         with self._lock:
-            try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(
-                        self._url,
-                        autocommit=True,
-                        connect_timeout=self._connect_timeout,
-                        options="-c statement_timeout=2000",
-                    )
-                statement(self._conn)
-            except psycopg.Error as exc:
-                if self._conn is not None:
-                    self._conn.close()
-                    self._conn = None
-                raise LegacyWriteError(
-                    f"cannot {what} in PostgreSQL gallery_images: {exc}".strip()
-                ) from exc
+            # A connection that was open may have died since (server restart, idle kill): the
+            # statements are safe to repeat, so one retry on a fresh connection costs nothing.
+            attempts = 2 if self._conn is not None else 1
+            for attempt in range(1, attempts + 1):
+                try:
+                    if self._conn is None or self._conn.closed:
+                        self._conn = psycopg.connect(
+                            self._url,
+                            autocommit=True,
+                            connect_timeout=self._connect_timeout,
+                            options="-c statement_timeout=2000",
+                        )
+                    statement(self._conn)
+                    return
+                except psycopg.Error as exc:
+                    if self._conn is not None:
+                        self._conn.close()
+                        self._conn = None
+                    if attempt == attempts or not isinstance(exc, psycopg.OperationalError):
+                        message = " ".join(str(exc).split())
+                        raise LegacyWriteError(
+                            f"cannot {what} in PostgreSQL gallery_images: {message}"
+                        ) from exc

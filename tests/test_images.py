@@ -128,6 +128,7 @@ def test_exif_orientation_is_applied() -> None:
     Image.new("RGB", (800, 400), (10, 200, 30)).save(out, "JPEG", exif=exif)
     result = process(out.getvalue())
     assert (result.thumbnail_width, result.thumbnail_height) == (200, 400)
+    assert (result.width, result.height) == (400, 800)  # the original as displayed, too
     thumb = decoded(result.thumbnail)
     assert thumb.size == (200, 400)
     # Applied once, not left for a viewer to apply again.

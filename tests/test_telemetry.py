@@ -72,9 +72,8 @@ def test_events_are_aggregated_into_one_statistic_set_per_series(
 
 
 def test_many_series_are_sent_in_batches(settings: Settings) -> None:
-    # botocore gzips PutMetricData bodies over 10 KB; moto_server before 5.2.5 cannot read them
-    # (HTTP 500), and an older one may come first on PATH. Batching is what is tested here.
-    client = aws.client("cloudwatch", settings, disable_request_compression=True)
+    # botocore gzips PutMetricData bodies over 10 KB, as production does (moto >= 5.2.5 reads them).
+    client = aws.client("cloudwatch", settings)
     sink = CloudWatchSink(client, settings.metrics_namespace, interval=3600)
     try:
         for n in range(1100):

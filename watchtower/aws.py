@@ -26,7 +26,8 @@ def client(service: str, settings: Settings, *, region: str | None = None) -> An
         retries={"mode": "standard", "max_attempts": 2},
     )
     with _lock:
-        return _session().client(service, endpoint_url=settings.aws_endpoint_url, config=config)
+        make: Any = _session().client  # the stubs want a literal service name
+        return make(service, endpoint_url=settings.aws_endpoint_url, config=config)
 
 
 @functools.cache

@@ -6,6 +6,7 @@ and the web edge read the clock; everything below takes `now`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -110,7 +111,7 @@ class Watchtower:
         for name, probe in self.probes.items():
             interval = probe.interval or self.settings.probe_interval
             self.metrics.interval.labels("probe", name).set(interval)
-            scheduler.add(f"probe:{name}", interval, lambda n=name: self.run_probe(n))
+            scheduler.add(f"probe:{name}", interval, functools.partial(self.run_probe, name))
         for check in self.checks.values():
             self.metrics.interval.labels("check", check.name).set(self.interval(check))
         # Locks are per check inside the tick, so the tick itself is not locked.

@@ -141,7 +141,7 @@ class PostgresSql:
             with psycopg.connect(self._url, connect_timeout=self._connect_timeout,
                                  options="-c default_transaction_read_only=on "
                                          "-c statement_timeout=5000") as conn:
-                row = conn.execute(sql, dict(params)).fetchone()  # type: ignore[arg-type]
+                row = conn.execute(sql, dict(params)).fetchone()
         except psycopg.Error as exc:
             # psycopg's messages span lines (a hint on the next); a reason is one line.
             message = " ".join(str(exc).split())

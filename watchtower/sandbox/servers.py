@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def free_port() -> int:
         return port
 
 
-def _wait(ready: callable, what: str, process: subprocess.Popen, timeout: float) -> None:  # type: ignore[valid-type]
+def _wait(ready: Callable[[], bool], what: str, process: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -128,7 +129,9 @@ def _log(name: str) -> tuple[Path, int]:
 
 def start_moto(port: int | None = None) -> MotoServer:
     port = port or free_port()
-    binary = which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
+    # The moto of this environment first: another one on PATH may be older than pyproject asks.
+    beside = Path(sys.executable).with_name("moto_server")
+    binary = str(beside) if beside.exists() else which("moto_server") or str(beside)
     if not Path(binary).exists():
         raise ServerUnavailable("moto_server not found: pip install 'moto[server]'")
     log_path, log = _log("moto")

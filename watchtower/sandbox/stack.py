@@ -12,12 +12,16 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import urllib3
 
 from watchtower.sandbox import servers
 from watchtower.sandbox.servers import LOOPBACK, Server, ServerUnavailable
+
+S = TypeVar("S", bound=Server)
 
 SANDBOX_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "sandbox",
@@ -43,7 +47,7 @@ class Stack:
 
 
 def start(*, image_api_port: int | None = None, dual_write: bool = True,
-          log: callable = print) -> Stack:  # type: ignore[valid-type]
+          log: Callable[[str], None] = print) -> Stack:
     """Start everything; on any failure, stop what was started and raise."""
     children: list[Server] = []
     notes: list[str] = []
@@ -88,9 +92,10 @@ def start(*, image_api_port: int | None = None, dual_write: bool = True,
         raise
 
 
-def _optional(starter, what: str, without: str, notes: list[str], log) -> Server | None:  # type: ignore[no-untyped-def]
+def _optional(starter: Callable[[], S], what: str, without: str, notes: list[str],
+              log: Callable[[str], None]) -> S | None:
     try:
-        server: Server = starter()
+        server = starter()
     except ServerUnavailable as exc:
         note = f"{what} is not running ({exc}); {without}"
         notes.append(note)
