@@ -10,7 +10,7 @@ from typing import Any
 from image_core.errors import ConfigError
 
 # Pillow's Image.MAX_IMAGE_PIXELS: above it Pillow refuses an image before we can judge it.
-PILLOW_PIXEL_LIMIT = int(1024 * 1024 * 1024 // 4 // 3)
+PILLOW_PIXEL_LIMIT = 1024 * 1024 * 1024 // 4 // 3
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -43,14 +44,14 @@ def process(data: bytes, *, max_pixels: int, thumbnail_size: int) -> ProcessedIm
     image = _open(data, max_pixels)
     content_type, extension = SUPPORTED_FORMATS[image.format or ""]
     width, height = image.size
-    if image.getexif().get(ExifTags.Base.Orientation) in _QUARTER_TURNS:
-        width, height = height, width  # as displayed, like the thumbnail
     try:
-        thumb = _thumbnail(image, thumbnail_size)
-    except (OSError, SyntaxError, ValueError) as exc:
+        thumb, turned = _thumbnail(image, thumbnail_size)
+    except (OSError, SyntaxError, ValueError, struct.error) as exc:
         raise BadRequest(
             f"the {image.format} image is truncated or corrupt: {exc}", code="corrupt_image"
         ) from exc
+    if turned:
+        width, height = height, width  # as displayed, like the thumbnail
     encoded, thumb_type = _encode(thumb)
     return ProcessedImage(
         content_type=content_type,
@@ -94,11 +95,13 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
-def _thumbnail(image: Image.Image, size: int) -> Image.Image:
+def _thumbnail(image: Image.Image, size: int) -> tuple[Image.Image, bool]:
+    """The thumbnail, and whether EXIF orientation turned the image a quarter turn."""
     if image.format == "JPEG":
         # Decode at a reduced DCT scale (1/2, 1/4, 1/8) instead of full size: about twice as fast.
         image.draft("RGB", (size, size))
     image.load()  # decodes everything that is left: truncation and corruption raise here
+    turned = image.getexif().get(ExifTags.Base.Orientation) in _QUARTER_TURNS
     oriented = ImageOps.exif_transpose(image)
     if oriented.mode not in ("RGB", "RGBA", "L", "LA"):
         has_alpha = oriented.mode in ("P", "PA") and "transparency" in oriented.info
@@ -107,7 +110,7 @@ def _thumbnail(image: Image.Image, size: int) -> Image.Image:
     # A clean copy carries no EXIF, XMP or comment: Pillow copies `info` into what it saves.
     clean = Image.new(oriented.mode, oriented.size)
     clean.paste(oriented)
-    return clean
+    return clean, turned
 
 
 def _encode(thumb: Image.Image) -> tuple[bytes, str]:
