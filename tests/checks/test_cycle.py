@@ -25,6 +25,7 @@ AWS_CHECKS = {
     "dual_write",
     "dynamodb_throttling",
     "dynamodb_writes",
+    "gallery_cache",
     "lambda_cold_starts",
     "upload_success",
 }
@@ -38,6 +39,8 @@ def healthy(world: World, legacy_url: str | None = None) -> None:
     world.latency(1000, {250: 200, 500: 30, 800: 5})
     world.dual_writes(success=1005)
     world.cloudfront(hit_rate=89.0, requests=20_000)
+    world.metric("CacheEvents", 900, Event="hit")
+    world.metric("CacheEvents", 100, Event="miss")
     for hour in range(1, 25):
         world.table_writes(12_000, at=world.ago(hour * 3600 - 30))
     world.table_writes(1100)
@@ -95,6 +98,7 @@ def test_every_check_is_ok_on_a_healthy_service(
         "dual_write": "legacy",
         "dynamodb_throttling": "dynamodb",
         "dynamodb_writes": "dynamodb",
+        "gallery_cache": "cache",
         "lambda_cold_starts": "lambda",
         "postgres_inserts": "legacy",
         "upload_success": "upload_path",
@@ -130,7 +134,7 @@ def test_one_cycle_costs_one_get_metric_data_call_per_region_and_window(
         q for c in registry().values() for q in c.metric_queries(settings, params_for(c, settings))
     ]
     assert sum(queries_per_call) == 2 * len(set(declared))
-    assert len(set(declared)) == 25 < len(declared) == 28
+    assert len(set(declared)) == 28 < len(declared) == 31
 
 
 def test_aws_down_makes_every_aws_check_unknown_and_postgres_still_counts(

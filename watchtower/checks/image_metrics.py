@@ -64,3 +64,14 @@ def dual_writes(settings: Settings, window: int, *, outcome: str) -> MetricQuery
         dimensions=(("Outcome", outcome),),
         window_seconds=window,
     )
+
+
+def cache_events(settings: Settings, window: int, *, event: str) -> MetricQuery:
+    """CacheEvents{Event=hit|miss|bypass}: one per gallery-cache lookup or skipped lookup."""
+    return MetricQuery(
+        key=f"cache_events_{event}",
+        namespace=settings.metrics_namespace,
+        metric="CacheEvents",
+        dimensions=(("Event", event),),
+        window_seconds=window,
+    )
