@@ -61,6 +61,33 @@ def _text(name: str, raw: str) -> str:
     return value
 
 
+ROLES = ("viewer", "operator", "admin")
+
+
+def _users(name: str, raw: str) -> tuple[tuple[str, str, str], ...]:
+    users = []
+    for n, entry in enumerate(e.strip() for e in raw.split(",") if e.strip()):
+        parts = entry.split(":", 2)
+        if len(parts) != 3 or not parts[0] or not parts[2]:
+            raise ConfigError(f"{name}: entry {n + 1} must be name:role:secret")
+        if parts[1] not in ROLES:
+            raise ConfigError(f"{name}: entry {n + 1} has role {parts[1]!r}; use {', '.join(ROLES)}")
+        users.append((parts[0], parts[1], parts[2]))
+    names = [u[0] for u in users]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{name}: a user is named twice")
+    return tuple(users)
+
+
+def _anonymous_role(name: str, raw: str) -> str | None:
+    value = raw.strip().lower()
+    if value in {"", "none"}:
+        return None
+    if value not in ROLES:
+        raise ConfigError(f"{name}={raw!r} must be none or one of {', '.join(ROLES)}")
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     image_api_url: str = "http://127.0.0.1:8000"
@@ -82,6 +109,14 @@ class Settings:
     check_interval: int | None = None  # every check's interval, unless overridden per check
     retention_days: int = 90
     scheduler_jitter: int = 5
+    sandbox: bool = False  # the demo: some telemetry is simulated, and the UI says so
+    # Who may do what: name:role:secret entries (role viewer, operator or admin). The secret is a
+    # bearer token, or a basic-auth / login password; plain, or a werkzeug password hash.
+    users: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
+    anonymous_role: str | None = "viewer"  # what a visitor who is not logged in may do
+    webhook_token: str | None = field(default=None, repr=False)  # Alertmanager's bearer token for POST /api/v1/alerts
+    secret_key: str | None = field(default=None, repr=False)  # signs session cookies; random per process when unset
+    public_url: str = "http://127.0.0.1:8080"  # where people reach Watchtower (runbook links)
     # check name -> {threshold or "interval": value}, from WATCHTOWER_CHECK_* variables
     check_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -143,6 +178,12 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "check_interval": ("WATCHTOWER_CHECKS_INTERVAL", _positive_int),
     "retention_days": ("WATCHTOWER_RETENTION_DAYS", _positive_int),
     "scheduler_jitter": ("WATCHTOWER_SCHEDULER_JITTER", _positive_int),
+    "sandbox": ("WATCHTOWER_SANDBOX", _bool),
+    "users": ("WATCHTOWER_USERS", _users),
+    "anonymous_role": ("WATCHTOWER_ANONYMOUS_ROLE", _anonymous_role),
+    "webhook_token": ("WATCHTOWER_WEBHOOK_TOKEN", _text),
+    "secret_key": ("WATCHTOWER_SECRET_KEY", _text),
+    "public_url": ("WATCHTOWER_PUBLIC_URL", _url("http", "https")),
 }
 
 

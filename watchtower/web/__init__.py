@@ -10,11 +10,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from watchtower.model import Result
 from watchtower.runtime import Watchtower
 from watchtower.scheduler import Scheduler
+from watchtower.web import auth
 
 
 def create_app(watchtower: Watchtower, *, scheduler: Scheduler | None = None) -> Flask:
     app = Flask(__name__)
     app.extensions["watchtower"] = watchtower
+    auth.init_app(app, watchtower.settings)
     app.extensions["watchtower.scheduler"] = scheduler
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.add_url_rule("/metrics", view_func=metrics)
