@@ -9,7 +9,9 @@ from PIL import Image
 
 
 def image_bytes(
-    fmt: str = "JPEG", size: tuple[int, int] = (640, 480), color: tuple[int, ...] = (200, 40, 90),
+    fmt: str = "JPEG",
+    size: tuple[int, int] = (640, 480),
+    color: tuple[int, ...] = (200, 40, 90),
     **save: Any,
 ) -> bytes:
     mode = "RGBA" if len(color) == 4 else "RGB"

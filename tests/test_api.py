@@ -18,10 +18,16 @@ ALICE = {"X-User-Id": "alice"}
 BOB = {"X-User-Id": "bob"}
 
 
-def upload(client: Any, data: bytes, headers: dict[str, str] | None = None,
-           filename: str = "photo.jpg", content_type: str = "image/jpeg") -> Any:
+def upload(
+    client: Any,
+    data: bytes,
+    headers: dict[str, str] | None = None,
+    filename: str = "photo.jpg",
+    content_type: str = "image/jpeg",
+) -> Any:
     return client.post(
-        "/images", headers={**ALICE, **(headers or {})},
+        "/images",
+        headers={**ALICE, **(headers or {})},
         data={"file": (io.BytesIO(data), filename, content_type)},
         content_type="multipart/form-data",
     )
@@ -103,10 +109,16 @@ def test_list_is_newest_first_and_cursor_paginated(client: Any) -> None:
     assert client.get(f"/images?cursor={first['next_cursor']}", headers=BOB).json["items"] == []
 
 
-@pytest.mark.parametrize("query, code", [
-    ("limit=0", "invalid_limit"), ("limit=101", "invalid_limit"), ("limit=x", "invalid_limit"),
-    ("cursor=%25%25%25", "invalid_cursor"), ("cursor=e30", "invalid_cursor"),
-])
+@pytest.mark.parametrize(
+    "query, code",
+    [
+        ("limit=0", "invalid_limit"),
+        ("limit=101", "invalid_limit"),
+        ("limit=x", "invalid_limit"),
+        ("cursor=%25%25%25", "invalid_cursor"),
+        ("cursor=e30", "invalid_cursor"),
+    ],
+)
 def test_bad_list_parameters_are_400(client: Any, query: str, code: str) -> None:
     answer = client.get(f"/images?{query}", headers=ALICE)
     assert answer.status_code == 400 and answer.json["error"]["code"] == code
@@ -132,7 +144,10 @@ def test_over_max_bytes_is_413(make_components: Any, serve_api: Any, size: tuple
     data = image_bytes("PNG", size, compress_level=0)
     assert len(data) > 20_000
     answer = urllib3.request(
-        "POST", f"{base}/images", headers=ALICE, timeout=10,
+        "POST",
+        f"{base}/images",
+        headers=ALICE,
+        timeout=10,
         fields={"file": ("big.png", data, "image/png")},
     )
     assert answer.status == 413
@@ -159,8 +174,9 @@ def test_truncated_image_is_400_and_nothing_is_stored(client: Any, components: C
 
 
 def test_missing_file_field_is_400(client: Any) -> None:
-    answer = client.post("/images", headers=ALICE, data={"other": "x"},
-                         content_type="multipart/form-data")
+    answer = client.post(
+        "/images", headers=ALICE, data={"other": "x"}, content_type="multipart/form-data"
+    )
     assert answer.status_code == 400 and answer.json["error"]["code"] == "missing_file"
 
 
@@ -202,8 +218,15 @@ def test_same_key_while_in_flight_is_409_with_retry_after(
     from image_core.idempotency import fingerprint
 
     now = time.time()
-    claim = new_claim(user_id="alice", key="busy", fingerprint=fingerprint(data), token="other",
-                      now=now, ttl_seconds=86400, in_progress_seconds=20)
+    claim = new_claim(
+        user_id="alice",
+        key="busy",
+        fingerprint=fingerprint(data),
+        token="other",
+        now=now,
+        ttl_seconds=86400,
+        in_progress_seconds=20,
+    )
     assert components.metadata.claim(claim, now=now) is None
     answer = upload(client, data, {"Idempotency-Key": "busy"})
     assert answer.status_code == 409
@@ -216,8 +239,15 @@ def test_a_claim_left_by_a_crashed_request_lapses(client: Any, components: Compo
     from image_core.idempotency import fingerprint
 
     past = time.time() - 120  # the crashed request claimed two minutes ago (timeout 30 s)
-    claim = new_claim(user_id="alice", key="crashed", fingerprint=fingerprint(data),
-                      token="dead", now=past, ttl_seconds=86400, in_progress_seconds=30)
+    claim = new_claim(
+        user_id="alice",
+        key="crashed",
+        fingerprint=fingerprint(data),
+        token="dead",
+        now=past,
+        ttl_seconds=86400,
+        in_progress_seconds=30,
+    )
     assert components.metadata.claim(claim, now=past) is None
     answer = upload(client, data, {"Idempotency-Key": "crashed"})
     assert answer.status_code == 201
@@ -228,8 +258,15 @@ def test_an_expired_key_can_be_used_again(client: Any, components: Components) -
     from image_core.idempotency import fingerprint
 
     past = time.time() - 2 * 86400  # completed two days ago; TTL 24 h; not swept yet
-    claim = new_claim(user_id="alice", key="old", fingerprint=fingerprint(b"other"),
-                      token="t", now=past, ttl_seconds=86400, in_progress_seconds=30)
+    claim = new_claim(
+        user_id="alice",
+        key="old",
+        fingerprint=fingerprint(b"other"),
+        token="t",
+        now=past,
+        ttl_seconds=86400,
+        in_progress_seconds=30,
+    )
     assert components.metadata.claim(claim, now=past) is None
     assert upload(client, data, {"Idempotency-Key": "old"}).status_code == 201
 

@@ -15,15 +15,23 @@ from watchtower.runtime import Watchtower, build
 from watchtower.web import create_app
 from watchtower.web.auth import require
 
-USERS = (("olive", "operator", "op-secret"),
-         ("ada", "admin", generate_password_hash("admin-pw", method="pbkdf2:sha256:1000")),
-         ("vic", "viewer", "view-secret"))
+USERS = (
+    ("olive", "operator", "op-secret"),
+    ("ada", "admin", generate_password_hash("admin-pw", method="pbkdf2:sha256:1000")),
+    ("vic", "viewer", "view-secret"),
+)
 
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
-    wt: Watchtower = build(Settings(database_url=f"sqlite:///{tmp_path / 'a.sqlite'}",
-                                    users=USERS, anonymous_role="viewer", secret_key="k"))
+    wt: Watchtower = build(
+        Settings(
+            database_url=f"sqlite:///{tmp_path / 'a.sqlite'}",
+            users=USERS,
+            anonymous_role="viewer",
+            secret_key="k",
+        )
+    )
     app = create_app(wt)
 
     @app.post("/api/v1/poke")
@@ -46,7 +54,8 @@ def test_bearer_tokens_carry_roles(app: Flask) -> None:
     viewer = client.post("/api/v1/poke", headers={"Authorization": "Bearer view-secret"})
     assert viewer.status_code == 403 and "operator" in viewer.json["error"]["message"]
     assert client.post("/api/v1/poke", headers={"Authorization": "Bearer op-secret"}).json == {
-        "ok": True}
+        "ok": True
+    }
     assert client.post("/api/v1/poke", headers={"Authorization": "Bearer nope"}).status_code == 401
 
 
@@ -64,8 +73,15 @@ def test_login_form_then_csrf_protected_form(app: Flask) -> None:
         token = s["csrf"]
     wrong = client.post("/login", data={"name": "olive", "password": "x", "csrf_token": token})
     assert wrong.status_code == 401
-    client.post("/login", data={"name": "olive", "password": "op-secret", "csrf_token": token,
-                                "next": "//evil.example/"})
+    client.post(
+        "/login",
+        data={
+            "name": "olive",
+            "password": "op-secret",
+            "csrf_token": token,
+            "next": "//evil.example/",
+        },
+    )
     without_token = client.post("/poke-form")
     assert without_token.status_code == 400
     client.get("/login")  # any page with a form mints the session's token
@@ -79,8 +95,15 @@ def test_login_never_redirects_off_site(app: Flask) -> None:
     client.get("/login")
     with client.session_transaction() as s:
         token = s["csrf"]
-    answer = client.post("/login", data={"name": "olive", "password": "op-secret",
-                                         "csrf_token": token, "next": "//evil.example/x"})
+    answer = client.post(
+        "/login",
+        data={
+            "name": "olive",
+            "password": "op-secret",
+            "csrf_token": token,
+            "next": "//evil.example/x",
+        },
+    )
     assert answer.headers["Location"] == "/"
 
 

@@ -34,10 +34,16 @@ def test_names_follow_prometheus_conventions() -> None:
 
 def _probe(status: Status, upload_seconds: float) -> Result:
     return Result(
-        name="upload_get", kind="probe", status=status, reason="r",
-        observed_at=datetime(2026, 11, 27, 12, 0, tzinfo=UTC), duration_seconds=1.2,
-        steps=(StepResult(name="upload", ok=True, seconds=upload_seconds),
-               StepResult(name="get", ok=status is Status.OK, seconds=0.01)),
+        name="upload_get",
+        kind="probe",
+        status=status,
+        reason="r",
+        observed_at=datetime(2026, 11, 27, 12, 0, tzinfo=UTC),
+        duration_seconds=1.2,
+        steps=(
+            StepResult(name="upload", ok=True, seconds=upload_seconds),
+            StepResult(name="get", ok=status is Status.OK, seconds=0.01),
+        ),
     )
 
 
@@ -62,19 +68,38 @@ def test_probe_results_feed_success_steps_and_freshness() -> None:
 def test_check_status_is_one_hot_and_unknown_is_not_a_success() -> None:
     metrics = Metrics(CollectorRegistry())
     at = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-    metrics.observe(Result(name="upload_success", kind="check", status=Status.OK, reason="",
-                           observed_at=at, figures={"success_ratio": 1.0, "slow": None},
-                           thresholds={"min_success_ratio": 0.999}))
+    metrics.observe(
+        Result(
+            name="upload_success",
+            kind="check",
+            status=Status.OK,
+            reason="",
+            observed_at=at,
+            figures={"success_ratio": 1.0, "slow": None},
+            thresholds={"min_success_ratio": 0.999},
+        )
+    )
     later = at.replace(minute=5)
-    metrics.observe(Result(name="upload_success", kind="check", status=Status.UNKNOWN,
-                           reason="no datapoints", observed_at=later))
+    metrics.observe(
+        Result(
+            name="upload_success",
+            kind="check",
+            status=Status.UNKNOWN,
+            reason="no datapoints",
+            observed_at=later,
+        )
+    )
     get = metrics.registry.get_sample_value
-    states = {s.value: get("watchtower_check_status", {"check": "upload_success",
-                                                        "status": s.value}) for s in Status}
+    states = {
+        s.value: get("watchtower_check_status", {"check": "upload_success", "status": s.value})
+        for s in Status
+    }
     assert states == {"ok": 0, "warning": 0, "critical": 0, "unknown": 1}
     labels = {"kind": "check", "name": "upload_success"}
     assert get("watchtower_last_run_timestamp_seconds", labels) == later.timestamp()
     assert get("watchtower_last_success_timestamp_seconds", labels) == at.timestamp()
-    assert get("watchtower_check_figure", {"check": "upload_success",
-                                           "figure": "success_ratio"}) == 1.0
+    assert (
+        get("watchtower_check_figure", {"check": "upload_success", "figure": "success_ratio"})
+        == 1.0
+    )
     assert get("watchtower_check_figure", {"check": "upload_success", "figure": "slow"}) is None

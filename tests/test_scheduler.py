@@ -61,8 +61,7 @@ def test_scheduler_runs_at_start_up_then_once_per_slot() -> None:
         if len(runs) >= 3:
             done.set()
 
-    scheduler = Scheduler(LocalJobLock(), jitter=0,
-                          on_outcome=lambda j, o: outcomes.append((j, o)))
+    scheduler = Scheduler(LocalJobLock(), jitter=0, on_outcome=lambda j, o: outcomes.append((j, o)))
     scheduler.add("tick", 1, job)
     scheduler.start()
     try:

@@ -34,16 +34,30 @@ def store(request: Any, tmp_path: Path) -> Iterator[HistoryStore]:
 
 
 def result(name: str, minutes: int, status: Status = Status.OK, **kw: Any) -> Result:
-    return Result(name=name, kind=kw.pop("kind", "check"), status=status, reason=f"at {minutes}",
-                  observed_at=T0 + timedelta(minutes=minutes), **kw)
+    return Result(
+        name=name,
+        kind=kw.pop("kind", "check"),
+        status=status,
+        reason=f"at {minutes}",
+        observed_at=T0 + timedelta(minutes=minutes),
+        **kw,
+    )
 
 
 def test_round_trip_keeps_every_field(store: HistoryStore) -> None:
     original = result(
-        "upload_get", 1, Status.WARNING, kind="probe", figures={"a": 1.5, "b": None},
-        thresholds={"max": 0.8}, duration_seconds=0.25, attempt=2,
-        steps=(StepResult(name="upload", ok=True, seconds=0.1),
-               StepResult(name="get", ok=False, seconds=0.2, reason="404 <b>")),
+        "upload_get",
+        1,
+        Status.WARNING,
+        kind="probe",
+        figures={"a": 1.5, "b": None},
+        thresholds={"max": 0.8},
+        duration_seconds=0.25,
+        attempt=2,
+        steps=(
+            StepResult(name="upload", ok=True, seconds=0.1),
+            StepResult(name="get", ok=False, seconds=0.2, reason="404 <b>"),
+        ),
     )
     store.add([original])
     assert store.latest() == {"upload_get": original}
@@ -52,8 +66,7 @@ def test_round_trip_keeps_every_field(store: HistoryStore) -> None:
 def test_latest_is_the_newest_per_name(store: HistoryStore) -> None:
     store.add([result("a", 1), result("b", 2, Status.CRITICAL), result("a", 3, Status.UNKNOWN)])
     latest = store.latest()
-    assert {n: r.status for n, r in latest.items()} == {"a": Status.UNKNOWN,
-                                                        "b": Status.CRITICAL}
+    assert {n: r.status for n, r in latest.items()} == {"a": Status.UNKNOWN, "b": Status.CRITICAL}
 
 
 def test_history_is_a_window_oldest_first(store: HistoryStore) -> None:

@@ -34,8 +34,11 @@ def image_api(components: Components, serve_api: Callable[[Components], str]) ->
 
 @pytest.fixture
 def watchtower(image_api: str, moto: Any, tmp_path: Path) -> Iterator[Watchtower]:
-    settings = Settings(image_api_url=image_api, aws_endpoint_url=moto.url,
-                        database_url=f"sqlite:///{tmp_path / 'wt.sqlite'}")
+    settings = Settings(
+        image_api_url=image_api,
+        aws_endpoint_url=moto.url,
+        database_url=f"sqlite:///{tmp_path / 'wt.sqlite'}",
+    )
     wt = build(settings)
     yield wt
     wt.close()
@@ -60,8 +63,12 @@ def test_a_check_cycle_never_raises_and_unknown_is_never_ok(watchtower: Watchtow
         if r.status is Status.OK:
             assert r.name == "dynamodb_throttling", r  # throttle metrics exist only when throttled
         assert r.reason
-    assert watchtower.metrics.registry.get_sample_value(
-        "watchtower_aws_api_calls_total", {"api": "GetMetricData"}) >= 1
+    assert (
+        watchtower.metrics.registry.get_sample_value(
+            "watchtower_aws_api_calls_total", {"api": "GetMetricData"}
+        )
+        >= 1
+    )
 
 
 def test_readiness_follows_the_history_store(watchtower: Watchtower) -> None:
@@ -76,8 +83,11 @@ def test_readiness_follows_the_history_store(watchtower: Watchtower) -> None:
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "watchtower.cli", *args], env={**os.environ, **env},
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "watchtower.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -106,9 +116,14 @@ def test_cli_bad_setting_or_name_is_exit_2_with_one_line(tmp_path: Path) -> None
     bad = _cli("check", "run", env={"WATCHTOWER_PROBE_INTERVAL": "soon"})
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
-        "error: WATCHTOWER_PROBE_INTERVAL='soon' is not a whole number"]
-    unknown = _cli("check", "run", "nope",
-                   env={"WATCHTOWER_DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite'}"})
+        "error: WATCHTOWER_PROBE_INTERVAL='soon' is not a whole number"
+    ]
+    unknown = _cli(
+        "check",
+        "run",
+        "nope",
+        env={"WATCHTOWER_DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite'}"},
+    )
     assert unknown.returncode == 2 and "no check named nope" in unknown.stderr
 
 
@@ -128,14 +143,18 @@ def test_two_replicas_run_each_job_once_per_interval(
     replicas = [
         subprocess.Popen(
             [sys.executable, "-m", "watchtower.cli", "serve", "--port", str(port)],
-            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for port in ports
     ]
     try:
         time.sleep(8)
-        scraped = [urllib3.request("GET", f"http://127.0.0.1:{p}/metrics", timeout=5).data
-                   .decode() for p in ports]
+        scraped = [
+            urllib3.request("GET", f"http://127.0.0.1:{p}/metrics", timeout=5).data.decode()
+            for p in ports
+        ]
     finally:
         for replica in replicas:
             replica.send_signal(signal.SIGTERM)

@@ -119,8 +119,10 @@ def check_run(names: tuple[str, ...], as_json: bool) -> None:
 def _choose(names: tuple[str, ...], known: dict[str, object], kind: str) -> list[str]:
     unknown = [n for n in names if n not in known]
     if unknown:
-        click.echo(f"error: no {kind} named {', '.join(unknown)} "
-                   f"(known: {', '.join(sorted(known))})", err=True)
+        click.echo(
+            f"error: no {kind} named {', '.join(unknown)} (known: {', '.join(sorted(known))})",
+            err=True,
+        )
         sys.exit(2)
     return list(names) or list(known)
 
@@ -177,8 +179,11 @@ def demo(image_api_port: int) -> None:
 
 def _run_until_interrupted(image_api_port: int, dual_write: bool) -> None:
     try:
-        stack = sandbox_stack.start(image_api_port=image_api_port, dual_write=dual_write,
-                                    log=lambda line: click.echo(line, err=True))
+        stack = sandbox_stack.start(
+            image_api_port=image_api_port,
+            dual_write=dual_write,
+            log=lambda line: click.echo(line, err=True),
+        )
     except ServerUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
     stop = threading.Event()

@@ -71,7 +71,9 @@ def _users(name: str, raw: str) -> tuple[tuple[str, str, str], ...]:
         if len(parts) != 3 or not parts[0] or not parts[2]:
             raise ConfigError(f"{name}: entry {n + 1} must be name:role:secret")
         if parts[1] not in ROLES:
-            raise ConfigError(f"{name}: entry {n + 1} has role {parts[1]!r}; use {', '.join(ROLES)}")
+            raise ConfigError(
+                f"{name}: entry {n + 1} has role {parts[1]!r}; use {', '.join(ROLES)}"
+            )
         users.append((parts[0], parts[1], parts[2]))
     names = [u[0] for u in users]
     if len(set(names)) != len(names):
@@ -114,8 +116,12 @@ class Settings:
     # bearer token, or a basic-auth / login password; plain, or a werkzeug password hash.
     users: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
     anonymous_role: str | None = "viewer"  # what a visitor who is not logged in may do
-    webhook_token: str | None = field(default=None, repr=False)  # Alertmanager's bearer token for POST /api/v1/alerts
-    secret_key: str | None = field(default=None, repr=False)  # signs session cookies; random per process when unset
+    webhook_token: str | None = field(
+        default=None, repr=False
+    )  # Alertmanager's bearer token for POST /api/v1/alerts
+    secret_key: str | None = field(
+        default=None, repr=False
+    )  # signs session cookies; random per process when unset
     public_url: str = "http://127.0.0.1:8080"  # where people reach Watchtower (runbook links)
     # check name -> {threshold or "interval": value}, from WATCHTOWER_CHECK_* variables
     check_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -147,10 +153,10 @@ def _split_check_variable(variable: str) -> tuple[str, str]:
     """WATCHTOWER_CHECK_UPLOAD_SUCCESS_MIN_SUCCESS_RATIO -> (upload_success, min_success_ratio)."""
     from watchtower.checks import registry  # the registered checks name what may be overridden
 
-    rest = variable[len(CHECK_PREFIX):].lower()
+    rest = variable[len(CHECK_PREFIX) :].lower()
     for name, check in registry().items():
         if rest.startswith(name + "_"):
-            key = rest[len(name) + 1:]
+            key = rest[len(name) + 1 :]
             if key == "interval" or key in check.defaults:
                 return name, key
             allowed = ", ".join(sorted([*check.defaults, "interval"]))

@@ -1,8 +1,8 @@
 """Watchtower's exceptions, one tree.
 
-    WatchtowerError
-    ├── ConfigError        a WATCHTOWER_* setting is invalid (names the variable)
-    └── SourceError        a probe or check could not read its source; becomes status `unknown`
+WatchtowerError
+├── ConfigError        a WATCHTOWER_* setting is invalid (names the variable)
+└── SourceError        a probe or check could not read its source; becomes status `unknown`
 """
 
 from __future__ import annotations

@@ -19,51 +19,91 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.probe_success = Gauge(
-            "watchtower_probe_success", "1 when the probe's last run passed every step, else 0.",
-            ["probe"], registry=r)
+            "watchtower_probe_success",
+            "1 when the probe's last run passed every step, else 0.",
+            ["probe"],
+            registry=r,
+        )
         self.probe_runs = Counter(
-            "watchtower_probe_runs_total", "Probe runs, by resulting status (retries included).",
-            ["probe", "status"], registry=r)
+            "watchtower_probe_runs_total",
+            "Probe runs, by resulting status (retries included).",
+            ["probe", "status"],
+            registry=r,
+        )
         self.probe_duration = Histogram(
-            "watchtower_probe_duration_seconds", "Wall time of a whole probe run.",
-            ["probe"], buckets=STEP_BUCKETS, registry=r)
+            "watchtower_probe_duration_seconds",
+            "Wall time of a whole probe run.",
+            ["probe"],
+            buckets=STEP_BUCKETS,
+            registry=r,
+        )
         self.probe_step_duration = Histogram(
-            "watchtower_probe_step_duration_seconds", "Wall time of one probe step.",
-            ["probe", "step"], buckets=STEP_BUCKETS, registry=r)
+            "watchtower_probe_step_duration_seconds",
+            "Wall time of one probe step.",
+            ["probe", "step"],
+            buckets=STEP_BUCKETS,
+            registry=r,
+        )
         self.probe_step_success = Gauge(
-            "watchtower_probe_step_success", "1 when the step passed in the probe's last run.",
-            ["probe", "step"], registry=r)
+            "watchtower_probe_step_success",
+            "1 when the step passed in the probe's last run.",
+            ["probe", "step"],
+            registry=r,
+        )
         self.check_status = Gauge(
             "watchtower_check_status",
             "1 for the check's current status (ok, warning, critical, unknown), 0 for the others.",
-            ["check", "status"], registry=r)
+            ["check", "status"],
+            registry=r,
+        )
         self.check_figure = Gauge(
-            "watchtower_check_figure", "A figure the check read in its last run.",
-            ["check", "figure"], registry=r)
+            "watchtower_check_figure",
+            "A figure the check read in its last run.",
+            ["check", "figure"],
+            registry=r,
+        )
         self.check_threshold = Gauge(
-            "watchtower_check_threshold", "A threshold the check judged with.",
-            ["check", "threshold"], registry=r)
+            "watchtower_check_threshold",
+            "A threshold the check judged with.",
+            ["check", "threshold"],
+            registry=r,
+        )
         self.check_duration = Gauge(
-            "watchtower_check_duration_seconds", "Time the check's last judgement took.",
-            ["check"], registry=r)
+            "watchtower_check_duration_seconds",
+            "Time the check's last judgement took.",
+            ["check"],
+            registry=r,
+        )
         self.last_run = Gauge(
             "watchtower_last_run_timestamp_seconds",
             "When the probe or check last produced a result (any status).",
-            ["kind", "name"], registry=r)
+            ["kind", "name"],
+            registry=r,
+        )
         self.last_success = Gauge(
             "watchtower_last_success_timestamp_seconds",
             "When the probe last passed, or the check last read its source (status not unknown).",
-            ["kind", "name"], registry=r)
+            ["kind", "name"],
+            registry=r,
+        )
         self.interval = Gauge(
-            "watchtower_interval_seconds", "How often the probe or check is scheduled to run.",
-            ["kind", "name"], registry=r)
+            "watchtower_interval_seconds",
+            "How often the probe or check is scheduled to run.",
+            ["kind", "name"],
+            registry=r,
+        )
         self.aws_api_calls = Counter(
-            "watchtower_aws_api_calls_total", "AWS API calls made by checks, by API.",
-            ["api"], registry=r)
+            "watchtower_aws_api_calls_total",
+            "AWS API calls made by checks, by API.",
+            ["api"],
+            registry=r,
+        )
         self.job_runs = Counter(
             "watchtower_scheduler_job_runs_total",
             "Scheduled job firings: ran, skipped (another replica holds this interval) or failed.",
-            ["job", "outcome"], registry=r)
+            ["job", "outcome"],
+            registry=r,
+        )
 
     def observe(self, result: Result) -> None:
         kind, name = result.kind, result.name

@@ -56,7 +56,18 @@ class Result:
         return next((s for s in self.steps if not s.ok), None)
 
 
-def unknown(name: str, kind: Kind, reason: str, observed_at: datetime,
-            thresholds: dict[str, float] | None = None) -> Result:
-    return Result(name=name, kind=kind, status=Status.UNKNOWN, reason=reason,
-                  observed_at=observed_at, thresholds=thresholds or {})
+def unknown(
+    name: str,
+    kind: Kind,
+    reason: str,
+    observed_at: datetime,
+    thresholds: dict[str, float] | None = None,
+) -> Result:
+    return Result(
+        name=name,
+        kind=kind,
+        status=Status.UNKNOWN,
+        reason=reason,
+        observed_at=observed_at,
+        thresholds=thresholds or {},
+    )

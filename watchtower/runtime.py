@@ -53,9 +53,15 @@ class Watchtower:
 
     def run_probe(self, name: str) -> list[Result]:
         probe = self.probes[name]
-        results = run_probe(probe, lambda: ProbeContext(
-            settings=self.settings, http=self.http, now=self.now(), clock=time.perf_counter,
-        ))
+        results = run_probe(
+            probe,
+            lambda: ProbeContext(
+                settings=self.settings,
+                http=self.http,
+                now=self.now(),
+                clock=time.perf_counter,
+            ),
+        )
         self.record(results)
         return results
 
@@ -72,8 +78,11 @@ class Watchtower:
     def run_due_checks(self) -> list[Result]:
         """The scheduler's tick: each check whose interval slot no replica has taken yet."""
         now = self.clock()
-        due = [c for c in self.checks.values()
-               if self.lock.acquire(f"check:{c.name}", interval=self.interval(c), now=now)]
+        due = [
+            c
+            for c in self.checks.values()
+            if self.lock.acquire(f"check:{c.name}", interval=self.interval(c), now=now)
+        ]
         return self._cycle(due, now) if due else []
 
     def _cycle(self, checks: list[Check], now: float | None = None) -> list[Result]:
@@ -104,7 +113,8 @@ class Watchtower:
 
     def scheduler(self) -> Scheduler:
         scheduler = Scheduler(
-            self.lock, jitter=self.settings.scheduler_jitter,
+            self.lock,
+            jitter=self.settings.scheduler_jitter,
             on_outcome=lambda job, outcome: self.metrics.job_runs.labels(job, outcome).inc(),
             clock=self.clock,
         )
@@ -134,13 +144,21 @@ def build(settings: Settings) -> Watchtower:
     if settings.redis_url:
         import redis
 
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=2,
-                                      socket_connect_timeout=2)
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+        )
         closers.append(client.close)
         lock = RedisJobLock(client, owner=f"{socket.gethostname()}:{os.getpid()}")
     http = urllib3.PoolManager(num_pools=4, maxsize=4)
     closers.append(http.clear)
     return Watchtower(
-        settings=settings, store=store, metrics=Metrics(), sources=wiring.build_sources(settings),
-        checks=check_registry(), probes=probe_registry(), lock=lock, http=http, closers=closers,
+        settings=settings,
+        store=store,
+        metrics=Metrics(),
+        sources=wiring.build_sources(settings),
+        checks=check_registry(),
+        probes=probe_registry(),
+        lock=lock,
+        http=http,
+        closers=closers,
     )

@@ -80,9 +80,14 @@ def next_slot_start(now: float, interval: int, offset: float = 0.5) -> datetime:
 class Scheduler:
     """A thin owner of APScheduler's BackgroundScheduler with slot-locked jobs."""
 
-    def __init__(self, lock: JobLock, *, jitter: int,
-                 on_outcome: Callable[[str, str], None] = lambda job, outcome: None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        lock: JobLock,
+        *,
+        jitter: int,
+        on_outcome: Callable[[str, str], None] = lambda job, outcome: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._lock = lock
         self._jitter = jitter
         self._on_outcome = on_outcome
@@ -90,22 +95,40 @@ class Scheduler:
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._stopping = threading.Event()
 
-    def add(self, job: str, interval: int, run: Callable[[], object], *,
-            locked: bool = True) -> None:
+    def add(
+        self, job: str, interval: int, run: Callable[[], object], *, locked: bool = True
+    ) -> None:
         """Run `run` every `interval` seconds on slot boundaries, and once now at start-up."""
         args = (job, interval, run, locked)
         self._scheduler.add_job(
-            self._guarded, args=args, id=job, name=job,
-            trigger=IntervalTrigger(seconds=interval,
-                                    start_date=next_slot_start(self._clock(), interval)),
-            max_instances=1, coalesce=True, misfire_grace_time=max(1, interval // 2),
+            self._guarded,
+            args=args,
+            id=job,
+            name=job,
+            trigger=IntervalTrigger(
+                seconds=interval, start_date=next_slot_start(self._clock(), interval)
+            ),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, interval // 2),
         )
         # At start-up, at once and without jitter: a fresh replica shows results within seconds.
-        self._scheduler.add_job(self._guarded, args=(*args, False), id=f"{job}:startup",
-                                trigger="date", run_date=datetime.now(UTC) + timedelta(seconds=0.1))
+        self._scheduler.add_job(
+            self._guarded,
+            args=(*args, False),
+            id=f"{job}:startup",
+            trigger="date",
+            run_date=datetime.now(UTC) + timedelta(seconds=0.1),
+        )
 
-    def _guarded(self, job: str, interval: int, run: Callable[[], object], locked: bool,
-                 jittered: bool = True) -> None:
+    def _guarded(
+        self,
+        job: str,
+        interval: int,
+        run: Callable[[], object],
+        locked: bool,
+        jittered: bool = True,
+    ) -> None:
         now = self._clock()
         jitter = min(float(self._jitter), interval / 4) if locked and jittered else 0
         if jitter and self._stopping.wait(random.uniform(0, jitter)):

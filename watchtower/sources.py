@@ -36,13 +36,23 @@ class CloudWatchMetrics:
         client = self._clients[region]
         for (window, period), group in groups.items():
             for start in range(0, len(group), MAX_QUERIES_PER_CALL):
-                chunk = group[start:start + MAX_QUERIES_PER_CALL]
-                self._fetch_chunk(client, chunk, out, now=now, window=window, period=period,
-                                  region=region)
+                chunk = group[start : start + MAX_QUERIES_PER_CALL]
+                self._fetch_chunk(
+                    client, chunk, out, now=now, window=window, period=period, region=region
+                )
         return out
 
-    def _fetch_chunk(self, client: Any, chunk: list[MetricQuery], out: dict[MetricQuery, Series],
-                     *, now: datetime, window: int, period: int, region: str) -> None:
+    def _fetch_chunk(
+        self,
+        client: Any,
+        chunk: list[MetricQuery],
+        out: dict[MetricQuery, Series],
+        *,
+        now: datetime,
+        window: int,
+        period: int,
+        region: str,
+    ) -> None:
         ids = {f"q{i}": q for i, q in enumerate(chunk)}
         request: dict[str, Any] = {
             "MetricDataQueries": [
@@ -72,8 +82,9 @@ class CloudWatchMetrics:
                 for item in answer.get("MetricDataResults", []):
                     query = ids.get(item["Id"])
                     if query is not None:
-                        out[query].extend(zip(item.get("Timestamps", []),
-                                              item.get("Values", []), strict=False))
+                        out[query].extend(
+                            zip(item.get("Timestamps", []), item.get("Values", []), strict=False)
+                        )
                 token = answer.get("NextToken")
                 if not token:
                     break
@@ -87,8 +98,9 @@ class CloudWatchLogs:
         self._client = client
         self.calls = 0
 
-    def messages(self, log_group: str, *, pattern: str, start: datetime, end: datetime,
-                 limit: int) -> list[str]:
+    def messages(
+        self, log_group: str, *, pattern: str, start: datetime, end: datetime, limit: int
+    ) -> list[str]:
         request: dict[str, Any] = {
             "logGroupName": log_group,
             "filterPattern": pattern,
@@ -106,8 +118,9 @@ class CloudWatchLogs:
                     break
                 request["nextToken"] = token
         except (ClientError, BotoCoreError) as exc:
-            raise SourceError(f"CloudWatch Logs group {log_group!r} could not be read: "
-                              f"{exc}") from exc
+            raise SourceError(
+                f"CloudWatch Logs group {log_group!r} could not be read: {exc}"
+            ) from exc
         return messages[:limit]
 
 
@@ -121,8 +134,9 @@ class LambdaConfig:
             self.calls += 1
             answer = self._client.get_function_configuration(FunctionName=function)
         except (ClientError, BotoCoreError) as exc:
-            raise SourceError(f"Lambda function {function!r} configuration could not be read: "
-                              f"{exc}") from exc
+            raise SourceError(
+                f"Lambda function {function!r} configuration could not be read: {exc}"
+            ) from exc
         variables: dict[str, str] = (answer.get("Environment") or {}).get("Variables") or {}
         return variables
 
@@ -138,9 +152,11 @@ class PostgresSql:
         import psycopg
 
         try:
-            with psycopg.connect(self._url, connect_timeout=self._connect_timeout,
-                                 options="-c default_transaction_read_only=on "
-                                         "-c statement_timeout=5000") as conn:
+            with psycopg.connect(
+                self._url,
+                connect_timeout=self._connect_timeout,
+                options="-c default_transaction_read_only=on -c statement_timeout=5000",
+            ) as conn:
                 row = conn.execute(sql, dict(params)).fetchone()
         except psycopg.Error as exc:
             # psycopg's messages span lines (a hint on the next); a reason is one line.

@@ -30,7 +30,8 @@ from watchtower.model import Result, Status, StepResult
 metadata = MetaData()
 
 results = Table(
-    "results", metadata,
+    "results",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("kind", String(16), nullable=False),
     Column("name", String(64), nullable=False),
@@ -53,12 +54,14 @@ def engine_for(url: str) -> Engine:
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     engine = create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
+
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=5000")
             cursor.close()
+
     return engine
 
 
@@ -81,14 +84,16 @@ class HistoryStore:
         """The newest result of every probe and check."""
         newest = (
             select(results.c.name, func.max(results.c.id).label("id"))
-            .group_by(results.c.name).subquery()
+            .group_by(results.c.name)
+            .subquery()
         )
         query = select(results).join(newest, results.c.id == newest.c.id)
         with self.engine.connect() as conn:
             return {row.name: _result(row) for row in conn.execute(query)}
 
-    def history(self, name: str | None = None, *, since: datetime,
-                until: datetime | None = None) -> list[Result]:
+    def history(
+        self, name: str | None = None, *, since: datetime, until: datetime | None = None
+    ) -> list[Result]:
         """Results observed in [since, until), oldest first; one name or all."""
         query = select(results).where(results.c.observed_at >= since)
         if until is not None:
@@ -110,11 +115,18 @@ class HistoryStore:
 
 def _row(r: Result) -> dict[str, Any]:
     return {
-        "kind": r.kind, "name": r.name, "status": r.status.value, "reason": r.reason,
-        "observed_at": r.observed_at, "figures": r.figures, "thresholds": r.thresholds,
-        "steps": [{"name": s.name, "ok": s.ok, "seconds": s.seconds, "reason": s.reason}
-                  for s in r.steps],
-        "duration_seconds": r.duration_seconds, "attempt": r.attempt,
+        "kind": r.kind,
+        "name": r.name,
+        "status": r.status.value,
+        "reason": r.reason,
+        "observed_at": r.observed_at,
+        "figures": r.figures,
+        "thresholds": r.thresholds,
+        "steps": [
+            {"name": s.name, "ok": s.ok, "seconds": s.seconds, "reason": s.reason} for s in r.steps
+        ],
+        "duration_seconds": r.duration_seconds,
+        "attempt": r.attempt,
     }
 
 
@@ -123,8 +135,14 @@ def _result(row: Any) -> Result:
     if observed.tzinfo is None:  # SQLite keeps no zone; we only ever write UTC
         observed = observed.replace(tzinfo=UTC)
     return Result(
-        name=row.name, kind=row.kind, status=Status(row.status), reason=row.reason,
-        observed_at=observed, figures=dict(row.figures), thresholds=dict(row.thresholds),
+        name=row.name,
+        kind=row.kind,
+        status=Status(row.status),
+        reason=row.reason,
+        observed_at=observed,
+        figures=dict(row.figures),
+        thresholds=dict(row.thresholds),
         steps=tuple(StepResult(**s) for s in row.steps),
-        duration_seconds=row.duration_seconds, attempt=row.attempt,
+        duration_seconds=row.duration_seconds,
+        attempt=row.attempt,
     )

@@ -19,7 +19,8 @@ def build_sources(settings: Settings) -> Sources:
         logs=CloudWatchLogs(aws.client("logs", settings)),
         functions=LambdaConfig(aws.client("lambda", settings)),
         legacy_sql=PostgresSql(settings.legacy_database_url)
-        if settings.legacy_database_url else None,
+        if settings.legacy_database_url
+        else None,
     )
 
 

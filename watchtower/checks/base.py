@@ -41,8 +41,9 @@ class MetricSource(Protocol):
 
 
 class LogSource(Protocol):
-    def messages(self, log_group: str, *, pattern: str, start: datetime, end: datetime,
-                 limit: int) -> list[str]: ...
+    def messages(
+        self, log_group: str, *, pattern: str, start: datetime, end: datetime, limit: int
+    ) -> list[str]: ...
 
 
 class FunctionConfigSource(Protocol):
@@ -98,11 +99,20 @@ class Check:
     def evaluate(self, ctx: CheckContext) -> Result:
         raise NotImplementedError
 
-    def result(self, ctx: CheckContext, status: Status, reason: str,
-               figures: Mapping[str, float | None] | None = None,
-               thresholds: Mapping[str, float] | None = None) -> Result:
+    def result(
+        self,
+        ctx: CheckContext,
+        status: Status,
+        reason: str,
+        figures: Mapping[str, float | None] | None = None,
+        thresholds: Mapping[str, float] | None = None,
+    ) -> Result:
         return Result(
-            name=self.name, kind="check", status=status, reason=reason, observed_at=ctx.now,
+            name=self.name,
+            kind="check",
+            status=status,
+            reason=reason,
+            observed_at=ctx.now,
             figures=dict(figures or {}),
             thresholds=dict(thresholds if thresholds is not None else _thresholds(ctx.params)),
         )

@@ -24,22 +24,41 @@ class DynamoDbThrottling(Check):
         table = (("TableName", settings.table),)
         index = (*table, ("GlobalSecondaryIndexName", INDEX))
         queries = [
-            MetricQuery(key=f"throttled_{op}", namespace="AWS/DynamoDB",
-                        metric="ThrottledRequests", dimensions=(*table, ("Operation", op)),
-                        window_seconds=window)
+            MetricQuery(
+                key=f"throttled_{op}",
+                namespace="AWS/DynamoDB",
+                metric="ThrottledRequests",
+                dimensions=(*table, ("Operation", op)),
+                window_seconds=window,
+            )
             for op in _OPERATIONS
         ]
         for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
-            queries.append(MetricQuery(key=f"table_{metric}", namespace="AWS/DynamoDB",
-                                       metric=metric, dimensions=table, window_seconds=window))
-            queries.append(MetricQuery(key=f"index_{metric}", namespace="AWS/DynamoDB",
-                                       metric=metric, dimensions=index, window_seconds=window))
+            queries.append(
+                MetricQuery(
+                    key=f"table_{metric}",
+                    namespace="AWS/DynamoDB",
+                    metric=metric,
+                    dimensions=table,
+                    window_seconds=window,
+                )
+            )
+            queries.append(
+                MetricQuery(
+                    key=f"index_{metric}",
+                    namespace="AWS/DynamoDB",
+                    metric=metric,
+                    dimensions=index,
+                    window_seconds=window,
+                )
+            )
         return queries
 
     def evaluate(self, ctx: CheckContext) -> Result:
         figures = {
-            "throttled_requests": sum(total(ctx.metric(f"throttled_{op}")) or 0
-                                      for op in _OPERATIONS),
+            "throttled_requests": sum(
+                total(ctx.metric(f"throttled_{op}")) or 0 for op in _OPERATIONS
+            ),
             "read_throttle_events": (total(ctx.metric("table_ReadThrottleEvents")) or 0)
             + (total(ctx.metric("index_ReadThrottleEvents")) or 0),
             "write_throttle_events": (total(ctx.metric("table_WriteThrottleEvents")) or 0)
@@ -53,8 +72,10 @@ def judge(figures: Mapping[str, float], params: Mapping[str, float]) -> tuple[St
     worst = max(figures.values())
     minutes = params["window_seconds"] / 60
     if worst >= params["critical_throttled"]:
-        return Status.CRITICAL, (f"{worst:.0f} throttled requests or events in {minutes:.0f} min "
-                                 f"(critical at {params['critical_throttled']:.0f})")
+        return Status.CRITICAL, (
+            f"{worst:.0f} throttled requests or events in {minutes:.0f} min "
+            f"(critical at {params['critical_throttled']:.0f})"
+        )
     if worst >= params["warning_throttled"]:
         return Status.WARNING, f"{worst:.0f} throttled requests or events in {minutes:.0f} min"
     return Status.OK, f"no throttling in {minutes:.0f} min"

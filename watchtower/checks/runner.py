@@ -29,8 +29,9 @@ def interval_for(check: Check, settings: Settings) -> int:
     return int(settings.check_overrides.get(check.name, {}).get("interval", default))
 
 
-def run_checks(checks: Iterable[Check], *, settings: Settings, sources: Sources,
-               now: datetime) -> list[Result]:
+def run_checks(
+    checks: Iterable[Check], *, settings: Settings, sources: Sources, now: datetime
+) -> list[Result]:
     checks = list(checks)
     params = {c.name: params_for(c, settings) for c in checks}
     wanted: dict[str, list[MetricQuery]] = {}
@@ -46,20 +47,28 @@ def run_checks(checks: Iterable[Check], *, settings: Settings, sources: Sources,
     results = []
     for check in checks:
         started = time.perf_counter()
-        region_errors = {errors[q.region or settings.region]
-                         for q in wanted[check.name] if (q.region or settings.region) in errors}
+        region_errors = {
+            errors[q.region or settings.region]
+            for q in wanted[check.name]
+            if (q.region or settings.region) in errors
+        }
         ctx = CheckContext(
-            settings=settings, sources=sources, now=now, params=params[check.name],
+            settings=settings,
+            sources=sources,
+            now=now,
+            params=params[check.name],
             metrics={q.key: fetched.get(q, []) for q in wanted[check.name]},
             metrics_error="; ".join(sorted(region_errors)) or None,
         )
-        results.append(replace(_evaluate(check, ctx),
-                               duration_seconds=time.perf_counter() - started))
+        results.append(
+            replace(_evaluate(check, ctx), duration_seconds=time.perf_counter() - started)
+        )
     return results
 
 
-def _fetch_all(wanted: dict[str, list[MetricQuery]], *, settings: Settings, sources: Sources,
-               now: datetime) -> tuple[dict[MetricQuery, Series], dict[str, str]]:
+def _fetch_all(
+    wanted: dict[str, list[MetricQuery]], *, settings: Settings, sources: Sources, now: datetime
+) -> tuple[dict[MetricQuery, Series], dict[str, str]]:
     by_region: dict[str, list[MetricQuery]] = {}
     for queries in wanted.values():
         for q in queries:
@@ -68,8 +77,9 @@ def _fetch_all(wanted: dict[str, list[MetricQuery]], *, settings: Settings, sour
     errors: dict[str, str] = {}
     for region, queries in by_region.items():
         try:
-            fetched.update(sources.metrics.fetch(list(dict.fromkeys(queries)), now=now,
-                                                 region=region))
+            fetched.update(
+                sources.metrics.fetch(list(dict.fromkeys(queries)), now=now, region=region)
+            )
         except SourceError as exc:
             errors[region] = str(exc)
     return fetched, errors
@@ -78,13 +88,23 @@ def _fetch_all(wanted: dict[str, list[MetricQuery]], *, settings: Settings, sour
 def _evaluate(check: Check, ctx: CheckContext) -> Result:
     thresholds = {k: v for k, v in ctx.params.items() if k not in ("window_seconds", "_broken")}
     if "_broken" in ctx.params:
-        return unknown(check.name, "check", "the check could not declare its metrics (a bug; "
-                       "see Watchtower's log)", ctx.now, thresholds)
+        return unknown(
+            check.name,
+            "check",
+            "the check could not declare its metrics (a bug; see Watchtower's log)",
+            ctx.now,
+            thresholds,
+        )
     try:
         return check.evaluate(ctx)
     except SourceError as exc:
         return unknown(check.name, "check", str(exc), ctx.now, thresholds)
     except Exception as exc:
         log.exception("check %s failed", check.name)
-        return unknown(check.name, "check", f"the check failed: {type(exc).__name__}: {exc}",
-                       ctx.now, thresholds)
+        return unknown(
+            check.name,
+            "check",
+            f"the check failed: {type(exc).__name__}: {exc}",
+            ctx.now,
+            thresholds,
+        )

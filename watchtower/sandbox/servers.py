@@ -92,8 +92,12 @@ class MotoServer(Server):
         urllib3.request("POST", f"{self.url}/moto-api/reset", timeout=10)
 
     def configure_lambda_without_docker(self) -> None:
-        urllib3.request("POST", f"{self.url}/moto-api/config", timeout=10,
-                        json={"lambda": {"use_docker": False}})
+        urllib3.request(
+            "POST",
+            f"{self.url}/moto-api/config",
+            timeout=10,
+            json={"lambda": {"use_docker": False}},
+        )
 
 
 @dataclass
@@ -136,7 +140,9 @@ def start_moto(port: int | None = None) -> MotoServer:
         raise ServerUnavailable("moto_server not found: pip install 'moto[server]'")
     log_path, log = _log("moto")
     process = subprocess.Popen(  # noqa: S603
-        [binary, "-H", LOOPBACK, "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
+        [binary, "-H", LOOPBACK, "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     os.close(log)
     server = MotoServer(name="moto", port=port, process=process, log_path=log_path)
@@ -159,9 +165,21 @@ def start_redis(port: int | None = None) -> RedisServer:
         raise ServerUnavailable("redis-server not found: apt-get install redis-server")
     log_path, log = _log("redis")
     process = subprocess.Popen(  # noqa: S603
-        [binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no",
-         "--protected-mode", "yes"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            LOOPBACK,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     os.close(log)
     _wait(lambda: _port_open(port), "redis-server", process, 15)
@@ -181,27 +199,58 @@ def start_postgres(port: int | None = None, database: str = "gallery") -> Postgr
         as_postgres = {"user": "postgres", "group": "postgres", "extra_groups": []}
         shutil.chown(workdir, "postgres", "postgres")
     subprocess.run(  # noqa: S603
-        [initdb, "-D", str(data), "-U", "postgres", "--auth=trust",
-         "--encoding=UTF8", "--no-sync"],
-        check=True, capture_output=True, **as_postgres,  # type: ignore[call-overload]
+        [initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+        **as_postgres,  # type: ignore[call-overload]
     )
     log_path, log = _log("postgres")
     process = subprocess.Popen(  # noqa: S603
-        [postgres, "-D", str(data), "-p", str(port), "-k", str(workdir),
-         "-c", f"listen_addresses={LOOPBACK}", "-c", "fsync=off",
-         "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
-        stdout=log, stderr=subprocess.STDOUT, **as_postgres,  # type: ignore[call-overload]
+        [
+            postgres,
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(workdir),
+            "-c",
+            f"listen_addresses={LOOPBACK}",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        **as_postgres,  # type: ignore[call-overload]
     )
     os.close(log)
-    server = PostgresServer(name="postgres", port=port, process=process, workdir=workdir,
-                            log_path=log_path, database=database)
+    server = PostgresServer(
+        name="postgres",
+        port=port,
+        process=process,
+        workdir=workdir,
+        log_path=log_path,
+        database=database,
+    )
     try:
         _wait(lambda: _port_open(port), "postgres", process, 30)
         deadline = time.monotonic() + 30
         while True:
             created = subprocess.run(  # noqa: S603
-                [which("createdb") or "createdb", "-h", LOOPBACK, "-p", str(port),
-                 "-U", "postgres", database],
+                [
+                    which("createdb") or "createdb",
+                    "-h",
+                    LOOPBACK,
+                    "-p",
+                    str(port),
+                    "-U",
+                    "postgres",
+                    database,
+                ],
                 capture_output=True,
             )
             if created.returncode == 0:

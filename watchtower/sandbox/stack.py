@@ -46,8 +46,12 @@ class Stack:
         self._children.clear()
 
 
-def start(*, image_api_port: int | None = None, dual_write: bool = True,
-          log: Callable[[str], None] = print) -> Stack:
+def start(
+    *,
+    image_api_port: int | None = None,
+    dual_write: bool = True,
+    log: Callable[[str], None] = print,
+) -> Stack:
     """Start everything; on any failure, stop what was started and raise."""
     children: list[Server] = []
     notes: list[str] = []
@@ -61,8 +65,13 @@ def start(*, image_api_port: int | None = None, dual_write: bool = True,
             log(f"redis-server            {redis.url}")
         postgres = None
         if dual_write:
-            postgres = _optional(servers.start_postgres, "PostgreSQL",
-                                 "dual-write to gallery_images is off", notes, log)
+            postgres = _optional(
+                servers.start_postgres,
+                "PostgreSQL",
+                "dual-write to gallery_images is off",
+                notes,
+                log,
+            )
         if postgres:
             children.append(postgres)
             log(f"PostgreSQL (legacy)     {postgres.url}")
@@ -77,23 +86,33 @@ def start(*, image_api_port: int | None = None, dual_write: bool = True,
         if postgres:
             env["IMAGE_LEGACY_DATABASE_URL"] = postgres.url
         subprocess.run(
-            [sys.executable, "-m", "image_core", "bootstrap"], env={**os.environ, **env},
-            check=True, capture_output=True,
+            [sys.executable, "-m", "image_core", "bootstrap"],
+            env={**os.environ, **env},
+            check=True,
+            capture_output=True,
         )
         api = _start_image_api(env, image_api_port or servers.free_port())
         children.append(api)
         url = f"http://{LOOPBACK}:{api.port}"
         log(f"image API               {url}")
-        return Stack(moto=moto, redis=redis, postgres=postgres, image_api_url=url,
-                     image_env=env, notes=notes, _children=children)
+        return Stack(
+            moto=moto,
+            redis=redis,
+            postgres=postgres,
+            image_api_url=url,
+            image_env=env,
+            notes=notes,
+            _children=children,
+        )
     except BaseException:
         for child in reversed(children):
             child.stop()
         raise
 
 
-def _optional(starter: Callable[[], S], what: str, without: str, notes: list[str],
-              log: Callable[[str], None]) -> S | None:
+def _optional(
+    starter: Callable[[], S], what: str, without: str, notes: list[str], log: Callable[[str], None]
+) -> S | None:
     try:
         server = starter()
     except ServerUnavailable as exc:
@@ -107,7 +126,9 @@ def _optional(starter: Callable[[], S], what: str, without: str, notes: list[str
 def _start_image_api(env: dict[str, str], port: int) -> Server:
     process = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "image_core", "serve", "--host", LOOPBACK, "--port", str(port)],
-        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     server = Server(name="image-api", port=port, process=process)
     deadline = time.monotonic() + 30

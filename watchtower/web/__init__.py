@@ -32,8 +32,11 @@ def _watchtower() -> Watchtower:
 
 
 def metrics() -> Any:
-    return generate_latest(_watchtower().metrics.registry), 200, {
-        "Content-Type": CONTENT_TYPE_LATEST}
+    return (
+        generate_latest(_watchtower().metrics.registry),
+        200,
+        {"Content-Type": CONTENT_TYPE_LATEST},
+    )
 
 
 def healthz() -> Any:
@@ -69,8 +72,10 @@ def result_json(result: Result) -> dict[str, Any]:
         "observed_at": result.observed_at.isoformat(),
         "figures": result.figures,
         "thresholds": result.thresholds,
-        "steps": [{"name": s.name, "ok": s.ok, "seconds": s.seconds, "reason": s.reason}
-                  for s in result.steps],
+        "steps": [
+            {"name": s.name, "ok": s.ok, "seconds": s.seconds, "reason": s.reason}
+            for s in result.steps
+        ],
         "duration_seconds": result.duration_seconds,
         "attempt": result.attempt,
     }

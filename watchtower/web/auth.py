@@ -77,8 +77,9 @@ def authenticate(name: str | None, secret: str) -> User | None:
     found = None
     for user_name, role, stored in _settings().users:
         # Compare against every user, so timing does not tell which names exist.
-        if _secret_matches(stored, secret) and (name is None or hmac.compare_digest(
-                user_name.encode(), name.encode())):
+        if _secret_matches(stored, secret) and (
+            name is None or hmac.compare_digest(user_name.encode(), name.encode())
+        ):
             found = User(user_name, role, "token" if name is None else "basic")
     return found
 
@@ -116,8 +117,9 @@ def require(role: str) -> Callable[[F], F]:
                     return _json_error(401, "unauthenticated", "log in or send a bearer token")
                 return redirect(url_for("auth.login", next=request.full_path))
             if not user.can(role):
-                return _json_error(403, "forbidden", f"this needs the {role} role; "
-                                   f"{user.name} is {user.role}")
+                return _json_error(
+                    403, "forbidden", f"this needs the {role} role; {user.name} is {user.role}"
+                )
             return view(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
