@@ -71,3 +71,20 @@ def unknown(
         observed_at=observed_at,
         thresholds=thresholds or {},
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Alert:
+    """One alert of an Alertmanager webhook notification (payload version 4), validated."""
+
+    fingerprint: str
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None = None
+    generator_url: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.labels.get("alertname", "")
