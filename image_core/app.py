@@ -49,13 +49,19 @@ def build(
         presign_seconds=settings.presign_seconds,
     )
     metadata = DynamoDbMetadata(aws.client("dynamodb", settings), settings.table)
+    # The shared pool: parallel S3 writes, and the cache's sweeps of old gallery pages.
+    executor = ThreadPoolExecutor(max_workers=settings.s3_workers, thread_name_prefix="s3")
     cache = None
     if settings.redis_url is not None:
         redis_client = connect(settings.redis_url)
         closers.append(redis_client.close)
         cache = RedisGalleryCache(
-            redis_client, ttl=settings.cache_ttl_seconds, on_event=telemetry.cache
+            redis_client,
+            ttl=settings.cache_ttl_seconds,
+            on_event=telemetry.cache,
+            run_later=executor.submit,
         )
+    closers.append(lambda: executor.shutdown(wait=True))  # closed first: drains pending sweeps
     legacy: LegacyWriter | None = None
     if settings.dual_write and settings.legacy_database_url:
         from image_core.legacy import PostgresGalleryWriter  # psycopg only when the flag is on
@@ -63,8 +69,6 @@ def build(
         writer = PostgresGalleryWriter(settings.legacy_database_url)
         closers.append(writer.close)
         legacy = writer
-    executor = ThreadPoolExecutor(max_workers=settings.s3_workers, thread_name_prefix="s3")
-    closers.append(lambda: executor.shutdown(wait=True))
     service = ImageService(
         objects=storage,
         metadata=metadata,

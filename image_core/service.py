@@ -40,12 +40,18 @@ class MetadataStore(Protocol):
     def list_images(self, user_id: str, *, limit: int, cursor: str | None) -> Page: ...
 
 
+@dataclass(frozen=True)
+class Lookup:
+    page: dict[str, Any] | None
+    generation: str | None  # None: the cache could not be read, so do not fill it either
+
+
 class GalleryCache(Protocol):
-    def get_page(self, user_id: str, limit: int, cursor: str | None) -> dict[str, Any] | None: ...
+    def get_page(self, user_id: str, limit: int, cursor: str | None) -> Lookup: ...
     def put_page(
-        self, user_id: str, limit: int, cursor: str | None, page: dict[str, Any]
+        self, user_id: str, limit: int, cursor: str | None, page: dict[str, Any], generation: str
     ) -> None: ...
-    def invalidate_user(self, user_id: str) -> int: ...
+    def invalidate_user(self, user_id: str) -> None: ...
 
 
 class LegacyWriter(Protocol):
@@ -215,14 +221,15 @@ class ImageService:
         return self.describe(self._owned(user_id, image_id))
 
     def list(self, *, user_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
-        if self._cache is not None:
-            cached = self._cache.get_page(user_id, limit, cursor)
-            if cached is not None:
-                return cached
+        lookup = self._cache.get_page(user_id, limit, cursor) if self._cache else None
+        if lookup is not None and lookup.page is not None:
+            return lookup.page
         page = self._metadata.list_images(user_id, limit=limit, cursor=cursor)
         body = {"items": [self.describe(r) for r in page.items], "next_cursor": page.next_cursor}
-        if self._cache is not None:
-            self._cache.put_page(user_id, limit, cursor, body)
+        if self._cache is not None and lookup is not None and lookup.generation is not None:
+            # Stored under the generation read before the query: if an upload invalidated the
+            # gallery meanwhile, this page is born unreachable instead of stale.
+            self._cache.put_page(user_id, limit, cursor, body, lookup.generation)
         return body
 
     # -- delete -------------------------------------------------------------------------------
