@@ -41,9 +41,8 @@ def run(*, quick: bool, days: float = 7, runs: int | None = None) -> list[Figure
                     batch = []
             wt.store.add(batch)
             count += len(batch)
-            note(
-                f"{count:,} results over {days:g} days stored in {time.perf_counter() - started:.1f} s"
-            )
+            took = time.perf_counter() - started
+            note(f"{count:,} results over {days:g} days stored in {took:.1f} s")
             client = create_app(wt).test_client()
 
             def page() -> None:
