@@ -1,0 +1,204 @@
+"""`watchtower runbooks validate` and `watchtower runbook run`: the terminal's way in.
+
+`run` drives the same engine as the web and the webhook, on the same database, in this process:
+it advances the run, prints each step as it ends, and asks at the prompt when a person must
+decide. Without a terminal to ask at, an approval is refused (the run ends cancelled) rather
+than waiting for nobody. Exit codes: 0 succeeded; 1 failed or cancelled, or problems found;
+2 bad usage.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from watchtower.runbook.errors import ParamError, Refused, RunbookError
+from watchtower.runbook.model import Execution, ExecutionStatus, StepRun, StepStatus
+
+if TYPE_CHECKING:
+    from watchtower.runtime import Watchtower
+
+
+@click.group("runbooks")
+def runbooks() -> None:
+    """Check runbook files."""
+
+
+@runbooks.command("validate")
+@click.argument("paths", nargs=-1, type=click.Path())
+def validate(paths: tuple[str, ...]) -> None:
+    """Check runbook files (default: the runbooks directory); print `file:line: problem`."""
+    from watchtower.runbook.parser import catalog, default_dir, load, runbook_files
+
+    targets: list[Any] = list(paths) or [_runbooks_dir() or default_dir()]
+    files = runbook_files(targets)
+    found, problems = load(files, catalog())
+    for problem in problems:
+        click.echo(str(problem))
+    if not files:
+        click.echo("no runbook files found", err=True)
+        sys.exit(1)
+    if problems:
+        click.echo(f"{len(problems)} problems in {len(files)} files", err=True)
+        sys.exit(1)
+    click.echo(f"{len(found)} runbooks, no problems", err=True)
+
+
+def _runbooks_dir() -> str | None:
+    from watchtower.config import Settings
+    from watchtower.errors import ConfigError
+
+    try:
+        return Settings.from_env().runbooks_dir
+    except ConfigError:
+        return None
+
+
+@click.group("runbook")
+def runbook() -> None:
+    """Run a runbook from the terminal."""
+
+
+@runbook.command("run")
+@click.argument("runbook_id")
+@click.option("--dry-run", is_flag=True, help="Resolve every parameter; change nothing.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A parameter.")
+@click.option("--as", "started_by", default=None, help="Who starts it (default: your login).")
+@click.option("--json", "as_json", is_flag=True, help="Print the execution as JSON at the end.")
+def run(
+    runbook_id: str,
+    dry_run: bool,
+    params: tuple[str, ...],
+    started_by: str | None,
+    as_json: bool,
+) -> None:
+    """Run one runbook with the same engine as the server; ask at the prompt for approvals."""
+    values: dict[str, str] = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.UsageError(f"--param {item!r}: use NAME=VALUE")
+        values[name.strip()] = value
+    who = started_by or f"{getpass.getuser()}@terminal"
+    with _watchtower() as wt:
+        engine = wt.runbooks
+        try:
+            execution_id = engine.start(runbook_id, params=values, started_by=who, dry_run=dry_run)
+        except (ParamError, RunbookError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        click.echo(f"execution {execution_id} of {runbook_id}{' (dry run)' if dry_run else ''}")
+        execution = _drive(wt, execution_id, who)
+    if as_json:
+        from watchtower.runbook.model import execution_json
+
+        click.echo(json.dumps(execution_json(execution), indent=2))
+    click.echo(f"{execution.status.value}: {execution.reason}")
+    sys.exit(0 if execution.status is ExecutionStatus.SUCCEEDED else 1)
+
+
+@contextmanager
+def _watchtower() -> Iterator[Watchtower]:
+    from watchtower.cli import _settings
+    from watchtower.runtime import build
+
+    wt = build(_settings())
+    try:
+        yield wt
+    finally:
+        wt.close()
+
+
+def _drive(wt: Watchtower, execution_id: str, who: str) -> Execution:
+    engine = wt.runbooks
+    shown: set[str] = set()
+    said = ""
+    try:
+        while True:
+            engine.run_pending()
+            execution = engine.get(execution_id)
+            for step in execution.steps:
+                if step.step_id not in shown and _ended(step):
+                    shown.add(step.step_id)
+                    _print_step(step)
+            if execution.status.final:
+                return execution
+            if execution.status is ExecutionStatus.WAITING:
+                _decide(wt, execution, who)
+                continue
+            if execution.reason and execution.reason != said:
+                click.echo(f"  … {execution.reason}")
+                said = execution.reason
+            time.sleep(0.5)  # a lock held elsewhere, or another worker advancing it
+    except KeyboardInterrupt:
+        engine.cancel(execution_id, by=who, comment="interrupted at the terminal")
+        engine.run_pending()
+        return engine.get(execution_id)
+
+
+def _ended(step: StepRun) -> bool:
+    return step.status not in (StepStatus.PENDING, StepStatus.RUNNING, StepStatus.WAITING)
+
+
+def _print_step(step: StepRun) -> None:
+    mark = {
+        StepStatus.SUCCEEDED: "ok",
+        StepStatus.FAILED: "FAILED",
+        StepStatus.SKIPPED: "skipped",
+        StepStatus.PLANNED: "planned",
+    }.get(step.status, step.status.value)
+    click.echo(f"[{mark}] {step.step_id}: {step.title}")
+    reason = step.outputs.get("reason")
+    if reason:
+        click.echo(f"    {reason}")
+    if step.error:
+        click.echo(f"    {step.error}")
+    for call in step.plan:
+        click.echo(
+            f"    would call {call['service']}.{call['operation']} {json.dumps(call['parameters'])}"
+        )
+
+
+def _can_ask() -> bool:
+    return sys.stdin.isatty()
+
+
+def _decide(wt: Watchtower, execution: Execution, who: str) -> None:
+    engine = wt.runbooks
+    step = execution.waiting_step
+    assert step is not None
+    manual = step.kind == "manual"
+    click.echo(f"\n{'Manual step' if manual else 'Approval needed'}: {step.title}")
+    if step.inputs:
+        click.echo(json.dumps(dict(step.inputs), indent=2))
+    for call in step.plan:
+        click.echo(
+            f"  exact call: {call['service']}.{call['operation']} {json.dumps(call['parameters'])}"
+        )
+    if not _can_ask():
+        engine.reject(execution.id, by=who, comment="no terminal to ask at; refused")
+        click.echo("no terminal to ask at: refused")
+        return
+    if manual:
+        if click.confirm("Done?", default=False):
+            engine.approve(execution.id, by=who)
+        else:
+            engine.reject(execution.id, by=who, comment="not done")
+        return
+    if not click.confirm("Approve?", default=False):
+        engine.reject(
+            execution.id, by=who, comment=click.prompt("Why", default="", show_default=False)
+        )
+        return
+    approver = click.prompt(f"Approver's name (a second operator, not {who})")
+    try:
+        engine.approve(execution.id, by=approver.strip(), comment="at the terminal")
+    except Refused as exc:
+        click.echo(f"refused: {exc}")

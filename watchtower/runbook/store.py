@@ -1,0 +1,496 @@
+"""Executions, their steps, the audit log and the claims (locks), through SQLAlchemy Core.
+
+The tables live on `watchtower.store.metadata`, so `HistoryStore.create_schema()` creates them with
+the rest, in SQLite or PostgreSQL; several replicas share them. Every state change is one
+conditional UPDATE (`WHERE status IN … AND owner …`): two replicas, or an approver and a
+canceller, racing for the same execution cannot both win. The audit log is only ever inserted
+into: this adapter has no method that changes or deletes an entry.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    delete,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from watchtower.runbook.errors import ExecutionNotFound
+from watchtower.runbook.model import (
+    Approval,
+    AuditEntry,
+    Execution,
+    ExecutionStatus,
+    StepRun,
+    StepStatus,
+)
+from watchtower.store import metadata
+
+executions = Table(
+    "runbook_executions",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("runbook_id", String(64), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("mode", String(16), nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("started_by", String(128), nullable=False),
+    Column("alert_fingerprint", String(64), nullable=True),
+    Column("alert_name", String(200), nullable=True),
+    Column("source", Text, nullable=False),  # the runbook as it was when the run started
+    Column("path", String(400), nullable=False),
+    Column("lock_key", String(400), nullable=True),
+    Column("reason", Text, nullable=False, default=""),
+    Column("cursor", Integer, nullable=False, default=0),  # the next step's position
+    Column("owner", String(128), nullable=True),  # the worker advancing it now
+    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+    Column("stop_reason", Text, nullable=True),  # cancel or resolution asked while a step ran
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+)
+Index("runbook_executions_status", executions.c.status)
+Index("runbook_executions_created", executions.c.created_at)
+Index("runbook_executions_fingerprint", executions.c.alert_fingerprint)
+
+step_runs = Table(
+    "runbook_step_runs",
+    metadata,
+    Column("execution_id", String(32), ForeignKey("runbook_executions.id"), primary_key=True),
+    Column("step_id", String(64), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("outputs", JSON, nullable=False),
+    Column("plan", JSON, nullable=False),
+    Column("error", Text, nullable=False, default=""),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("requested_at", DateTime(timezone=True), nullable=True),
+    Column("expires_at", DateTime(timezone=True), nullable=True),
+    Column("decision", String(16), nullable=True),
+    Column("decided_by", String(128), nullable=True),
+    Column("decided_at", DateTime(timezone=True), nullable=True),
+    Column("comment", Text, nullable=False, default=""),
+)
+
+audit_log = Table(
+    "runbook_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("execution_id", String(32), nullable=False),
+    Column("runbook_id", String(64), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("step_id", String(64), nullable=True),
+    Column("comment", Text, nullable=False, default=""),
+)
+Index("runbook_audit_execution", audit_log.c.execution_id)
+
+# A claim is a unique key an open execution holds: `lock:<runbook>:<target>` while it runs, and
+# `alert:<runbook>:<fingerprint>` while it is open. The primary key makes taking one atomic across
+# replicas; a run's claims go in the same transaction that makes it final.
+claims = Table(
+    "runbook_claims",
+    metadata,
+    Column("key", String(400), primary_key=True),
+    Column("execution_id", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("runbook_claims_execution", claims.c.execution_id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """An execution with what only the engine needs: the runbook snapshot and the worker's lease."""
+
+    execution: Execution
+    source: str
+    path: str
+    cursor: int
+    owner: str | None
+    heartbeat_at: datetime | None
+    stop_reason: str | None
+
+
+class _Any:
+    """Marker: the owner does not matter for this update."""
+
+
+ANY_OWNER = _Any()
+Owner = str | None | _Any
+
+
+class RunbookStore:
+    """Adapter over a ready SQLAlchemy engine (the caller owns it)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create_schema(self) -> None:
+        metadata.create_all(self.engine)
+
+    # -- executions -------------------------------------------------------------------------------
+
+    def create(
+        self, execution: Mapping[str, Any], steps: Iterable[Mapping[str, Any]], claim: str | None
+    ) -> bool:
+        """Insert a run and its steps; False (nothing written) when `claim` is already held."""
+        try:
+            with self.engine.begin() as conn:
+                if claim is not None:
+                    conn.execute(
+                        insert(claims).values(
+                            key=claim,
+                            execution_id=execution["id"],
+                            created_at=execution["created_at"],
+                        )
+                    )
+                conn.execute(insert(executions).values(**execution))
+                rows = [{"execution_id": execution["id"], **s} for s in steps]
+                if rows:
+                    conn.execute(insert(step_runs), rows)
+        except IntegrityError:
+            return False
+        return True
+
+    def record(self, execution_id: str) -> Record:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(executions).where(executions.c.id == execution_id)).first()
+            if row is None:
+                raise ExecutionNotFound(execution_id)
+            steps = conn.execute(
+                select(step_runs)
+                .where(step_runs.c.execution_id == execution_id)
+                .order_by(step_runs.c.position)
+            ).all()
+        return Record(
+            execution=_execution(row, steps),
+            source=row.source,
+            path=row.path,
+            cursor=row.cursor,
+            owner=row.owner,
+            heartbeat_at=_utc(row.heartbeat_at),
+            stop_reason=row.stop_reason,
+        )
+
+    def get(self, execution_id: str) -> Execution:
+        return self.record(execution_id).execution
+
+    def list(
+        self,
+        limit: int = 50,
+        *,
+        runbook_id: str | None = None,
+        statuses: Iterable[ExecutionStatus] | None = None,
+    ) -> list[Execution]:
+        query = select(executions).order_by(executions.c.created_at.desc(), executions.c.id)
+        if runbook_id is not None:
+            query = query.where(executions.c.runbook_id == runbook_id)
+        if statuses is not None:
+            query = query.where(executions.c.status.in_([s.value for s in statuses]))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.limit(limit)).all()
+            ids = [r.id for r in rows]
+            steps: dict[str, list[Any]] = {i: [] for i in ids}
+            if ids:
+                for s in conn.execute(
+                    select(step_runs)
+                    .where(step_runs.c.execution_id.in_(ids))
+                    .order_by(step_runs.c.position)
+                ):
+                    steps[s.execution_id].append(s)
+        return [_execution(r, steps[r.id]) for r in rows]
+
+    def open_ids(self, *, fingerprint: str) -> builtins.list[str]:
+        query = select(executions.c.id).where(
+            executions.c.alert_fingerprint == fingerprint,
+            executions.c.status.in_(_OPEN),
+        )
+        with self.engine.connect() as conn:
+            return [r.id for r in conn.execute(query.order_by(executions.c.created_at))]
+
+    def runnable(self, *, stale_before: datetime, limit: int) -> builtins.list[str]:
+        """Runs a worker may take: pending or running, and nobody's (or a silent worker's)."""
+        query = (
+            select(executions.c.id)
+            .where(
+                executions.c.status.in_(
+                    [ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value]
+                ),
+                or_(executions.c.owner.is_(None), executions.c.heartbeat_at < stale_before),
+            )
+            .order_by(executions.c.created_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [r.id for r in conn.execute(query)]
+
+    def take(self, execution_id: str, *, owner: str, now: datetime, stale_before: datetime) -> bool:
+        """Become the run's worker, if it is free (or its worker stopped sending heartbeats)."""
+        query = (
+            update(executions)
+            .where(
+                executions.c.id == execution_id,
+                executions.c.status.in_(
+                    [ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value]
+                ),
+                or_(executions.c.owner.is_(None), executions.c.heartbeat_at < stale_before),
+            )
+            .values(owner=owner, heartbeat_at=now)
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(query).rowcount == 1
+
+    def heartbeat(self, *, owner: str, ids: Iterable[str], now: datetime) -> None:
+        ids = list(ids)
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(executions)
+                    .where(executions.c.id.in_(ids), executions.c.owner == owner)
+                    .values(heartbeat_at=now)
+                )
+
+    def update(
+        self,
+        execution_id: str,
+        *,
+        held_by: Owner,
+        statuses: Iterable[ExecutionStatus] | None = None,
+        **values: Any,
+    ) -> bool:
+        """Change a run if it is (still) in one of `statuses` and held by `held_by`.
+
+        When `values` makes it final, its claims are released in the same transaction.
+        """
+        conditions = [executions.c.id == execution_id, *_owned(held_by)]
+        if statuses is not None:
+            conditions.append(executions.c.status.in_([s.value for s in statuses]))
+        final = values.get("status") in _FINAL
+        with self.engine.begin() as conn:
+            changed = conn.execute(update(executions).where(*conditions).values(**values))
+            if changed.rowcount != 1:
+                return False
+            if final:
+                conn.execute(delete(claims).where(claims.c.execution_id == execution_id))
+        return True
+
+    def update_step(
+        self, execution_id: str, step_id: str, *, held_by: Owner, **values: Any
+    ) -> bool:
+        """Change a step's row, if the run is still held by `held_by`."""
+        held = exists().where(executions.c.id == execution_id, *_owned(held_by))
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(step_runs)
+                .where(
+                    step_runs.c.execution_id == execution_id,
+                    step_runs.c.step_id == step_id,
+                    held,
+                )
+                .values(**values)
+            )
+            return changed.rowcount == 1
+
+    def decide(
+        self,
+        execution_id: str,
+        step_id: str,
+        *,
+        to: ExecutionStatus,
+        step_values: Mapping[str, Any],
+        values: Mapping[str, Any],
+    ) -> bool:
+        """Record a person's decision on a waiting step and move the run on, atomically."""
+        final = to in _FINAL_STATUSES
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(executions)
+                .where(
+                    executions.c.id == execution_id,
+                    executions.c.status == ExecutionStatus.WAITING.value,
+                )
+                .values(status=to.value, **values)
+            )
+            if changed.rowcount != 1:
+                return False
+            conn.execute(
+                update(step_runs)
+                .where(step_runs.c.execution_id == execution_id, step_runs.c.step_id == step_id)
+                .values(**step_values)
+            )
+            if final:
+                conn.execute(delete(claims).where(claims.c.execution_id == execution_id))
+        return True
+
+    def expired(self, *, now: datetime) -> builtins.list[tuple[str, str]]:
+        """(execution, step) of every approval request past its expiry."""
+        query = (
+            select(step_runs.c.execution_id, step_runs.c.step_id)
+            .join(executions, executions.c.id == step_runs.c.execution_id)
+            .where(
+                executions.c.status == ExecutionStatus.WAITING.value,
+                step_runs.c.status == StepStatus.WAITING.value,
+                step_runs.c.expires_at < now,
+            )
+        )
+        with self.engine.connect() as conn:
+            return [(r.execution_id, r.step_id) for r in conn.execute(query)]
+
+    # -- claims (locks) ---------------------------------------------------------------------------
+
+    def claim(self, key: str, *, execution_id: str, now: datetime) -> bool:
+        """Take `key` for this run; True also when the run already holds it."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(claims).values(key=key, execution_id=execution_id, created_at=now)
+                )
+        except IntegrityError:
+            return self.holder(key) == execution_id
+        return True
+
+    def holder(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(claims.c.execution_id).where(claims.c.key == key)).first()
+        return row.execution_id if row is not None else None
+
+    # -- the audit log ----------------------------------------------------------------------------
+
+    def audit(self, entry: AuditEntry) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(audit_log).values(
+                    at=entry.at,
+                    execution_id=entry.execution_id,
+                    runbook_id=entry.runbook_id,
+                    actor=entry.actor,
+                    action=entry.action,
+                    step_id=entry.step_id,
+                    comment=entry.comment,
+                )
+            )
+
+    def audit_entries(
+        self, execution_id: str | None = None, *, limit: int = 500
+    ) -> builtins.list[AuditEntry]:
+        """Oldest first."""
+        query = select(audit_log).order_by(audit_log.c.id)
+        if execution_id is not None:
+            query = query.where(audit_log.c.execution_id == execution_id)
+        with self.engine.connect() as conn:
+            return [
+                AuditEntry(
+                    at=_utc(r.at) or datetime.min.replace(tzinfo=UTC),
+                    execution_id=r.execution_id,
+                    runbook_id=r.runbook_id,
+                    actor=r.actor,
+                    action=r.action,
+                    step_id=r.step_id,
+                    comment=r.comment,
+                )
+                for r in conn.execute(query.limit(limit))
+            ]
+
+
+_OPEN = [
+    s.value for s in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.WAITING)
+]
+_FINAL_STATUSES = (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
+_FINAL = {s.value for s in _FINAL_STATUSES} | set(_FINAL_STATUSES)
+
+
+def _owned(owner: Owner) -> builtins.list[Any]:
+    if isinstance(owner, _Any):
+        return []
+    if owner is None:
+        return [executions.c.owner.is_(None)]
+    return [executions.c.owner == owner]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _execution(row: Any, steps: Iterable[Any]) -> Execution:
+    return Execution(
+        id=row.id,
+        runbook_id=row.runbook_id,
+        title=row.title,
+        status=ExecutionStatus(row.status),
+        mode=row.mode,
+        dry_run=row.dry_run,
+        params=dict(row.params),
+        started_by=row.started_by,
+        created_at=_utc(row.created_at) or datetime.min.replace(tzinfo=UTC),
+        reason=row.reason or "",
+        alert_fingerprint=row.alert_fingerprint,
+        alert_name=row.alert_name,
+        lock_key=row.lock_key,
+        started_at=_utc(row.started_at),
+        finished_at=_utc(row.finished_at),
+        resolved_at=_utc(row.resolved_at),
+        steps=tuple(_step(s) for s in steps),
+    )
+
+
+def _step(row: Any) -> StepRun:
+    approval = None
+    if row.requested_at is not None:
+        approval = Approval(
+            requested_at=_utc(row.requested_at) or datetime.min.replace(tzinfo=UTC),
+            expires_at=_utc(row.expires_at) or datetime.min.replace(tzinfo=UTC),
+            decision=row.decision,
+            decided_by=row.decided_by,
+            decided_at=_utc(row.decided_at),
+            comment=row.comment or "",
+        )
+    return StepRun(
+        step_id=row.step_id,
+        position=row.position,
+        kind=row.kind,
+        title=row.title,
+        status=StepStatus(row.status),
+        inputs=dict(row.inputs or {}),
+        outputs=dict(row.outputs or {}),
+        plan=tuple(row.plan or ()),
+        error=row.error or "",
+        attempts=row.attempts or 0,
+        started_at=_utc(row.started_at),
+        finished_at=_utc(row.finished_at),
+        approval=approval,
+    )
+
+
+__all__ = ["ANY_OWNER", "Record", "RunbookStore"]
