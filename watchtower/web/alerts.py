@@ -1,0 +1,148 @@
+"""Alertmanager's webhook (`POST /api/v1/alerts`) and the executions it starts (`GET
+/api/v1/executions`).
+
+The webhook authenticates with the bearer token Alertmanager's `http_config` sends
+(WATCHTOWER_WEBHOOK_TOKEN), reads at most WATCHTOWER_WEBHOOK_MAX_BYTES, and answers 202 as soon
+as every alert is stored and handed to the runbook engine, which runs steps on its own worker.
+A 5xx asks Alertmanager to retry; the retry starts nothing twice (the engine keys executions by
+fingerprint), so a failure to start a runbook is answered 503.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import logging
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from watchtower import alerting
+from watchtower.errors import PayloadError
+from watchtower.runbook.model import execution_json
+from watchtower.runtime import Watchtower
+from watchtower.web.auth import require
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("alerts", __name__)
+
+MAX_LIST = 500
+
+
+def _watchtower() -> Watchtower:
+    wt: Watchtower = current_app.extensions["watchtower"]
+    return wt
+
+
+@bp.record_once
+def _check_routes(state: BlueprintSetupState) -> None:
+    """Say at start-up when a route names a runbook the engine does not have."""
+    wt: Watchtower = state.app.extensions["watchtower"]
+    missing = alerting.unknown_runbooks(wt.settings.routes, wt.runbooks.runbooks)
+    if missing:
+        log.error(
+            "alert routes name runbooks that do not exist: %s (known: %s); alerts routed to "
+            "them are answered 503 and start nothing (WATCHTOWER_ROUTES_FILE)",
+            ", ".join(missing),
+            ", ".join(sorted(wt.runbooks.runbooks)) or "none",
+        )
+
+
+def _answer(status: int, outcome: str, body: dict[str, Any], **headers: str) -> Any:
+    _watchtower().metrics.alert_notifications.labels(outcome).inc()
+    response = jsonify(body)
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def _error(status: int, outcome: str, message: str, **extra: Any) -> Any:
+    headers = {"WWW-Authenticate": 'Bearer realm="watchtower"'} if status == 401 else {}
+    return _answer(
+        status, outcome, {"error": {"code": outcome, "message": message, **extra}}, **headers
+    )
+
+
+@bp.post("/api/v1/alerts")
+def receive() -> Any:
+    wt = _watchtower()
+    settings = wt.settings
+    if settings.webhook_token is None:
+        return _error(503, "unavailable", "the webhook is off: WATCHTOWER_WEBHOOK_TOKEN is not set")
+    auth = request.authorization
+    if auth is None or auth.type != "bearer" or not auth.token:
+        return _error(401, "unauthenticated", "send the webhook token as a bearer token")
+    if not hmac.compare_digest(auth.token.encode(), settings.webhook_token.encode()):
+        return _error(403, "forbidden", "the bearer token is not the webhook token")
+    request.max_content_length = settings.webhook_max_bytes
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        return _error(
+            413, "too_large", f"the body is larger than {settings.webhook_max_bytes} bytes"
+        )
+    try:
+        notification = alerting.parse_notification(body)
+    except PayloadError as exc:
+        return _error(400, "malformed", str(exc), field=exc.field)
+    if notification.truncated_alerts:
+        log.warning(
+            "Alertmanager left %d alerts out of a notification to %s (its max_alerts)",
+            notification.truncated_alerts,
+            notification.receiver,
+        )
+    try:
+        done = alerting.dispatch(
+            notification, routes=settings.routes, store=wt.store, runbooks=wt.runbooks, now=wt.now()
+        )
+    except Exception as exc:  # the store: Alertmanager keeps the notification and retries
+        log.exception("could not store a notification of %d alerts", len(notification.alerts))
+        return _error(503, "unavailable", f"alerts could not be stored: {type(exc).__name__}")
+    for started in done.started:
+        log.info(
+            "alert %s (%s) -> runbook %s, %s: %s",
+            started.alertname,
+            started.fingerprint,
+            started.runbook,
+            started.mode,
+            started.execution or "its execution is still open",
+        )
+    for failed in done.failed:
+        log.error(
+            "alert %s: runbook %r did not start: %s",
+            failed.fingerprint,
+            failed.runbook,
+            failed.error,
+        )
+    summary = {
+        "received": len(notification.alerts),
+        "started": [dataclasses.asdict(s) for s in done.started],
+        "resolved": list(done.resolved),
+        "stale": list(done.stale),
+    }
+    if done.failed:
+        return _answer(
+            503,
+            "failed",
+            {
+                **summary,
+                "error": {"code": "failed", "message": "some runbooks did not start; retry"},
+                "failed": [dataclasses.asdict(f) for f in done.failed],
+            },
+        )
+    return _answer(202, "accepted", summary)
+
+
+@bp.get("/api/v1/executions")
+@require("viewer")
+def executions() -> Any:
+    """The newest executions first: runbook, status, the alert's fingerprint, each step's state."""
+    raw = request.args.get("limit", "50")
+    limit = int(raw) if raw.isascii() and raw.isdigit() else 0
+    if not 1 <= limit <= MAX_LIST:
+        message = f"limit must be a whole number from 1 to {MAX_LIST}"
+        return jsonify({"error": {"code": "bad_request", "message": message}}), 400
+    return jsonify({"executions": [execution_json(e) for e in _watchtower().runbooks.list(limit)]})
