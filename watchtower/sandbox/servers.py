@@ -10,6 +10,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -110,6 +111,15 @@ class RedisServer(Server):
 @dataclass
 class PostgresServer(Server):
     database: str = "gallery"
+
+    def stop(self) -> None:
+        # SIGTERM is PostgreSQL's "smart" shutdown, which waits for every client to leave; SIGINT
+        # is "fast": clients are disconnected and the postmaster's children end with it.
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+        super().stop()
 
     @property
     def url(self) -> str:

@@ -1,33 +1,41 @@
 """The sandbox: the image service and everything it runs on, on loopback, with no AWS account.
 
-moto stands in for AWS; redis-server and a throwaway PostgreSQL run when their binaries are
-installed (and the stack says plainly what runs without them); the image API runs as its own
-process, exactly as `python -m image_core serve` runs in production.
+moto stands in for AWS (table, bucket, CloudFront distribution, Lambda function configuration and
+log group); redis-server and a throwaway PostgreSQL run when their binaries are installed (and the
+stack says plainly what runs without them); the image API runs as its own process, exactly as
+`python -m image_core serve` runs, behind a gateway that stands in for API Gateway and Lambda.
+Around it: the flag follower, a traffic generator of a few users, the telemetry simulator for what
+moto cannot produce, and the scenarios that break one component at a time.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
+import random
+import shutil
 import subprocess
 import sys
-import time
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
-import urllib3
-
-from watchtower.sandbox import servers
-from watchtower.sandbox.servers import LOOPBACK, Server, ServerUnavailable
+from watchtower.sandbox import resources, servers
+from watchtower.sandbox.flag_follower import FlagFollower
+from watchtower.sandbox.gateway import FLAG, ImageApi, Invocations, image_api_environment
+from watchtower.sandbox.resources import SANDBOX_CREDENTIALS, Resources
+from watchtower.sandbox.scenarios import SCENARIOS, ScenarioController
+from watchtower.sandbox.servers import Server, ServerUnavailable
+from watchtower.sandbox.telemetry import SIMULATED, LogFormat, TelemetrySimulator
+from watchtower.sandbox.traffic import TrafficGenerator
 
 S = TypeVar("S", bound=Server)
 
-SANDBOX_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "sandbox",
-    "AWS_SECRET_ACCESS_KEY": "sandbox",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
+TABLE = "images"
+BUCKET = "images"
+FUNCTION = "image-api"
+REGION = "us-east-1"
+MISSING_BUCKET = f"{BUCKET}-that-does-not-exist"
 
 
 @dataclass
@@ -35,29 +43,127 @@ class Stack:
     moto: servers.MotoServer
     redis: servers.RedisServer | None
     postgres: servers.PostgresServer | None
-    image_api_url: str
-    image_env: dict[str, str]
+    image_api: ImageApi
+    resources: Resources
+    scenarios: ScenarioController
+    follower: FlagFollower
+    telemetry: TelemetrySimulator | None
+    traffic: TrafficGenerator | None
+    workdir: Path
     notes: list[str] = field(default_factory=list)
+    table: str = TABLE
+    bucket: str = BUCKET
+    region: str = REGION
     _children: list[Server] = field(default_factory=list)
+    _clients: list[Any] = field(default_factory=list)
+
+    @property
+    def image_api_url(self) -> str:
+        return self.image_api.url
+
+    def describe(self) -> dict[str, Any]:
+        """What runs, what is simulated and which scenario plays: for people and tests."""
+        env = self.image_api.environment
+        return {
+            **self.scenarios.describe(),
+            "simulated": list(SIMULATED) if self.telemetry is not None else [],
+            "notes": list(self.notes),
+            "endpoints": {
+                "image_api": self.image_api.url,
+                "aws": self.moto.url,
+                "redis": self.redis.url if self.redis else None,
+                "postgres": self.postgres.url if self.postgres else None,
+            },
+            "function": self.resources.function,
+            "distribution_id": self.resources.distribution_id,
+            "image_api": {
+                "process": self.image_api.generation,
+                "dual_write": env.get(FLAG) == "true",
+                "bucket": env.get("IMAGE_BUCKET"),
+                "follows_function_flag": not self.follower.held,
+            },
+        }
 
     def stop(self) -> None:
+        for worker in (self.traffic, self.telemetry, self.follower):
+            if worker is not None:
+                worker.stop()
+        self.image_api.stop()
+        for client in self._clients:
+            client.close()
         for child in reversed(self._children):
             child.stop()
         self._children.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class _Levers:
+    """The scenarios' levers, moved through the moto server and the image API (`Levers`)."""
+
+    def __init__(self, lambda_client: Any, function: str, image_api: ImageApi) -> None:
+        self._lambda = lambda_client
+        self._function = function
+        self._image_api = image_api
+        self.follower: FlagFollower | None = None
+
+    def _variables(self) -> dict[str, str]:
+        answer = self._lambda.get_function_configuration(FunctionName=self._function)
+        return dict((answer.get("Environment") or {}).get("Variables") or {})
+
+    def function_flag(self) -> str | None:
+        return self._variables().get(FLAG)
+
+    def set_function_flag(self, raw: str | None) -> None:
+        variables = self._variables()
+        if raw is None:
+            variables.pop(FLAG, None)
+        else:
+            variables[FLAG] = raw
+        self._lambda.update_function_configuration(
+            FunctionName=self._function, Environment={"Variables": variables}
+        )
+
+    def hold_image_api(self, held: bool) -> None:
+        assert self.follower is not None
+        self.follower.hold(held)
+
+    def restart_image_api(
+        self, *, dual_write: bool | None = None, bucket_exists: bool | None = None
+    ) -> None:
+        changes = {}
+        if dual_write is not None:
+            changes[FLAG] = "true" if dual_write else "false"
+        if bucket_exists is not None:
+            changes["IMAGE_BUCKET"] = BUCKET if bucket_exists else MISSING_BUCKET
+        reason = ", ".join(f"{k}={v}" for k, v in changes.items())
+        self._image_api.restart(f"scenario: {reason}", **changes)
 
 
 def start(
     *,
     image_api_port: int | None = None,
     dual_write: bool = True,
+    scenario: str = "healthy",
+    traffic_rate: float = 1.0,
+    telemetry: bool = True,
+    log_format: LogFormat = "text",
+    telemetry_interval: float = 5.0,
+    flag_poll_seconds: float = 1.0,
+    metrics_flush_seconds: int = 5,
     log: Callable[[str], None] = print,
 ) -> Stack:
     """Start everything; on any failure, stop what was started and raise."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"no scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
     children: list[Server] = []
     notes: list[str] = []
+    workdir = Path(tempfile.mkdtemp(prefix="watchtower-sandbox-"))
+    image_api: ImageApi | None = None
+    workers: list[Any] = []
     try:
         moto = servers.start_moto()
         children.append(moto)
+        moto.configure_lambda_without_docker()
         log(f"moto (AWS emulator)     {moto.url}")
         redis = _optional(servers.start_redis, "Redis", "the gallery cache is off", notes, log)
         if redis:
@@ -68,7 +174,7 @@ def start(
             postgres = _optional(
                 servers.start_postgres,
                 "PostgreSQL",
-                "dual-write to gallery_images is off",
+                "dual-write to gallery_images is off, and the legacy-writes scenario unavailable",
                 notes,
                 log,
             )
@@ -78,35 +184,109 @@ def start(
         env = {
             **SANDBOX_CREDENTIALS,
             "AWS_ENDPOINT_URL": moto.url,
+            "IMAGE_TABLE": TABLE,
+            "IMAGE_BUCKET": BUCKET,
+            "IMAGE_REGION": REGION,
             "IMAGE_TRUST_USER_HEADER": "true",
-            "ENABLE_DYNAMODB_DUAL_WRITE": "true" if postgres else "false",
+            "IMAGE_METRICS_SINK": "cloudwatch",
+            "IMAGE_METRICS_FLUSH_SECONDS": str(metrics_flush_seconds),
+            FLAG: "true" if postgres else "false",
         }
         if redis:
             env["IMAGE_REDIS_URL"] = redis.url
         if postgres:
             env["IMAGE_LEGACY_DATABASE_URL"] = postgres.url
-        subprocess.run(
+        bootstrap = subprocess.run(
             [sys.executable, "-m", "image_core", "bootstrap"],
-            env={**os.environ, **env},
-            check=True,
+            env=image_api_environment(env),
             capture_output=True,
+            text=True,
         )
-        api = _start_image_api(env, image_api_port or servers.free_port())
-        children.append(api)
-        url = f"http://{LOOPBACK}:{api.port}"
-        log(f"image API               {url}")
+        if bootstrap.returncode != 0:
+            raise ServerUnavailable(f"image core bootstrap failed: {bootstrap.stderr.strip()}")
+        made = resources.create(
+            moto.url,
+            function=FUNCTION,
+            table=TABLE,
+            bucket=BUCKET,
+            dual_write=postgres is not None,
+            region=REGION,
+        )
+        log(
+            f"AWS resources (in moto) table {TABLE}, bucket {BUCKET}, CloudFront distribution "
+            f"{made.distribution_id}, Lambda function {made.function} "
+            f"({FLAG}={env[FLAG]}), log group {made.log_group}"
+        )
+
+        invocations = Invocations()
+        image_api = ImageApi(env, port=image_api_port, record=invocations.add, workdir=workdir)
+        image_api.start()
+        log(f"image API (gateway)     {image_api.url}")
+
+        clients = {
+            service: resources.client(service, moto.url, region=REGION)
+            for service in ("lambda", "cloudwatch", "logs")
+        }
+        lambda_client = clients["lambda"]
+        levers = _Levers(lambda_client, made.function, image_api)
+        follower = FlagFollower(
+            lambda_client,
+            made.function,
+            image_api,
+            postgres=postgres is not None,
+            interval=flag_poll_seconds,
+        )
+        levers.follower = follower
+        controller = ScenarioController(levers, postgres=postgres is not None)
+        follower.start()
+        workers.append(follower)
+
+        simulator = None
+        if telemetry:
+            simulator = TelemetrySimulator(
+                cloudwatch=clients["cloudwatch"],
+                logs=clients["logs"],
+                invocations=invocations,
+                profile=controller.profile,
+                table=TABLE,
+                distribution_id=made.distribution_id,
+                log_group=made.log_group,
+                log_format=log_format,
+                interval=telemetry_interval,
+                rng=random.Random(),
+            )
+            simulator.start()
+            workers.append(simulator)
+        traffic = None
+        if traffic_rate > 0:
+            traffic = TrafficGenerator(image_api.url, rate=traffic_rate)
+            traffic.start()
+            workers.append(traffic)
+        if scenario != "healthy":
+            controller.switch(scenario)
         return Stack(
             moto=moto,
             redis=redis,
             postgres=postgres,
-            image_api_url=url,
-            image_env=env,
+            image_api=image_api,
+            resources=made,
+            scenarios=controller,
+            follower=follower,
+            telemetry=simulator,
+            traffic=traffic,
+            workdir=workdir,
             notes=notes,
             _children=children,
+            _clients=list(clients.values()),
         )
     except BaseException:
+        for worker in reversed(workers):
+            worker.stop()
+        if image_api is not None:
+            image_api.stop()
         for child in reversed(children):
             child.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
         raise
 
 
@@ -121,23 +301,3 @@ def _optional(
         log(f"note: {note}")
         return None
     return server
-
-
-def _start_image_api(env: dict[str, str], port: int) -> Server:
-    process = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "image_core", "serve", "--host", LOOPBACK, "--port", str(port)],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    server = Server(name="image-api", port=port, process=process)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise ServerUnavailable(f"the image API exited with status {process.returncode}")
-        with contextlib.suppress(urllib3.exceptions.HTTPError):
-            urllib3.request("GET", f"http://{LOOPBACK}:{port}/healthz", timeout=0.5, retries=False)
-            return server
-        time.sleep(0.1)
-    server.stop()
-    raise ServerUnavailable("the image API was not ready after 30s")
