@@ -1,0 +1,166 @@
+"""The cutover sign-off's settings: one frozen object, read from `WATCHTOWER_CUTOVER_*` once.
+
+Every value has a default that follows Story 6.1 (a 24-hour window, a > 99.9% gate, upload P95
+under 800 ms); an invalid or unknown `WATCHTOWER_CUTOVER_*` variable fails start-up naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from watchtower.errors import ConfigError
+
+PREFIX = "WATCHTOWER_CUTOVER_"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CutoverSettings:
+    window_seconds: int = 24 * 3600  # how long the flag must stay off before sign-off
+    sample_interval: int = 300  # one evidence sample per slot of this many seconds
+    # CloudWatch publishes a minute or two late: a sample reads the metrics of the slot that
+    # ended this long ago, so it never judges a half-published slot.
+    metrics_lag_seconds: int = 120
+    # Dual-write metrics stamped in the first minutes after the flip may be from before it (the
+    # image core flushes every few seconds; Lambda replaces its environments over seconds).
+    grace_seconds: int = 120
+    preflight_days: int = 7
+    baseline_days: int = 7
+    min_coverage: float = 0.99
+    min_success_ratio: float = 0.999
+    reconciliation_tolerance: float = 0.001  # share of DynamoDB's count the two sides may differ
+    max_p95_ms: float = 800.0
+    max_p95_regression: float = 0.10  # the window's P95 may be at most this much above baseline
+    max_breach_seconds: int = 1800  # a latency breach longer than this fails the window
+    min_slot_latency_samples: int = 20  # fewer uploads in a slot: its P95 is not judged
+    min_window_latency_samples: int = 100
+    min_write_ratio: float = 0.5  # of the same hours' average over the previous days
+    min_baseline_write_units: float = 10.0  # per hour: less is too little to compare against
+    max_low_write_hours: int = 2
+    max_lambda_error_ratio: float = 0.001
+    signers: tuple[str, ...] = ("Engineering lead", "Operations lead")
+    cost_tag: tuple[str, str] = ("service", "image-service")
+    rollback_runbook: str = "rollback-dual-write"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CutoverSettings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        known = {variable for variable, _, _ in _VARIABLES.values()}
+        for variable in env:
+            if variable.startswith(PREFIX) and variable not in known:
+                raise ConfigError(
+                    f"{variable}: no such cutover setting (known: {', '.join(sorted(known))})"
+                )
+        for field_name, (variable, parse, scale) in _VARIABLES.items():
+            raw = env.get(variable)
+            if raw is not None and raw.strip():
+                value = parse(variable, raw)
+                values[field_name] = value * scale if scale != 1 else value
+        settings = cls(**values)
+        if settings.window_seconds < settings.sample_interval:
+            raise ConfigError(
+                f"{PREFIX}WINDOW_HOURS must cover at least one {PREFIX}SAMPLE_INTERVAL"
+            )
+        return settings
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be greater than 0")
+    return value
+
+
+def _minutes_int(name: str, raw: str) -> int:
+    value = _positive_int(name, raw)
+    if value % 60:
+        raise ConfigError(f"{name}={raw!r} must be a whole number of minutes (seconds, * 60)")
+    return value
+
+
+def _non_negative_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def _ratio(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise ConfigError(f"{name}={raw!r} must be between 0 and 1")
+    return value
+
+
+def _positive_number(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be greater than 0")
+    return value
+
+
+def _names(name: str, raw: str) -> tuple[str, ...]:
+    roles = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not roles or len(set(roles)) != len(roles):
+        raise ConfigError(f"{name}={raw!r} must list distinct stakeholder roles, comma-separated")
+    if any(len(r) > 80 or any(ord(c) < 32 for c in r) for r in roles):
+        raise ConfigError(f"{name}: a role is longer than 80 characters or has control characters")
+    return roles
+
+
+def _tag(name: str, raw: str) -> tuple[str, str]:
+    key, sep, value = raw.strip().partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise ConfigError(f"{name}={raw!r} must be key=value (e.g. service=image-service)")
+    return key.strip(), value.strip()
+
+
+def _runbook_id(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value.replace("-", "").isalnum() or not value.islower():
+        raise ConfigError(f"{name}={raw!r} is not a runbook id (lowercase letters, digits, -)")
+    return value
+
+
+_Parse = Callable[[str, str], Any]
+_VARIABLES: dict[str, tuple[str, _Parse, int]] = {
+    "window_seconds": (f"{PREFIX}WINDOW_HOURS", _positive_int, 3600),
+    "sample_interval": (f"{PREFIX}SAMPLE_INTERVAL", _minutes_int, 1),
+    "metrics_lag_seconds": (f"{PREFIX}METRICS_LAG", _non_negative_int, 1),
+    "grace_seconds": (f"{PREFIX}GRACE", _non_negative_int, 1),
+    "preflight_days": (f"{PREFIX}PREFLIGHT_DAYS", _positive_int, 1),
+    "baseline_days": (f"{PREFIX}BASELINE_DAYS", _positive_int, 1),
+    "min_coverage": (f"{PREFIX}MIN_COVERAGE", _ratio, 1),
+    "min_success_ratio": (f"{PREFIX}MIN_SUCCESS_RATIO", _ratio, 1),
+    "reconciliation_tolerance": (f"{PREFIX}RECONCILIATION_TOLERANCE", _ratio, 1),
+    "max_p95_ms": (f"{PREFIX}MAX_P95_MS", _positive_number, 1),
+    "max_p95_regression": (f"{PREFIX}MAX_P95_REGRESSION", _ratio, 1),
+    "max_breach_seconds": (f"{PREFIX}MAX_BREACH_MINUTES", _positive_int, 60),
+    "min_write_ratio": (f"{PREFIX}MIN_WRITE_RATIO", _ratio, 1),
+    "max_low_write_hours": (f"{PREFIX}MAX_LOW_WRITE_HOURS", _non_negative_int, 1),
+    "max_lambda_error_ratio": (f"{PREFIX}MAX_LAMBDA_ERROR_RATIO", _ratio, 1),
+    "signers": (f"{PREFIX}SIGNERS", _names, 1),
+    "cost_tag": (f"{PREFIX}COST_TAG", _tag, 1),
+    "rollback_runbook": (f"{PREFIX}ROLLBACK_RUNBOOK", _runbook_id, 1),
+}
+
+
+def variables() -> dict[str, str]:
+    """Environment variable -> default, for the configuration reference."""
+    defaults = CutoverSettings()
+    return {var: repr(getattr(defaults, name)) for name, (var, _, _) in _VARIABLES.items()}

@@ -1,0 +1,510 @@
+"""Reading the evidence: one sample per slot, the baseline before the flip, the pre-flight report.
+
+The I/O half of the cutover: it reads through ports and returns plain records (`Sample`,
+`Baseline`, `PreflightReport`), judging nothing. Every source that cannot be read becomes a
+reading with an `error`, which the judge counts as a gap in the evidence.
+
+**Reconciliation, and why it counts rows on both sides.** The pre-flight report compares image
+records created in the window *that still exist* in DynamoDB with rows inserted in the window
+(`inserted_at`) that still exist in `gallery_images`. Deletes are dual-written too: the probe
+deletes its image at the end of every run, users delete theirs, and each delete removes the row
+from both stores. A count of write *events* (the image core's successful upload Requests) against
+a count of surviving rows would therefore always disagree, by every image deleted since and by
+every idempotent replay (a replay answers 200 and counts as a success; the probe replays each of
+its uploads). Surviving rows against surviving rows compare like with like: they differ only where
+an insert or a delete reached one store and not the other, which is what reconciliation is for.
+The upload Requests are shown beside them for context. The price is one COUNT Scan of the table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from watchtower.checks import image_metrics
+from watchtower.checks.base import MetricQuery, Series
+from watchtower.checks.dual_write import flag_value
+from watchtower.config import Settings
+from watchtower.cutover.config import CutoverSettings
+from watchtower.cutover.model import (
+    LATENCY_THRESHOLDS_MS,
+    Baseline,
+    DayRow,
+    LatencyCounts,
+    PreflightReport,
+    Reading,
+    Reconciliation,
+    Sample,
+    Window,
+    iso,
+)
+from watchtower.cutover.ports import EvidencePorts, PreflightPorts
+from watchtower.errors import SourceError
+from watchtower.model import Status
+
+log = logging.getLogger(__name__)
+
+LEGACY_ERROR_REASON = "legacy_write_failed"  # the image core's error code for a legacy write
+PROBE = "upload_get"
+INSERTED = (
+    "SELECT count(*) FROM gallery_images WHERE inserted_at > %(since)s AND inserted_at <= %(until)s"
+)
+FIRST_INSERTED = (
+    "SELECT min(inserted_at) FROM gallery_images "
+    "WHERE inserted_at > %(since)s AND inserted_at <= %(until)s"
+)
+NO_LEGACY_DB = "the legacy database is not configured (WATCHTOWER_LEGACY_DATABASE_URL)"
+
+
+# -- the metrics a sample reads -------------------------------------------------------------------
+
+
+def _query(
+    key: str, namespace: str, metric: str, dims: tuple, window: int, **kw: Any
+) -> MetricQuery:
+    return MetricQuery(
+        key=key, namespace=namespace, metric=metric, dimensions=dims, window_seconds=window, **kw
+    )
+
+
+def sample_queries(settings: Settings, window: int) -> list[MetricQuery]:
+    """Every CloudWatch metric one sample reads: one GetMetricData call."""
+    ns = settings.metrics_namespace
+    function = (("FunctionName", settings.lambda_function),)
+    return [
+        _query(
+            "writes",
+            "AWS/DynamoDB",
+            "ConsumedWriteCapacityUnits",
+            (("TableName", settings.table),),
+            window,
+        ),
+        *(
+            image_metrics.requests(settings, window, traffic=t, outcome="success")
+            for t in image_metrics.TRAFFIC
+        ),
+        image_metrics.requests(settings, window, traffic="user", outcome="server_error"),
+        image_metrics.latency_samples(settings, window, traffic="user"),
+        *(
+            image_metrics.latency_over(settings, window, t, traffic="user")
+            for t in LATENCY_THRESHOLDS_MS
+        ),
+        image_metrics.dual_writes(settings, window, outcome="success"),
+        image_metrics.dual_writes(settings, window, outcome="failure"),
+        *(
+            _query(
+                f"legacy_errors_{op}",
+                ns,
+                "Errors",
+                (("Operation", op), ("Reason", LEGACY_ERROR_REASON)),
+                window,
+            )
+            for op in ("upload", "delete")
+        ),
+        _query("lambda_errors", "AWS/Lambda", "Errors", function, window),
+        _query("lambda_invocations", "AWS/Lambda", "Invocations", function, window),
+    ]
+
+
+def _sum(series: Series | None) -> float:
+    return sum(v for _, v in series or [])
+
+
+def metric_readings(values: Mapping[str, Series]) -> dict[str, Reading]:
+    """The metric-based readings of one sample, from its fetched series by key."""
+
+    def s(key: str) -> float:
+        return _sum(values.get(key))
+
+    user = "requests_upload_user_"
+    return {
+        "dynamodb_writes": Reading(
+            figures={
+                "write_units": s("writes"),
+                "uploads": s(f"{user}success") + s("requests_upload_synthetic_success"),
+            }
+        ),
+        "upload_success": Reading(
+            figures={
+                "uploads": s(f"{user}success") + s(f"{user}server_error"),
+                "server_errors": s(f"{user}server_error"),
+            }
+        ),
+        "upload_latency": Reading(
+            figures={
+                "samples": s("latency_samples_upload_user"),
+                "over": {
+                    str(t): s(f"latency_over_{t}ms_upload_user") for t in LATENCY_THRESHOLDS_MS
+                },
+            }
+        ),
+        "dual_write_errors": Reading(
+            figures={
+                "dual_write_attempts": s("dual_writes_success") + s("dual_writes_failure"),
+                "legacy_errors": s("legacy_errors_upload") + s("legacy_errors_delete"),
+                "lambda_errors": s("lambda_errors"),
+                "lambda_invocations": s("lambda_invocations"),
+            }
+        ),
+    }
+
+
+# -- one sample ---------------------------------------------------------------------------------
+
+
+def take_sample(
+    window: Window,
+    *,
+    at: datetime,
+    taken_at: datetime,
+    settings: Settings,
+    cutover: CutoverSettings,
+    ports: EvidencePorts,
+) -> Sample:
+    """Read every source for the slot ending at `at` (its metrics `metrics_lag_seconds` late)."""
+    interval = timedelta(seconds=window.interval_seconds)
+    slot_start = max(window.opened_at, at - interval)
+    metrics_end = at - timedelta(seconds=cutover.metrics_lag_seconds)
+    metrics_start = metrics_end - interval
+    readings: dict[str, Reading] = {}
+
+    queries = sample_queries(settings, window.interval_seconds)
+    try:
+        fetched = ports.metrics.fetch(queries, now=metrics_end, region=settings.region)
+        readings.update(metric_readings({q.key: fetched.get(q, []) for q in queries}))
+    except SourceError as exc:
+        for name in ("dynamodb_writes", "upload_success", "upload_latency", "dual_write_errors"):
+            readings[name] = Reading(error=str(exc))
+
+    if readings["upload_success"].readable:
+        readings["upload_success"] = _with_probe(
+            readings["upload_success"], ports, since=slot_start, until=at
+        )
+    readings["legacy_inserts"] = _legacy_reading(
+        ports,
+        window,
+        slot_start=slot_start,
+        at=at,
+        grace=timedelta(seconds=cutover.grace_seconds),
+    )
+    readings["flag"] = _flag_reading(ports, settings)
+    readings["critical_alerts"] = _alerts_reading(ports)
+    return Sample(
+        window_id=window.id,
+        at=at,
+        taken_at=taken_at,
+        metrics_start=metrics_start,
+        metrics_end=metrics_end,
+        readings=readings,
+    )
+
+
+def _with_probe(
+    reading: Reading, ports: EvidencePorts, *, since: datetime, until: datetime
+) -> Reading:
+    """Add the probe's runs in the slot: a run whose first attempt is critical failed (the runner
+    only reports critical when the immediate retry failed too)."""
+    try:
+        runs = [r for r in ports.results.history(PROBE, since=since, until=until) if r.attempt == 1]
+    except Exception as exc:  # the history store: SQLAlchemy's errors, whatever the dialect
+        return Reading(error=f"probe results could not be read: {type(exc).__name__}: {exc}")
+    judged = [r for r in runs if r.status is not Status.UNKNOWN]
+    return Reading(
+        figures={
+            **reading.figures,
+            "probe_runs": float(len(judged)),
+            "probe_failures": float(sum(1 for r in judged if r.status is Status.CRITICAL)),
+        }
+    )
+
+
+def _legacy_reading(
+    ports: EvidencePorts,
+    window: Window,
+    *,
+    slot_start: datetime,
+    at: datetime,
+    grace: timedelta,
+) -> Reading:
+    """Rows inserted since the flip, by the table's own `inserted_at`. Rows in the first
+    `grace` after it (requests in flight at the flip) are counted apart: shown, not failing."""
+    sql = ports.legacy_sql
+    if sql is None:
+        return Reading(error=NO_LEGACY_DB)
+    grace_until = window.opened_at + grace
+    figures: dict[str, Any] = {
+        "rows_since_flip": 0,
+        "rows_in_slot": 0,
+        "first_insert_at": None,
+        "grace_until": iso(grace_until),
+        "rows_after_grace": 0,
+        "first_after_grace_at": None,
+    }
+    try:
+        since_flip = int(sql.scalar(INSERTED, {"since": window.opened_at, "until": at}) or 0)
+        if since_flip:
+            figures["rows_since_flip"] = since_flip
+            figures["first_insert_at"] = _iso(
+                sql.scalar(FIRST_INSERTED, {"since": window.opened_at, "until": at})
+            )
+            figures["rows_in_slot"] = int(
+                sql.scalar(INSERTED, {"since": slot_start, "until": at}) or 0
+            )
+            after = int(sql.scalar(INSERTED, {"since": grace_until, "until": at}) or 0)
+            figures["rows_after_grace"] = after
+            if after:
+                figures["first_after_grace_at"] = _iso(
+                    sql.scalar(FIRST_INSERTED, {"since": grace_until, "until": at})
+                )
+    except SourceError as exc:
+        return Reading(error=str(exc))
+    return Reading(figures=figures)
+
+
+def _iso(value: Any) -> str | None:
+    return iso(value) if isinstance(value, datetime) else None
+
+
+def _flag_reading(ports: EvidencePorts, settings: Settings) -> Reading:
+    if ports.functions is None:
+        return Reading(error="no Lambda configuration source is configured")
+    try:
+        environment = ports.functions.environment(settings.lambda_function)
+    except SourceError as exc:
+        return Reading(error=str(exc))
+    flag, note = flag_value(environment, settings.lambda_function)
+    if flag is None:
+        return Reading(error=note)
+    return Reading(figures={"flag": 1.0 if flag else 0.0, "note": note})
+
+
+def _alerts_reading(ports: EvidencePorts) -> Reading:
+    if ports.alerts is None:
+        return Reading(error="no alert store is configured")
+    try:
+        firing = ports.alerts.firing_alerts()
+    except Exception as exc:  # the history store: SQLAlchemy's errors, whatever the dialect
+        return Reading(error=f"alerts could not be read: {type(exc).__name__}: {exc}")
+    return Reading(
+        figures={
+            "firing": [
+                {"name": a.name, "fingerprint": a.fingerprint, "since": iso(a.starts_at)}
+                for a in firing
+                if a.labels.get("severity") == "critical"
+            ]
+        }
+    )
+
+
+# -- the baseline -------------------------------------------------------------------------------
+
+
+def fetch_baseline(
+    opened_at: datetime, *, settings: Settings, cutover: CutoverSettings, ports: EvidencePorts
+) -> Baseline:
+    """The days before the flip, hour by hour: write units by hour of day, and upload latency.
+
+    One GetMetricData call: whole hours ending at the hour the flip happened in.
+    """
+    end = opened_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    days = cutover.baseline_days
+    start = end - timedelta(days=days)
+    window = days * 86400
+    queries = [
+        _query(
+            "writes",
+            "AWS/DynamoDB",
+            "ConsumedWriteCapacityUnits",
+            (("TableName", settings.table),),
+            window,
+            period_seconds=3600,
+        ),
+        MetricQuery(
+            **{
+                **_fields(image_metrics.latency_samples(settings, window, traffic="user")),
+                "period_seconds": 3600,
+            }
+        ),
+        *(
+            MetricQuery(
+                **{
+                    **_fields(image_metrics.latency_over(settings, window, t, traffic="user")),
+                    "period_seconds": 3600,
+                }
+            )
+            for t in LATENCY_THRESHOLDS_MS
+        ),
+    ]
+    try:
+        fetched = ports.metrics.fetch(queries, now=end, region=settings.region)
+    except SourceError as exc:
+        return Baseline(start=start, end=end, days=days, error=str(exc))
+    values = {q.key: fetched.get(q, []) for q in queries}
+    by_hour = [0.0] * 24
+    for at, value in values["writes"]:
+        by_hour[at.astimezone(UTC).hour] += value
+    latency = LatencyCounts(
+        samples=_sum(values["latency_samples_upload_user"]),
+        over={t: _sum(values[f"latency_over_{t}ms_upload_user"]) for t in LATENCY_THRESHOLDS_MS},
+    )
+    return Baseline(
+        start=start,
+        end=end,
+        days=days,
+        writes_by_hour=tuple(v / days for v in by_hour),
+        latency=latency if latency.samples > 0 else None,
+    )
+
+
+def _fields(query: MetricQuery) -> dict[str, Any]:
+    return {
+        "key": query.key,
+        "namespace": query.namespace,
+        "metric": query.metric,
+        "dimensions": query.dimensions,
+        "stat": query.stat,
+        "window_seconds": query.window_seconds,
+        "region": query.region,
+    }
+
+
+# -- the pre-flight report ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Reasons:
+    values: list[str]
+    note: str | None = None
+
+
+DEFAULT_FAILURE_REASONS = ("postgresql",)  # the image core's reason for a failed legacy write
+
+
+def _failure_reasons(settings: Settings, ports: PreflightPorts) -> _Reasons:
+    if ports.catalog is None:
+        return _Reasons(list(DEFAULT_FAILURE_REASONS), "no metric catalog: reasons assumed")
+    try:
+        found = ports.catalog.dimension_values(
+            settings.metrics_namespace, "DualWriteFailures", "Reason"
+        )
+    except SourceError as exc:
+        return _Reasons(
+            list(DEFAULT_FAILURE_REASONS), f"failure reasons could not be listed ({exc})"
+        )
+    return _Reasons(sorted({*found, *DEFAULT_FAILURE_REASONS}))
+
+
+def gather_preflight(
+    *, settings: Settings, cutover: CutoverSettings, ports: PreflightPorts, now: datetime, days: int
+) -> PreflightReport:
+    """Dual-write over the last `days` days, day by day, and the reconciliation count."""
+    end = now.astimezone(UTC).replace(second=0, microsecond=0)
+    start = end - timedelta(days=days)
+    window = days * 86400
+    reasons = _failure_reasons(settings, ports)
+    notes = [reasons.note] if reasons.note else []
+    queries = [
+        MetricQuery(
+            **{
+                **_fields(image_metrics.dual_writes(settings, window, outcome=o)),
+                "period_seconds": 86400,
+            }
+        )
+        for o in ("success", "failure")
+    ]
+    queries += [
+        _query(
+            f"failures_{reason}",
+            settings.metrics_namespace,
+            "DualWriteFailures",
+            (("Reason", reason),),
+            window,
+            period_seconds=86400,
+        )
+        for reason in reasons.values
+    ]
+    queries += [
+        MetricQuery(
+            **{
+                **_fields(image_metrics.requests(settings, window, traffic=t, outcome="success")),
+                "period_seconds": 86400,
+            }
+        )
+        for t in image_metrics.TRAFFIC
+    ]
+    metrics_error = None
+    values: dict[str, Series] = {}
+    try:
+        fetched = ports.metrics.fetch(queries, now=end, region=settings.region)
+        values = {q.key: fetched.get(q, []) for q in queries}
+    except SourceError as exc:
+        metrics_error = str(exc)
+    daily = []
+    for day in range(days):
+        day_start = start + timedelta(days=day)
+        day_end = day_start + timedelta(days=1)
+
+        def in_day(series: Series, lo: datetime = day_start, hi: datetime = day_end) -> float:
+            return sum(v for at, v in series if lo <= at.astimezone(UTC) < hi)
+
+        daily.append(
+            DayRow(
+                start=day_start,
+                end=day_end,
+                successes=in_day(values.get("dual_writes_success", [])),
+                failures=in_day(values.get("dual_writes_failure", [])),
+            )
+        )
+    uploads = (
+        None
+        if metrics_error
+        else sum(_sum(values.get(f"requests_upload_{t}_success")) for t in image_metrics.TRAFFIC)
+    )
+    return PreflightReport(
+        start=start,
+        end=end,
+        days=days,
+        successes=_sum(values.get("dual_writes_success")),
+        failures=_sum(values.get("dual_writes_failure")),
+        failures_by_reason={
+            r: _sum(values.get(f"failures_{r}"))
+            for r in reasons.values
+            if _sum(values.get(f"failures_{r}")) or r in DEFAULT_FAILURE_REASONS
+        },
+        daily=tuple(daily),
+        reconciliation=reconcile(ports, start=start, end=end, upload_requests=uploads),
+        metrics_error=metrics_error,
+        notes=tuple(notes),
+    )
+
+
+def reconcile(
+    ports: PreflightPorts, *, start: datetime, end: datetime, upload_requests: float | None
+) -> Reconciliation:
+    """Surviving image records vs surviving gallery_images rows created in (start, end]."""
+    dynamodb = postgres = None
+    dynamodb_error = postgres_error = None
+    if ports.images is None:
+        dynamodb_error = "no DynamoDB image counter is configured"
+    else:
+        try:
+            dynamodb = ports.images.images_created(start, end)
+        except SourceError as exc:
+            dynamodb_error = str(exc)
+    if ports.legacy_sql is None:
+        postgres_error = NO_LEGACY_DB
+    else:
+        try:
+            postgres = int(ports.legacy_sql.scalar(INSERTED, {"since": start, "until": end}) or 0)
+        except SourceError as exc:
+            postgres_error = str(exc)
+    return Reconciliation(
+        dynamodb_images=dynamodb,
+        postgres_rows=postgres,
+        upload_requests=upload_requests,
+        dynamodb_error=dynamodb_error,
+        postgres_error=postgres_error,
+    )

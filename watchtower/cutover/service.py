@@ -1,0 +1,660 @@
+"""The cutover workflow over the store and the sources: open, sample, judge, sign, freeze.
+
+Every method takes `now`: the scheduler and the web edge read the clock, nothing here does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from watchtower.config import Settings
+from watchtower.cutover import evidence
+from watchtower.cutover.canonical import canonical, sha256, text_sha256, verify_chain
+from watchtower.cutover.config import CutoverSettings
+from watchtower.cutover.document import evidence_hash, preflight_document, window_document
+from watchtower.cutover.errors import NoWindow, Refused
+from watchtower.cutover.gate import Decision, Gate, Override, decide, decide_gate
+from watchtower.cutover.judge import State, Verdict, detect_flip, judge, slot_at
+from watchtower.cutover.model import (
+    CloseReason,
+    PreflightReport,
+    Sample,
+    SignOff,
+    StoredReport,
+    Window,
+    iso,
+    parse_iso,
+)
+from watchtower.cutover.ports import (
+    Adapters,
+    EvidencePorts,
+    PreflightPorts,
+    ResultHistory,
+    RunbookAuditEvents,
+    RunbookEvent,
+    RunbookEvents,
+)
+from watchtower.cutover.store import CutoverStore
+
+if TYPE_CHECKING:
+    from watchtower.runtime import Watchtower
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 2000  # characters of a comment or reason
+MAX_NAME = 200
+CLOCK_SKEW = timedelta(minutes=5)  # a flip time this far in the future is still accepted
+PREFLIGHT_FRESH = timedelta(days=1)  # an older pre-flight is not the one this flip followed
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verification:
+    ok: bool
+    problems: tuple[str, ...]
+    sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    """A window's report: frozen (signed) with its verification, or a live draft."""
+
+    document: dict[str, Any]
+    sha256: str
+    frozen: bool
+    verification: Verification | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preflight:
+    report: PreflightReport
+    gate: Gate
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DetectedFlip:
+    last_on: datetime
+    first_off: datetime
+
+
+def _text(value: str, what: str, *, limit: int = MAX_TEXT, required: bool = False) -> str:
+    value = (value or "").strip()
+    if required and not value:
+        raise Refused(f"{what} is required")
+    if len(value) > limit:
+        raise Refused(f"{what} is longer than {limit} characters")
+    if any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise Refused(f"{what} has control characters")
+    return value
+
+
+class CutoverService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        cutover: CutoverSettings,
+        store: CutoverStore,
+        evidence_ports: EvidencePorts,
+        preflight_ports: PreflightPorts,
+        results: ResultHistory,
+        runbook_events: RunbookEvents | None = None,
+        adapters: Adapters | None = None,
+    ) -> None:
+        self.settings = settings
+        self.cutover = cutover
+        self.store = store
+        self.evidence_ports = evidence_ports
+        self.preflight_ports = preflight_ports
+        self.results = results
+        self.runbook_events = runbook_events
+        self.adapters = adapters
+
+    # -- the window -----------------------------------------------------------------------------
+
+    def latest(self) -> Window | None:
+        found = self.store.windows()
+        return found[0] if found else None
+
+    def window(self, window_id: str | None = None) -> Window:
+        if window_id is not None:
+            return self.store.window(window_id)
+        latest = self.latest()
+        if latest is None:
+            raise NoWindow("no cutover window has been opened yet")
+        return latest
+
+    def open_window(
+        self,
+        *,
+        flipped_by: str,
+        at: datetime,
+        now: datetime,
+        via: str = "runbook",
+        confirmed_by: str | None = None,
+        comment: str = "",
+        execution_id: str | None = None,
+        runbook_event: str | None = None,
+    ) -> Window:
+        """Open the window for a flip of the flag to false at `at` (refused while one is open)."""
+        flipped_by = _text(flipped_by, "who flipped the flag", limit=MAX_NAME, required=True)
+        comment = _text(comment, "the comment")
+        if at > now + CLOCK_SKEW:
+            raise Refused(f"the flip time {iso(at)} is in the future")
+        if at < now - timedelta(seconds=self.cutover.window_seconds):
+            raise Refused(
+                f"the flip time {iso(at)} is more than a whole window ago: its evidence cannot "
+                "be collected any more; turn dual-write on and off again, or open it at the "
+                "time it really happened if that is recent"
+            )
+        window = Window(
+            id=uuid.uuid4().hex,
+            opened_at=at,
+            opened_by=flipped_by,
+            via=via,
+            confirmed_by=confirmed_by,
+            comment=comment,
+            duration_seconds=self.cutover.window_seconds,
+            interval_seconds=self.cutover.sample_interval,
+            recorded_at=now,
+        )
+        self.store.add_window(window)
+        baseline = self._baseline(window)
+        self.store.set_baseline(window.id, baseline)
+        self.store.append(
+            at=now,
+            actor=confirmed_by or flipped_by,
+            action="window-opened",
+            window_id=window.id,
+            detail={
+                "flipped_at": iso(at),
+                "flipped_by": flipped_by,
+                "via": via,
+                "confirmed_by": confirmed_by,
+                "comment": comment,
+                "execution_id": execution_id,
+                "runbook_event": runbook_event,
+                "ends_at": iso(window.ends_at),
+                "baseline_error": baseline.error,
+            },
+        )
+        log.info("cutover window %s opened: flag off at %s by %s", window.id, iso(at), flipped_by)
+        return self.store.window(window.id)
+
+    def _baseline(self, window: Window) -> Any:
+        return evidence.fetch_baseline(
+            window.opened_at,
+            settings=self.settings,
+            cutover=self.cutover,
+            ports=self.evidence_ports,
+        )
+
+    def detected_flip(self, *, now: datetime) -> DetectedFlip | None:
+        """A flip of the flag to false seen by the dual_write check, that no window covers yet."""
+        since = now - timedelta(seconds=self.cutover.window_seconds)
+        points = [
+            (r.observed_at, r.figures.get("flag"))
+            for r in self.results.history("dual_write", since=since, until=now)
+        ]
+        found = detect_flip(points)
+        if found is None:
+            return None
+        last_on, first_off = found
+        latest = self.latest()
+        if latest is not None and latest.opened_at > last_on - timedelta(minutes=1):
+            return None  # this flip has its window already
+        return DetectedFlip(last_on=last_on, first_off=first_off)
+
+    def sync_runbook_events(self, *, now: datetime) -> list[str]:
+        """Open and close windows for the runbooks' `cutover.record_event` steps.
+
+        `disable-dual-write` records `window_started` once the function reads the flag off;
+        `rollback-dual-write` records `rolled_back`. Each event is acted on once: the audit
+        entry it leads to names it (`runbook_event`), and one that cannot be acted on (a window
+        is open already, or it is too old) is recorded as skipped, with why.
+        """
+        if self.runbook_events is None:
+            return []
+        try:
+            events = self.runbook_events.cutover_events()
+        except Exception:  # the runbook tables: a failure here must not stop the sampling
+            log.exception("could not read the runbooks' cutover events")
+            return []
+        handled = {
+            e.detail.get("runbook_event")
+            for e in self.store.audit()
+            if e.detail.get("runbook_event")
+        }
+        done = []
+        for event in events:
+            key = f"{event.execution_id}:{event.id}"
+            if key in handled:
+                continue
+            done.append(self._act_on(event, key, now=now))
+        return done
+
+    def _act_on(self, event: RunbookEvent, key: str, *, now: datetime) -> str:
+        at = parse_moment(event.detail["at"]) if event.detail.get("at") else event.at
+        current = self.store.open_window()
+        why = None
+        if event.kind == "window_started":
+            if current is not None:
+                why = f"window {current.id} is still open"
+            else:
+                try:
+                    window = self.open_window(
+                        flipped_by=event.who,
+                        at=at,
+                        now=now,
+                        via="runbook",
+                        execution_id=event.execution_id,
+                        runbook_event=key,
+                    )
+                except Refused as exc:
+                    why = str(exc)
+                else:
+                    return f"opened window {window.id}"
+        elif event.kind == "rolled_back":
+            if current is None or at < current.opened_at:
+                why = "no cutover window was open"
+            else:
+                self.close(
+                    current.id,
+                    reason=CloseReason.ROLLED_BACK,
+                    by=event.who,
+                    at=at,
+                    comment=f"rollback-dual-write run {event.execution_id}",
+                    now=now,
+                    runbook_event=key,
+                )
+                return f"closed window {current.id} as rolled back"
+        else:
+            why = f"unknown event {event.kind!r}"
+        self.store.append(
+            at=now,
+            actor=event.who,
+            action="runbook-event-skipped",
+            detail={"runbook_event": key, "event": event.kind, "at": iso(at), "why": why},
+        )
+        return f"skipped {event.kind}: {why}"
+
+    def tick(self, *, now: datetime) -> Sample | None:
+        """The scheduler's job: act on the runbooks' cutover events, then take the open window's
+        sample for the slot that ended last."""
+        self.sync_runbook_events(now=now)
+        window = self.store.open_window()
+        if window is None:
+            return None
+        at = slot_at(now, window.interval_seconds)
+        if at <= window.opened_at or self.store.has_sample(window.id, at):
+            return None
+        if window.baseline is None or window.baseline.error is not None:
+            baseline = self._baseline(window)
+            if window.baseline is None or baseline.error is None:
+                self.store.set_baseline(window.id, baseline)
+                window = self.store.window(window.id)
+        sample = evidence.take_sample(
+            window,
+            at=at,
+            taken_at=now,
+            settings=self.settings,
+            cutover=self.cutover,
+            ports=self.evidence_ports,
+        )
+        return sample if self.store.add_sample(sample) else None
+
+    def verdict(self, window_id: str | None = None, *, now: datetime) -> Verdict:
+        window = self.window(window_id)
+        return judge(
+            window,
+            self.store.samples(window.id),
+            now=now,
+            settings=self.cutover,
+            signoffs=self.signoffs(window.id),
+        )
+
+    def signoffs(self, window_id: str) -> list[SignOff]:
+        return [
+            SignOff(
+                window_id=window_id,
+                name=e.detail["name"],
+                role=e.detail["role"],
+                comment=e.detail.get("comment", ""),
+                at=e.at,
+                user=e.actor,
+                evidence_hash=e.detail["evidence_hash"],
+            )
+            for e in self.store.audit(window_id)
+            if e.action == "signed"
+        ]
+
+    def _preflight_at_open(self, window_id: str) -> dict[str, Any] | None:
+        """The pre-flight summary recorded last before the window opened, if any."""
+        window = self.store.window(window_id)
+        earliest = window.recorded_at - PREFLIGHT_FRESH
+        found = None
+        for entry in self.store.audit():
+            if entry.at > window.recorded_at:
+                break
+            if entry.action in ("preflight", "override") and entry.at >= earliest:
+                found = {
+                    **entry.detail.get("summary", {}),
+                    "decision": entry.detail.get("decision"),
+                }
+        return found
+
+    def document(self, window_id: str | None = None, *, now: datetime) -> dict[str, Any]:
+        verdict = self.verdict(window_id, now=now)
+        return window_document(
+            verdict, cutover=self.cutover, preflight=self._preflight_at_open(verdict.window.id)
+        )
+
+    def sign(
+        self,
+        window_id: str,
+        *,
+        name: str,
+        role: str,
+        comment: str,
+        user: str,
+        now: datetime,
+    ) -> SignOff:
+        """Record one stakeholder's sign-off; the last one required freezes the report."""
+        name = _text(name, "the name", limit=MAX_NAME, required=True)
+        comment = _text(comment, "the comment")
+        verdict = self.verdict(window_id, now=now)
+        if not verdict.can_sign:
+            raise Refused(verdict.refusal or "this window cannot be signed")
+        if role not in verdict.missing_roles:
+            signed = role in verdict.required_roles
+            raise Refused(
+                f"the {role!r} role has signed already"
+                if signed
+                else f"{role!r} is not a required role ({', '.join(verdict.required_roles)})"
+            )
+        if any(s.name.casefold() == name.casefold() for s in verdict.signoffs):
+            raise Refused(f"{name} has signed this window already, for another role")
+        document = window_document(
+            verdict, cutover=self.cutover, preflight=self._preflight_at_open(window_id)
+        )
+        digest = evidence_hash(document)
+        entry = self.store.append(
+            at=now,
+            actor=user,
+            action="signed",
+            window_id=window_id,
+            detail={"name": name, "role": role, "comment": comment, "evidence_hash": digest},
+        )
+        signoff = SignOff(
+            window_id=window_id,
+            name=name,
+            role=role,
+            comment=comment,
+            at=entry.at,
+            user=user,
+            evidence_hash=digest,
+        )
+        after = self.verdict(window_id, now=now)
+        if after.state is State.SIGNED and self.store.report(window_id) is None:
+            # A sign-off at the same moment may have frozen it first.
+            with contextlib.suppress(Refused):
+                self._freeze(window_id, now=now, user=user)
+        return signoff
+
+    def _freeze(self, window_id: str, *, now: datetime, user: str) -> StoredReport:
+        verdict = self.verdict(window_id, now=now)
+        if verdict.state is not State.SIGNED:
+            raise Refused(f"the window is {verdict.state.value}, not signed: nothing to freeze")
+        document = window_document(
+            verdict, cutover=self.cutover, preflight=self._preflight_at_open(window_id)
+        )
+        text = canonical(document)
+        report = StoredReport(
+            window_id=window_id, frozen_at=now, document=text, sha256=text_sha256(text)
+        )
+        self.store.freeze(report)
+        self.store.append(
+            at=now,
+            actor=user,
+            action="report-frozen",
+            window_id=window_id,
+            detail={"sha256": report.sha256, "state": verdict.state.value},
+        )
+        self.store.close(
+            window_id,
+            reason=CloseReason.SIGNED,
+            by=user,
+            at=now,
+            comment="every required stakeholder signed",
+        )
+        return report
+
+    def report(self, window_id: str | None = None, *, now: datetime) -> Report:
+        """The frozen report, verified on read, or a live draft when the window is not signed."""
+        window = self.window(window_id)
+        stored = self.store.report(window.id)
+        if stored is None:
+            document = self.document(window.id, now=now)
+            return Report(document=document, sha256=sha256(document), frozen=False)
+        return Report(
+            document=json.loads(stored.document),
+            sha256=stored.sha256,
+            frozen=True,
+            verification=self.verify(stored),
+        )
+
+    def verify(self, stored: StoredReport) -> Verification:
+        """Does the stored report still say what was signed? Three independent witnesses: the
+        document's own hash, the hash written in the audit log when it was frozen, and the log's
+        chain."""
+        problems = []
+        recomputed = text_sha256(stored.document)
+        try:
+            if canonical(json.loads(stored.document)) != stored.document:
+                problems.append("the stored document is not in canonical form: it was rewritten")
+        except ValueError:
+            problems.append("the stored document is not valid JSON")
+        if recomputed != stored.sha256:
+            problems.append(
+                f"the document's sha256 is {recomputed}, not the {stored.sha256} recorded with "
+                "it: it was edited after it was frozen"
+            )
+        log_entries = self.store.audit()
+        frozen = [
+            e
+            for e in log_entries
+            if e.action == "report-frozen" and e.window_id == stored.window_id
+        ]
+        if not frozen:
+            problems.append("the audit log has no record of this report being frozen")
+        elif frozen[-1].detail.get("sha256") != recomputed:
+            problems.append(
+                f"the audit log recorded sha256 {frozen[-1].detail.get('sha256')} when it was "
+                "frozen: the report was edited since"
+            )
+        problems.extend(verify_chain(log_entries))
+        return Verification(ok=not problems, problems=tuple(problems), sha256=recomputed)
+
+    def close(
+        self,
+        window_id: str,
+        *,
+        reason: CloseReason,
+        by: str,
+        at: datetime,
+        comment: str,
+        now: datetime,
+        runbook_event: str | None = None,
+    ) -> Window:
+        """Close a window as rolled back (dual-write turned on again) or abandoned."""
+        if reason is CloseReason.SIGNED:
+            raise Refused("a window is closed as signed by its last sign-off, not by hand")
+        by = _text(by, "who", limit=MAX_NAME, required=True)
+        comment = _text(comment, "the reason", required=True)
+        window = self.store.window(window_id)
+        if at < window.opened_at or at > now + CLOCK_SKEW:
+            raise Refused(
+                f"{iso(at)} is not between the flip ({iso(window.opened_at)}) and now ({iso(now)})"
+            )
+        self.store.close(window_id, reason=reason, by=by, at=at, comment=comment)
+        self.store.append(
+            at=now,
+            actor=by,
+            action="rolled-back" if reason is CloseReason.ROLLED_BACK else "abandoned",
+            window_id=window_id,
+            detail={"at": iso(at), "reason": comment, "runbook_event": runbook_event},
+        )
+        return self.store.window(window_id)
+
+    # -- the pre-flight report ------------------------------------------------------------------
+
+    def preflight(self, *, now: datetime, days: int | None = None) -> Preflight:
+        days = days or self.cutover.preflight_days
+        report = evidence.gather_preflight(
+            settings=self.settings,
+            cutover=self.cutover,
+            ports=self.preflight_ports,
+            now=now,
+            days=days,
+        )
+        gate = decide_gate(
+            report,
+            min_success_ratio=self.cutover.min_success_ratio,
+            tolerance=self.cutover.reconciliation_tolerance,
+        )
+        document = preflight_document(report, gate, cutover=self.cutover, generated_at=now)
+        return Preflight(report=report, gate=gate, document=document)
+
+    def record_preflight(
+        self,
+        preflight: Preflight,
+        *,
+        actor: str,
+        now: datetime,
+        override: Override | None = None,
+        execution_id: str | None = None,
+    ) -> Decision:
+        """Decide whether to proceed, and write the decision in the audit log (an override
+        always; a plain pass or refusal too, so the timeline shows every pre-flight)."""
+        decision = decide(preflight.gate, override)
+        detail: dict[str, Any] = {
+            "summary": _preflight_summary(preflight.document),
+            "decision": decision.text,
+            "proceed": decision.proceed,
+            "execution_id": execution_id,
+        }
+        if decision.overridden and override is not None:
+            detail["override"] = {"by": override.by.strip(), "reason": override.reason.strip()}
+            self.store.append(at=now, actor=override.by.strip(), action="override", detail=detail)
+        else:
+            self.store.append(at=now, actor=actor, action="preflight", detail=detail)
+        return decision
+
+    # -- the audit log --------------------------------------------------------------------------
+
+    def audit_problems(self) -> list[str]:
+        return verify_chain(self.store.audit())
+
+
+def _preflight_summary(document: Mapping[str, Any]) -> dict[str, Any]:
+    keys = (
+        "start",
+        "end",
+        "days",
+        "attempts",
+        "failures",
+        "failures_by_reason",
+        "success_ratio",
+        "reconciliation",
+        "gate",
+        "sha256",
+    )
+    return {k: document.get(k) for k in keys}
+
+
+def parse_moment(text: str) -> datetime:
+    """A moment from a form or the command line: ISO 8601, UTC when no zone is given."""
+    try:
+        return parse_iso(text.strip())
+    except ValueError:
+        raise Refused(
+            f"{text!r} is not a date and time (ISO 8601, e.g. 2026-06-01T10:03:27Z)"
+        ) from None
+
+
+def build(wt: Watchtower, cutover: CutoverSettings | None = None) -> CutoverService:
+    """The service over a running Watchtower's store and sources (and the cutover's adapters)."""
+    cutover = cutover or CutoverSettings.from_env()
+    store = CutoverStore(wt.store.engine)
+    store.create_schema()
+    adapters = Adapters(wt.settings)
+    return CutoverService(
+        settings=wt.settings,
+        cutover=cutover,
+        store=store,
+        evidence_ports=EvidencePorts(
+            metrics=wt.sources.metrics,
+            results=wt.store,
+            functions=wt.sources.functions,
+            legacy_sql=wt.sources.legacy_sql,
+            alerts=wt.store,
+        ),
+        preflight_ports=PreflightPorts(
+            metrics=wt.sources.metrics,
+            catalog=_Lazy(adapters, "catalog"),
+            images=_Lazy(adapters, "images"),
+            legacy_sql=wt.sources.legacy_sql,
+        ),
+        results=wt.store,
+        runbook_events=RunbookAuditEvents(wt.store.engine),
+        adapters=adapters,
+    )
+
+
+class _Lazy:
+    """Forwards calls to one of the adapters, building it on first use."""
+
+    def __init__(self, adapters: Adapters, name: str) -> None:
+        self._adapters = adapters
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(getattr(self._adapters, self._name), attr)
+
+
+def migration_report(service: CutoverService, *, now: datetime) -> dict[str, Any]:
+    """The final migration report's document (Story 6.5), from the service's records."""
+    from watchtower.cutover import migration
+
+    windows = service.store.windows()
+    verdicts = {}
+    for window in windows:
+        verdict = service.verdict(window.id, now=now)
+        verdicts[window.id] = (verdict.state.value, verdict.headline)
+    collected = migration.collect(
+        settings=service.settings,
+        windows=windows,
+        verdicts=verdicts,
+        signoffs={
+            w.id: [
+                {"name": s.name, "role": s.role, "at": iso(s.at), "comment": s.comment}
+                for s in service.signoffs(w.id)
+            ]
+            for w in windows
+        },
+        audit=service.store.audit(),
+        metrics=service.evidence_ports.metrics,
+        results=service.results,
+        alert_log=migration.SqlAlertLog(service.store.engine),
+        costs=service.adapters.costs if service.adapters is not None else None,
+        cost_tag=service.cutover.cost_tag,
+        now=now,
+    )
+    return migration.migration_document(collected)
