@@ -1,0 +1,80 @@
+"""`watchtower scheduler`: the schedule alone, in its own process, beside web processes that only
+serve (`gunicorn -c python:watchtower.gunicorn_conf`, or `watchtower serve --no-scheduler`).
+
+It runs the probes, the check cycle, retention, the runbook worker and the cutover sampler, and
+serves three endpoints on its own port: `/metrics` (the probe and check results this process
+produced: Prometheus scrapes it like a web replica), `/readyz`, and `/healthz`, which answers 503
+once the scheduler has stopped, so a container health check restarts a process whose schedule
+died. Several scheduler processes may run against one Redis (WATCHTOWER_REDIS_URL): each job still
+runs once per interval.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+import click
+from flask import Flask, current_app, jsonify
+
+from watchtower.config import Settings
+from watchtower.errors import ConfigError
+
+if TYPE_CHECKING:
+    from watchtower.runtime import Watchtower
+    from watchtower.scheduler import Scheduler
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port", default=8080, show_default=True, type=int, help="/healthz, /readyz, /metrics"
+)
+def scheduler(host: str, port: int) -> None:
+    """Run only the scheduler (probes, checks, runbook worker, cutover sampler)."""
+    from werkzeug.serving import make_server
+
+    from watchtower.runtime import build
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    wt = build(settings)
+    schedule = wt.scheduler()
+    server = make_server(host, port, create_app(wt, schedule), threaded=True)
+    schedule.start()
+    click.echo(
+        f"watchtower scheduler; health and metrics on http://{host}:{server.server_port}", err=True
+    )
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    with suppress(KeyboardInterrupt):
+        server.serve_forever()
+    schedule.shutdown()
+    server.server_close()
+    wt.close()
+
+
+def create_app(watchtower: Watchtower, schedule: Scheduler) -> Flask:
+    """The scheduler process's own small app: health, readiness and metrics."""
+    from watchtower.web import metrics, readyz
+
+    app = Flask(__name__)
+    app.extensions["watchtower"] = watchtower
+    app.extensions["watchtower.scheduler"] = schedule
+    app.add_url_rule("/metrics", view_func=metrics)
+    app.add_url_rule("/readyz", view_func=readyz)
+    app.add_url_rule("/healthz", view_func=healthz)
+    return app
+
+
+def healthz() -> Any:
+    """Liveness: this process serves, and its scheduler still runs."""
+    schedule: Scheduler = current_app.extensions["watchtower.scheduler"]
+    if not schedule.running:
+        return jsonify({"status": "scheduler stopped"}), 503
+    return jsonify({"status": "ok"})
