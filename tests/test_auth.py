@@ -108,5 +108,5 @@ def test_login_never_redirects_off_site(app: Flask) -> None:
 
 
 def test_secrets_never_show_in_settings_repr() -> None:
-    text = repr(Settings(users=USERS, webhook_token="hook", secret_key="k"))
-    assert "op-secret" not in text and "hook" not in text and "'k'" not in text
+    text = repr(Settings(users=USERS, webhook_token="hook-secret", secret_key="key-secret"))
+    assert "op-secret" not in text and "hook-secret" not in text and "key-secret" not in text

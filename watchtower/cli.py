@@ -19,10 +19,12 @@ import click
 
 from watchtower import wiring
 from watchtower.config import Settings
+from watchtower.cutover import cli as cutover_cli
 from watchtower.errors import ConfigError
 from watchtower.model import Result, Status
-from watchtower.sandbox import stack as sandbox_stack
-from watchtower.sandbox.servers import ServerUnavailable
+from watchtower.runbook import commands as runbook_commands
+from watchtower.sandbox import commands as sandbox_commands
+from watchtower.scheduler_main import scheduler as scheduler_command
 
 if TYPE_CHECKING:
     from watchtower.runtime import Watchtower
@@ -162,44 +164,13 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-@main.command()
-@click.option("--image-api-port", type=int, default=8000, show_default=True)
-@click.option("--no-dual-write", is_flag=True, help="Run without the legacy PostgreSQL.")
-def sandbox(image_api_port: int, no_dual_write: bool) -> None:
-    """Start the image service on a local stack (moto, Redis, PostgreSQL) until Ctrl-C."""
-    _run_until_interrupted(image_api_port, not no_dual_write)
-
-
-@main.command()
-@click.option("--image-api-port", type=int, default=8000, show_default=True)
-def demo(image_api_port: int) -> None:
-    """The whole system on this machine, in one command (until Ctrl-C)."""
-    _run_until_interrupted(image_api_port, True)
-
-
-def _run_until_interrupted(image_api_port: int, dual_write: bool) -> None:
-    try:
-        stack = sandbox_stack.start(
-            image_api_port=image_api_port,
-            dual_write=dual_write,
-            log=lambda line: click.echo(line, err=True),
-        )
-    except ServerUnavailable as exc:
-        raise click.ClickException(str(exc)) from exc
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    click.echo(
-        f"\nTry it:\n  curl -H 'X-User-Id: me' -F file=@photo.jpg {stack.image_api_url}/images\n"
-        f"  curl -H 'X-User-Id: me' {stack.image_api_url}/images\n\nCtrl-C stops everything.",
-        err=True,
-    )
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stack.stop()
-        click.echo("stopped", err=True)
+main.add_command(sandbox_commands.sandbox)
+main.add_command(sandbox_commands.demo)
+main.add_command(runbook_commands.runbooks)
+main.add_command(runbook_commands.runbook)
+main.add_command(cutover_cli.cutover)
+main.add_command(cutover_cli.report_group)
+main.add_command(scheduler_command)  # the schedule in its own process
 
 
 if __name__ == "__main__":

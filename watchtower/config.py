@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from watchtower.alerting import DEFAULT_ROUTES, Route, parse_routes
 from watchtower.errors import ConfigError
 
 CHECK_PREFIX = "WATCHTOWER_CHECK_"
@@ -81,6 +83,22 @@ def _users(name: str, raw: str) -> tuple[tuple[str, str, str], ...]:
     return tuple(users)
 
 
+def _routes_file(name: str, raw: str) -> tuple[Route, ...]:
+    """The routes in a YAML file (alerts/routes.yml shows the shape), validated."""
+    import yaml
+
+    path = raw.strip()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{name}={raw!r}: cannot read it ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name}={raw!r}: not valid YAML ({exc})") from None
+    return parse_routes(data, source=f"{name}={path}")
+
+
 def _anonymous_role(name: str, raw: str) -> str | None:
     value = raw.strip().lower()
     if value in {"", "none"}:
@@ -123,6 +141,14 @@ class Settings:
         default=None, repr=False
     )  # signs session cookies; random per process when unset
     public_url: str = "http://127.0.0.1:8080"  # where people reach Watchtower (runbook links)
+    prometheus_url: str | None = None  # runbook `query` steps' PromQL goes to its HTTP API
+    image_redis_url: str | None = None  # the image service's Redis (gallery cache invalidation)
+    runbooks_dir: str | None = None  # default: runbooks/ beside the watchtower package
+    runbook_approval_timeout: int = 3600  # seconds an approval request waits before it expires
+    runbook_workers: int = 4  # executions advanced at once by one replica
+    webhook_max_bytes: int = 1_048_576  # the largest Alertmanager notification accepted (413)
+    # Which alerts start which runbooks, and how (watchtower.alerting; WATCHTOWER_ROUTES_FILE).
+    routes: tuple[Route, ...] = field(default=DEFAULT_ROUTES, repr=False)
     # check name -> {threshold or "interval": value}, from WATCHTOWER_CHECK_* variables
     check_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -190,10 +216,19 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "webhook_token": ("WATCHTOWER_WEBHOOK_TOKEN", _text),
     "secret_key": ("WATCHTOWER_SECRET_KEY", _text),
     "public_url": ("WATCHTOWER_PUBLIC_URL", _url("http", "https")),
+    "webhook_max_bytes": ("WATCHTOWER_WEBHOOK_MAX_BYTES", _positive_int),
+    "prometheus_url": ("WATCHTOWER_PROMETHEUS_URL", _url("http", "https")),
+    "image_redis_url": ("WATCHTOWER_IMAGE_REDIS_URL", _url("redis", "rediss", "unix")),
+    "runbooks_dir": ("WATCHTOWER_RUNBOOKS_DIR", _text),
+    "runbook_approval_timeout": ("WATCHTOWER_RUNBOOK_APPROVAL_TIMEOUT", _positive_int),
+    "runbook_workers": ("WATCHTOWER_RUNBOOK_WORKERS", _positive_int),
+    "routes": ("WATCHTOWER_ROUTES_FILE", _routes_file),
 }
 
 
 def variables() -> dict[str, str]:
     """Environment variable -> default, for the configuration reference."""
     defaults = Settings()
-    return {var: repr(getattr(defaults, name)) for name, (var, _) in _VARIABLES.items()}
+    shown = {var: repr(getattr(defaults, name)) for name, (var, _) in _VARIABLES.items()}
+    shown["WATCHTOWER_ROUTES_FILE"] = "None (the built-in routes, as in alerts/routes.yml)"
+    return shown

@@ -2,7 +2,11 @@
 
 WatchtowerError
 ├── ConfigError        a WATCHTOWER_* setting is invalid (names the variable)
-└── SourceError        a probe or check could not read its source; becomes status `unknown`
+├── SourceError        a probe or check could not read its source; becomes status `unknown`
+├── PayloadError       an Alertmanager webhook body is malformed (names the field); HTTP 400
+└── SandboxError       the demo's sandbox cannot do what was asked
+    ├── UnknownScenario      no scenario has that name; HTTP 400
+    └── ScenarioUnavailable  the scenario cannot play here (no PostgreSQL, a failed restart); 409
 """
 
 from __future__ import annotations
@@ -18,3 +22,24 @@ class ConfigError(WatchtowerError):
 
 class SourceError(WatchtowerError):
     """A source (CloudWatch, Logs, Lambda, PostgreSQL, the image API) could not be read."""
+
+
+class PayloadError(WatchtowerError):
+    """An Alertmanager notification is malformed; `field` names where (`alerts[0].labels`)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class SandboxError(WatchtowerError):
+    """The sandbox (`watchtower demo`) cannot do what was asked."""
+
+
+class UnknownScenario(SandboxError):
+    """No scenario has that name; the message lists the known ones."""
+
+
+class ScenarioUnavailable(SandboxError):
+    """The scenario cannot play in this sandbox now; the message says why."""

@@ -98,6 +98,13 @@ class Metrics:
             ["api"],
             registry=r,
         )
+        self.alert_notifications = Counter(
+            "watchtower_alert_notifications_total",
+            "Alertmanager webhook calls, by outcome (accepted, unauthenticated, forbidden, "
+            "too_large, malformed, unavailable, failed).",
+            ["outcome"],
+            registry=r,
+        )
         self.job_runs = Counter(
             "watchtower_scheduler_job_runs_total",
             "Scheduled job firings: ran, skipped (another replica holds this interval) or failed.",

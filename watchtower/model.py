@@ -74,6 +74,16 @@ def unknown(
 
 
 @dataclass(frozen=True, kw_only=True)
+class StatusCount:
+    """How many first-attempt results of one probe or check in one UTC hour had one status."""
+
+    name: str
+    hour: datetime  # the hour's start, UTC
+    status: Status
+    count: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class Alert:
     """One alert of an Alertmanager webhook notification (payload version 4), validated."""
 

@@ -22,11 +22,14 @@ from watchtower.checks import registry as check_registry
 from watchtower.checks.base import Check, Sources
 from watchtower.checks.runner import interval_for, run_checks
 from watchtower.config import Settings
+from watchtower.cutover.jobs import schedule_cutover
 from watchtower.metrics import Metrics
 from watchtower.model import Result
 from watchtower.probes import registry as probe_registry
 from watchtower.probes.base import Probe, ProbeContext
 from watchtower.probes.runner import run_probe
+from watchtower.runbook.adapters import build_engine
+from watchtower.runbook.engine import Engine
 from watchtower.scheduler import JobLock, LocalJobLock, RedisJobLock, Scheduler
 from watchtower.store import HistoryStore, engine_for
 
@@ -43,6 +46,7 @@ class Watchtower:
     probes: dict[str, Probe]
     lock: JobLock
     http: urllib3.PoolManager
+    runbooks: Engine
     clock: Callable[[], float] = time.time
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -127,6 +131,9 @@ class Watchtower:
         # Locks are per check inside the tick, so the tick itself is not locked.
         scheduler.add("checks", self.settings.check_tick, self.run_due_checks, locked=False)
         scheduler.add("retention", 3600, self.prune)
+        # At start-up, then hourly: the runbook worker runs (again) wherever jobs are scheduled.
+        scheduler.add("runbooks", 3600, self.runbooks.start_worker, locked=False)
+        schedule_cutover(self, scheduler)  # evidence samples while a cutover window is open
         return scheduler
 
     def close(self) -> None:
@@ -151,14 +158,20 @@ def build(settings: Settings) -> Watchtower:
         lock = RedisJobLock(client, owner=f"{socket.gethostname()}:{os.getpid()}")
     http = urllib3.PoolManager(num_pools=4, maxsize=4)
     closers.append(http.clear)
+    sources = wiring.build_sources(settings)
+    checks = check_registry()
+    runbooks = build_engine(
+        settings, engine, sources=sources, checks=checks, http=http, closers=closers
+    )
     return Watchtower(
         settings=settings,
         store=store,
         metrics=Metrics(),
-        sources=wiring.build_sources(settings),
-        checks=check_registry(),
+        sources=sources,
+        checks=checks,
         probes=probe_registry(),
         lock=lock,
         http=http,
+        runbooks=runbooks,
         closers=closers,
     )

@@ -1,4 +1,5 @@
-"""The history store: every result, through SQLAlchemy Core (SQLite file or PostgreSQL)."""
+"""The history store: every result, and the latest state of every alert received, through
+SQLAlchemy Core (SQLite file or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,19 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     create_engine,
     delete,
     event,
     func,
+    not_,
+    or_,
     select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
-from watchtower.model import Result, Status, StepResult
+from watchtower.model import Alert, Result, Status, StatusCount, StepResult
 
 metadata = MetaData()
 
@@ -46,6 +52,21 @@ results = Table(
 )
 Index("results_name_observed", results.c.name, results.c.observed_at)
 Index("results_observed", results.c.observed_at)
+
+# One row per alert (Alertmanager's fingerprint of its labels): its latest state.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("fingerprint", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("annotations", JSON, nullable=False),
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("ends_at", DateTime(timezone=True), nullable=True),
+    Column("generator_url", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+Index("alerts_status", alerts.c.status)
 
 
 def engine_for(url: str) -> Engine:
@@ -72,7 +93,15 @@ class HistoryStore:
         self.engine = engine
 
     def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+        for attempt in range(3):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except DBAPIError:
+                # Replicas starting together: another one created a table between this one's
+                # look and its CREATE. Looking again finds it.
+                if attempt == 2:
+                    raise
 
     def add(self, items: Iterable[Result]) -> None:
         rows = [_row(r) for r in items]
@@ -103,14 +132,151 @@ class HistoryStore:
         with self.engine.connect() as conn:
             return [_result(row) for row in conn.execute(query.order_by(results.c.observed_at))]
 
-    def prune(self, *, before: datetime) -> int:
-        """Delete results older than `before` (retention); returns how many."""
+    def status_counts(self, *, since: datetime, until: datetime | None = None) -> list[StatusCount]:
+        """First attempts per name, UTC hour and status in [since, until), counted in SQL.
+
+        A probe's immediate retry (attempt 2) is left out: the first attempt already carries the
+        run's status (critical only when the retry confirmed it). This is what the status page's
+        uptime and daily bars read, so 90 days of results never cross the wire one by one.
+        """
+        hour = _hour(self.engine).label("hour")
+        query = select(results.c.name, hour, results.c.status, func.count().label("n")).where(
+            results.c.observed_at >= since, results.c.attempt == 1
+        )
+        if until is not None:
+            query = query.where(results.c.observed_at < until)
+        query = query.group_by(results.c.name, hour, results.c.status)
+        with self.engine.connect() as conn:
+            return [
+                StatusCount(
+                    name=row.name,
+                    hour=datetime.strptime(row.hour, "%Y-%m-%d %H").replace(tzinfo=UTC),
+                    status=Status(row.status),
+                    count=row.n,
+                )
+                for row in conn.execute(query)
+            ]
+
+    def newest(self, name: str, *, count: int = 1) -> list[Result]:
+        """The `count` newest results of `name`, oldest first: one index seek, whatever the size."""
+        query = (
+            select(results)
+            .where(results.c.name == name)
+            .order_by(results.c.observed_at.desc(), results.c.id.desc())
+            .limit(count)
+        )
+        with self.engine.connect() as conn:
+            return [_result(row) for row in conn.execute(query)][::-1]
+
+    def problems(
+        self, name: str, *, since: datetime, until: datetime | None = None
+    ) -> list[Result]:
+        """First attempts of `name` in [since, until) that were not ok, oldest first."""
+        query = select(results).where(
+            results.c.name == name,
+            results.c.observed_at >= since,
+            results.c.attempt == 1,
+            results.c.status != Status.OK.value,
+        )
+        if until is not None:
+            query = query.where(results.c.observed_at < until)
+        with self.engine.connect() as conn:
+            return [_result(row) for row in conn.execute(query.order_by(results.c.observed_at))]
+
+    # -- alerts ---------------------------------------------------------------------------------
+
+    def record_alert(self, alert: Alert, *, received_at: datetime) -> bool:
+        """Keep the alert's latest state; False (nothing written) when it is older than that.
+
+        Alertmanager retries and its replicas deliver notifications late and twice. Order is
+        (starts_at, then resolved after firing): an older episode, or a firing notification of
+        an episode already resolved, leaves the stored state as it is.
+        """
+        values = {
+            "fingerprint": alert.fingerprint,
+            "status": alert.status,
+            "labels": alert.labels,
+            "annotations": alert.annotations,
+            "starts_at": _utc(alert.starts_at),
+            "ends_at": _utc(alert.ends_at) if alert.ends_at is not None else None,
+            "generator_url": alert.generator_url,
+            "received_at": _utc(received_at),
+        }
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        insert = dialect.insert(alerts).values(values)
+        new = insert.excluded
+        older = or_(
+            new.starts_at < alerts.c.starts_at,
+            and_(
+                new.starts_at == alerts.c.starts_at,
+                alerts.c.status == "resolved",
+                new.status == "firing",
+            ),
+        )
+        upsert = insert.on_conflict_do_update(
+            index_elements=[alerts.c.fingerprint],
+            set_={k: new[k] for k in values if k != "fingerprint"},
+            where=not_(older),
+        )
         with self.engine.begin() as conn:
-            return conn.execute(delete(results).where(results.c.observed_at < before)).rowcount
+            # RETURNING, not rowcount: against PostgreSQL, a skipped update still counted 1 row.
+            return conn.execute(upsert.returning(alerts.c.fingerprint)).first() is not None
+
+    def alert(self, fingerprint: str) -> Alert | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(alerts).where(alerts.c.fingerprint == fingerprint)).first()
+        return _alert(row) if row is not None else None
+
+    def firing_alerts(self) -> list[Alert]:
+        """Every alert whose latest notification said firing, oldest first."""
+        query = select(alerts).where(alerts.c.status == "firing").order_by(alerts.c.starts_at)
+        with self.engine.connect() as conn:
+            return [_alert(row) for row in conn.execute(query)]
+
+    def prune(self, *, before: datetime) -> int:
+        """Delete results and resolved alerts older than `before` (retention); returns how many."""
+        with self.engine.begin() as conn:
+            gone = conn.execute(delete(results).where(results.c.observed_at < before)).rowcount
+            return gone + (
+                conn.execute(
+                    delete(alerts).where(
+                        alerts.c.status == "resolved", alerts.c.received_at < before
+                    )
+                ).rowcount
+            )
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(select(1))
+
+
+def _hour(engine: Engine) -> Any:
+    """`YYYY-MM-DD HH` of a result's UTC hour, in the engine's SQL dialect."""
+    if engine.dialect.name == "sqlite":
+        # SQLite keeps the UTC timestamp as text, `YYYY-MM-DD HH:MM:SS.ffffff`.
+        return func.substr(results.c.observed_at, 1, 13)
+    return func.to_char(func.timezone("UTC", results.c.observed_at), "YYYY-MM-DD HH24")
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite keeps no zone; we only ever write UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _alert(row: Any) -> Alert:
+    return Alert(
+        fingerprint=row.fingerprint,
+        status=row.status,
+        labels=dict(row.labels),
+        annotations=dict(row.annotations),
+        starts_at=_aware(row.starts_at),
+        ends_at=_aware(row.ends_at) if row.ends_at is not None else None,
+        generator_url=row.generator_url,
+    )
 
 
 def _row(r: Result) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from watchtower.model import Result
 from watchtower.runtime import Watchtower
 from watchtower.scheduler import Scheduler
-from watchtower.web import auth
+from watchtower.web import alerts, auth, cutover, runbooks, sandbox, status
 
 
 def create_app(watchtower: Watchtower, *, scheduler: Scheduler | None = None) -> Flask:
@@ -23,6 +23,11 @@ def create_app(watchtower: Watchtower, *, scheduler: Scheduler | None = None) ->
     app.add_url_rule("/healthz", view_func=healthz)
     app.add_url_rule("/readyz", view_func=readyz)
     app.add_url_rule("/api/v1/results", view_func=latest_results)
+    app.register_blueprint(sandbox.bp)
+    app.register_blueprint(status.bp)
+    app.register_blueprint(alerts.bp)
+    app.register_blueprint(runbooks.bp)
+    app.register_blueprint(cutover.bp)
     return app
 
 
