@@ -67,12 +67,24 @@ class ExecutionSummary:
 
 def firing_alerts(wt: Watchtower) -> list[Alert]:
     """The alerts Alertmanager reports firing now, newest first."""
-    return []
+    return sorted(wt.store.firing_alerts(), key=lambda a: a.starts_at, reverse=True)
 
 
-def recent_executions(wt: Watchtower) -> list[ExecutionSummary]:
+def recent_executions(wt: Watchtower, limit: int = 8) -> list[ExecutionSummary]:
     """The latest runbook executions, newest first (a handful)."""
-    return []
+    return [
+        ExecutionSummary(
+            id=e.id,
+            runbook=e.runbook_id,
+            title=e.title,
+            state=e.status.value.replace("_", " ") + (" (dry run)" if e.dry_run else ""),
+            started_at=e.started_at or e.created_at,
+            finished_at=e.finished_at,
+            trigger=f"alert {e.alert_name}" if e.alert_name else f"started by {e.started_by}",
+            url=f"/executions/{e.id}",
+        )
+        for e in wt.runbooks.list(limit=limit)
+    ]
 
 
 # -- views ---------------------------------------------------------------------------------------
