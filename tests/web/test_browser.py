@@ -23,7 +23,7 @@ from werkzeug.serving import make_server
 from tests.web.conftest import T0
 from tests.web.history import synthetic_history
 from watchtower.runtime import Watchtower
-from watchtower.web.status import CONTENT_SECURITY_POLICY
+from watchtower.web import CONTENT_SECURITY_POLICY
 
 BUILD = Path(__file__).resolve().parents[2] / "build"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -132,3 +132,18 @@ def test_the_status_page_loads_cleanly_in_chromium(
         # The masthead is dark blue only if the stylesheet loaded and applied under the CSP.
         red, green, blue = image.convert("RGB").getpixel((4, 4))
         assert blue > red and max(red, green, blue) < 90, (red, green, blue)
+
+
+@pytest.mark.parametrize("path", ["/runbooks", "/runbooks/disable-dual-write", "/cutover", "/login"])
+def test_other_pages_load_cleanly_under_the_same_policy(
+    chromium: str, app: Flask, serve: Callable[[Any], str], tmp_path: Path, path: str
+) -> None:
+    recorder = Recorder(app)
+    name = path.strip("/").replace("/", "-")
+    screenshot = BUILD / f"page-{name}.png"
+    messages = load(
+        chromium, serve(recorder) + path, screenshot=screenshot, profile=tmp_path / "p"
+    )
+    assert messages == []  # no console error, no CSP violation
+    assert dict(recorder.seen)[path] == 200
+    assert all(status < 400 for _, status in recorder.seen), recorder.seen

@@ -33,10 +33,6 @@ from watchtower.web.auth import current_user, require
 
 EXTENSION = "watchtower.cutover"
 REFRESH_SECONDS = 60
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
 FORMATS = ("html", "md", "json")
 
 bp = Blueprint("cutover", __name__)
@@ -46,16 +42,6 @@ bp = Blueprint("cutover", __name__)
 def _set_up(state: BlueprintSetupState) -> None:
     wt: Watchtower = state.app.extensions["watchtower"]
     state.app.extensions[EXTENSION] = cutover_service.build(wt)
-
-
-@bp.after_request
-def _security_headers(response: Any) -> Any:
-    if response.mimetype == "text/html":
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 def _service() -> CutoverService:

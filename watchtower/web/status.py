@@ -25,10 +25,6 @@ from watchtower.status import DAYS, Feed, Hour, Hours, floor_hour
 from watchtower.web.auth import require
 
 REFRESH_SECONDS = 30
-CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
 
 bp = Blueprint("status", __name__)
 
@@ -36,16 +32,6 @@ bp = Blueprint("status", __name__)
 @bp.record_once
 def _set_up(state: BlueprintSetupState) -> None:
     state.app.extensions["watchtower.status.cache"] = PageCache()
-
-
-@bp.after_request
-def _security_headers(response: Any) -> Any:
-    if response.mimetype == "text/html":
-        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
-        response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 # -- what the integrator wires: the alert receiver and the runbook engine ------------------------
