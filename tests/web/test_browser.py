@@ -134,16 +134,16 @@ def test_the_status_page_loads_cleanly_in_chromium(
         assert blue > red and max(red, green, blue) < 90, (red, green, blue)
 
 
-@pytest.mark.parametrize("path", ["/runbooks", "/runbooks/disable-dual-write", "/cutover", "/login"])
+@pytest.mark.parametrize(
+    "path", ["/runbooks", "/runbooks/disable-dual-write", "/cutover", "/login"]
+)
 def test_other_pages_load_cleanly_under_the_same_policy(
     chromium: str, app: Flask, serve: Callable[[Any], str], tmp_path: Path, path: str
 ) -> None:
     recorder = Recorder(app)
     name = path.strip("/").replace("/", "-")
     screenshot = BUILD / f"page-{name}.png"
-    messages = load(
-        chromium, serve(recorder) + path, screenshot=screenshot, profile=tmp_path / "p"
-    )
+    messages = load(chromium, serve(recorder) + path, screenshot=screenshot, profile=tmp_path / "p")
     assert messages == []  # no console error, no CSP violation
     assert dict(recorder.seen)[path] == 200
     assert all(status < 400 for _, status in recorder.seen), recorder.seen
