@@ -16,6 +16,7 @@ import sys
 import time
 import traceback
 from datetime import UTC, datetime
+from importlib import metadata
 
 from benchmarks.common import (
     FIGURE_HEADER,
@@ -26,13 +27,23 @@ from benchmarks.common import (
     table,
     use_dummy_aws_credentials,
 )
+from watchtower.sandbox import servers
 
-BENCHMARKS = ["upload_parallel", "http_latency", "cache_invalidation", "thumbnail"]
+BENCHMARKS = [
+    "upload_parallel",
+    "http_latency",
+    "cache_invalidation",
+    "thumbnail",
+    "status_page",
+    "webhook_intake",
+    "status_and_metrics",
+    "image_api_throughput",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer runs: a smoke test in ~1 min")
+    parser.add_argument("--quick", action="store_true", help="fewer runs: a smoke test in ~3 min")
     parser.add_argument(
         "--only",
         action="append",
@@ -95,11 +106,19 @@ def machine() -> str:
     for module in ("PIL", "boto3", "moto", "redis"):
         with contextlib.suppress(ImportError):
             versions.append(f"{module} {importlib.import_module(module).__version__}")
+    for distribution in ("gunicorn", "Werkzeug", "Flask", "SQLAlchemy", "psycopg"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions.append(f"{distribution} {metadata.version(distribution)}")
     for binary, flag in (("redis-server", "--version"), ("vipsthumbnail", "--version")):
         if shutil.which(binary):
             out = subprocess.run([binary, flag], capture_output=True, text=True).stdout.split()
             found = next((w for w in out if w.startswith(("v=", "vips-"))), "")
             versions.append(f"{binary} {found.removeprefix('v=').removeprefix('vips-')}")
+    postgres = servers.which("postgres")
+    if postgres:
+        out = subprocess.run([postgres, "--version"], capture_output=True, text=True).stdout
+        words = out.split()  # postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)
+        versions.append(f"PostgreSQL {words[2] if len(words) > 2 else '?'}")
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"{now}; {os.cpu_count()} cores, {cpu}; {platform.system()}; {', '.join(versions)}"
 

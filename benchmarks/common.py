@@ -62,6 +62,54 @@ class Budget:
         return time.monotonic() > self._deadline
 
 
+# -- who used the cores ---------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # After "pid (comm)", the fields run from the 3rd on: utime is the 14th, stime the 15th.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds each named process used over a block, beside the wall time and the cores.
+
+    On a 2-core machine shared by the server under test, its dependencies and the client, this
+    says who the cores went to, and whether the client itself was the limit.
+    """
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        self.processes = processes
+        self.used: dict[str, float] = {}
+        self.wall = 0.0
+
+    def __enter__(self) -> CpuMeter:
+        self._before = {name: cpu_seconds(pid) for name, pid in self.processes.items()}
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._started
+        self.used = {
+            name: cpu_seconds(pid) - self._before[name] for name, pid in self.processes.items()
+        }
+
+    def share(self, name: str) -> float:
+        """`name`'s part of the CPU time all the measured processes used, in percent."""
+        total = sum(self.used.values())
+        return self.used[name] / total * 100 if total else math.nan
+
+    def describe(self) -> str:
+        cores = os.cpu_count() or 1
+        parts = ", ".join(
+            f"{name} {used:.1f} s ({self.share(name):.0f}%)" for name, used in self.used.items()
+        )
+        busy = sum(self.used.values()) / (self.wall * cores) * 100 if self.wall else math.nan
+        return f"CPU over {self.wall:.1f} s wall: {parts}; {busy:.0f}% of {cores} cores"
+
+
 # -- figures ------------------------------------------------------------------------------------
 
 
@@ -94,6 +142,8 @@ def fmt(value: float, unit: str = "ms") -> str:
         return f"{value:.{digits}f} ms"
     if unit == "s":
         return f"{value:.2f} s"
+    if abs(value) >= 1000:
+        return f"{value:,.0f} {unit}"
     return f"{value:.3g} {unit}"
 
 
@@ -125,11 +175,23 @@ def figure_rows(figures: Sequence[Figure], *, with_benchmark: bool) -> list[list
             fmt(f.value, f.unit),
             f.baseline_name,
             fmt(f.baseline, f.unit),
-            f"{f.ratio:.2g}x" if f.ratio < 0.1 else f"{f.ratio:.2f}x",
-            f"{f.change:+.1f}%" if f.change < -99 else f"{f.change:+.0f}%",
+            _ratio(f.ratio),
+            _change(f.change),
         ]
         rows.append([f.benchmark, *row] if with_benchmark else row)
     return rows
+
+
+def _ratio(ratio: float) -> str:
+    if math.isnan(ratio):
+        return "n/a"
+    return f"{ratio:.2g}x" if ratio < 0.1 else f"{ratio:.2f}x"
+
+
+def _change(change: float) -> str:
+    if math.isnan(change):
+        return "n/a"
+    return f"{change:+.1f}%" if change < -99 else f"{change:+.0f}%"
 
 
 FIGURE_HEADER = ["figure", "value", "baseline", "baseline value", "ratio", "change"]

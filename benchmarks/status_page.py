@@ -6,55 +6,200 @@ Nine sources (the upload_get probe and eight checks) at one result a minute: 7 d
 91,000 results. Measured: the first render (closed days summed in SQL, then cached), later
 renders (today's counts and the last 24 h of probe results only), the JSON, and as the baseline
 what a naive page would pay just to read those days' results one by one (`history()`).
+
+`history_watchtower` is shared with benchmarks/status_and_metrics.py, which adds a larger
+fleet of checks (`fleet_checks`) to the same nine and measures `/metrics` as well.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import heapq
+import random
 import statistics
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from benchmarks.common import Figure, note, print_figures, timed
 from tests.web.history import synthetic_history
+from watchtower.checks.base import Check
 from watchtower.config import Settings
-from watchtower.runtime import build
+from watchtower.model import Result, Status
+from watchtower.probes.base import interval_for as probe_interval
+from watchtower.runtime import Watchtower, build
 from watchtower.web import create_app
+
+# A bigger deployment than the epic's: the same kinds of checks over more tables, functions,
+# distributions and clusters, each on the status-page row of what it watches. With the nine
+# sources of tests/web/history.py these 41 make 50. (check, title, component, resources)
+FLEET: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    (
+        "dynamodb_throttling",
+        "DynamoDB throttling",
+        "dynamodb",
+        ("sessions", "likes", "comments", "albums", "shares"),
+    ),
+    (
+        "dynamodb_writes",
+        "DynamoDB writes",
+        "dynamodb",
+        ("sessions", "likes", "comments", "albums", "shares"),
+    ),
+    (
+        "lambda_cold_starts",
+        "Lambda cold starts",
+        "lambda",
+        (
+            "image_resize",
+            "gallery_api",
+            "share_api",
+            "auth",
+            "notify",
+            "export",
+            "import",
+            "search",
+        ),
+    ),
+    (
+        "lambda_errors",
+        "Lambda errors",
+        "lambda",
+        ("image_api", "image_resize", "gallery_api", "share_api", "auth", "notify", "export"),
+    ),
+    (
+        "cloudfront_hit_rate",
+        "CloudFront hit rate",
+        "cloudfront",
+        ("static", "avatars", "downloads"),
+    ),
+    ("cloudfront_5xx", "CloudFront 5xx rate", "cloudfront", ("images", "static", "avatars")),
+    ("redis_memory", "Redis memory", "cache", ("gallery", "sessions")),
+    ("redis_evictions", "Redis evictions", "cache", ("gallery",)),
+    ("postgres_replication_lag", "PostgreSQL replication lag", "legacy", ("replica_1",)),
+    ("postgres_connections", "PostgreSQL connections", "legacy", ("primary", "replica_1")),
+    ("s3_errors", "S3 5xx errors", "upload_path", ("images", "exports")),
+    ("api_latency", "API Gateway latency", "get_path", ("get_image", "list_gallery")),
+)
+
+
+def fleet_checks(count: int) -> list[Check]:
+    """The first `count` checks of FLEET, as registered checks would be (never run here)."""
+    made: list[Check] = []
+    for check, title, component, resources in FLEET:
+        for resource in resources:
+            cls = type(
+                f"Fleet_{check}_{resource}",
+                (Check,),
+                {
+                    "name": f"{check}_{resource}",
+                    "title": f"{title}: {resource.replace('_', '-')}",
+                    "component": component,
+                },
+            )
+            made.append(cls())
+    if count > len(made):
+        raise ValueError(f"FLEET has {len(made)} checks, not {count}")
+    return made[:count]
+
+
+def fleet_history(
+    now: datetime, checks: Iterable[Check], *, days: float, every: int = 60, seed: int = 11
+) -> Iterator[Result]:
+    """One result a minute for each check, oldest first: mostly ok, with a few incidents."""
+    rng = random.Random(seed)
+    checks = list(checks)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    # Each check has one 30-minute warning spell, and every sixth a 10-minute critical one,
+    # spread over the week so the daily bars differ from row to row.
+    spells = {
+        c.name: (
+            today - timedelta(days=n % 7) + timedelta(hours=(n * 5) % 24),
+            timedelta(minutes=10 if n % 6 == 0 else 30),
+            Status.CRITICAL if n % 6 == 0 else Status.WARNING,
+        )
+        for n, c in enumerate(checks)
+    }
+    at = now - timedelta(days=days)
+    while at <= now:
+        for check in checks:
+            start, length, bad = spells[check.name]
+            value = rng.lognormvariate(0, 0.3)
+            status = bad if start <= at < start + length else Status.OK
+            said = "within its thresholds" if status is Status.OK else f"{status.value}: over"
+            yield Result(
+                name=check.name,
+                kind="check",
+                status=status,
+                reason=f"{check.title}: {value:.2f} in 5 min, {said}",
+                observed_at=at,
+                figures={"value": value, "datapoints": 5.0},
+                thresholds={"warning": 2.0, "critical": 4.0},
+            )
+        at += timedelta(seconds=every)
+
+
+@contextlib.contextmanager
+def history_watchtower(
+    directory: Path, now: datetime, *, days: float, fleet: int = 0
+) -> Iterator[Watchtower]:
+    """A Watchtower over a SQLite file holding `days` of history of the nine sources plus the
+    first `fleet` checks of FLEET; its metrics fed the last hour of results, as if it had run."""
+    wt = build(Settings(database_url=f"sqlite:///{directory / f'history-{fleet}.sqlite'}"))
+    try:
+        extra = fleet_checks(fleet)
+        wt.checks.update({c.name: c for c in extra})
+        started = time.perf_counter()
+        stream = heapq.merge(
+            synthetic_history(now, days=days),
+            fleet_history(now, extra, days=days),
+            key=lambda r: r.observed_at,
+        )
+        count = 0
+        batch: list[Result] = []
+        recent = now - timedelta(hours=1)
+        for result in stream:
+            batch.append(result)
+            if result.observed_at >= recent:
+                wt.metrics.observe(result)
+            if len(batch) == 5000:
+                wt.store.add(batch)
+                count += len(batch)
+                batch = []
+        wt.store.add(batch)
+        count += len(batch)
+        for name, probe in wt.probes.items():
+            wt.metrics.interval.labels("probe", name).set(probe_interval(probe, wt.settings))
+        for check in wt.checks.values():
+            wt.metrics.interval.labels("check", check.name).set(wt.interval(check))
+        sources = len(wt.probes) + len(wt.checks)
+        took = time.perf_counter() - started
+        note(f"{sources} sources: {count:,} results over {days:g} days stored in {took:.1f} s")
+        yield wt
+    finally:
+        wt.close()
 
 
 def run(*, quick: bool, days: float = 7, runs: int | None = None) -> list[Figure]:
     runs = runs or (5 if quick else 15)
     now = datetime.now(UTC).replace(microsecond=0)
-    with tempfile.TemporaryDirectory(prefix="bench-status-") as tmp:
-        wt = build(Settings(database_url=f"sqlite:///{Path(tmp) / 'history.sqlite'}"))
-        try:
-            started = time.perf_counter()
-            batch = []
-            count = 0
-            for result in synthetic_history(now, days=days):
-                batch.append(result)
-                if len(batch) == 5000:
-                    wt.store.add(batch)
-                    count += len(batch)
-                    batch = []
-            wt.store.add(batch)
-            count += len(batch)
-            took = time.perf_counter() - started
-            note(f"{count:,} results over {days:g} days stored in {took:.1f} s")
-            client = create_app(wt).test_client()
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-status-") as tmp,
+        history_watchtower(Path(tmp), now, days=days) as wt,
+    ):
+        client = create_app(wt).test_client()
 
-            def page() -> None:
-                answer = client.get("/")
-                assert answer.status_code == 200, answer.status_code
+        def page() -> None:
+            answer = client.get("/")
+            assert answer.status_code == 200, answer.status_code
 
-            first = timed(page)
-            warm = [timed(page) for _ in range(runs)]
-            json = [timed(lambda: client.get("/api/v1/status")) for _ in range(runs)]
-            naive = timed(lambda: wt.store.history(since=now - timedelta(days=days)))
-        finally:
-            wt.close()
+        first = timed(page)
+        warm = [timed(page) for _ in range(runs)]
+        json = [timed(lambda: client.get("/api/v1/status")) for _ in range(runs)]
+        naive = timed(lambda: wt.store.history(since=now - timedelta(days=days)))
     note(f"first render {first:.0f} ms; then median of {runs}")
     name = f"{days:g} d"
     return [

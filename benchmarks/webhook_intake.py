@@ -1,0 +1,355 @@
+"""Alertmanager webhook intake: alerts per second until the first error, with the P99 latency.
+
+Watchtower's web process as the Dockerfile runs it: gunicorn with watchtower/gunicorn_conf.py
+(one gthread worker, 8 threads, access log on), the app from `watchtower.wsgi:create_app()`,
+settings from the environment, on a free loopback port. Its history store is a SQLite file,
+then (a second gunicorn) a throwaway PostgreSQL cluster. The web process never schedules: the
+executions the webhook starts stay pending (the runbook worker lives in `watchtower scheduler`,
+not started here).
+
+The load is an open-loop step ramp (benchmarks/ramp.py): POST /api/v1/alerts with valid
+Alertmanager version-4 notifications of one alert each (`group_by: ['...']`, as
+alerts/alertmanager.example.yml sends them), every alert a new fingerprint, half of them routed
+to a runbook (an execution is created) and half to none. The offered rate grows by half at
+each step (doubles with --quick) until the first answer that is not 2xx or comes later than
+10 s after it was due (10 s is the shortest deadline Alertmanager gives a notification:
+`notify.MinTimeout`), bounded in time and in requests. Baseline: the same ramp of
+`GET /healthz` on the same server, first. After each ramp the store is counted: every alert
+answered 202 must be in it, and one execution for each routed alert.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy
+import urllib3
+
+from benchmarks.common import AWS_ENVIRONMENT, CpuMeter, Figure, note
+from benchmarks.ramp import MakeRequest, Ramp, rates, run_ramp
+from watchtower.sandbox import servers
+from watchtower.sandbox.servers import LOOPBACK, ServerUnavailable
+
+NAME = "webhook_intake"
+TOKEN = "bench-webhook-token"  # a throwaway token for a loopback server
+TIMEOUT = 10.0  # Alertmanager's notify.MinTimeout
+
+# Alert kinds in turn: the first three start a runbook (two automatic, one suggested), the
+# others are stored and shown and start nothing (no route selects them).
+KINDS: tuple[tuple[str, dict[str, str], str], ...] = (
+    (
+        "ImageUploadProbeFailing",
+        {"severity": "critical", "runbook": "image-upload-failures", "probe": "upload_get"},
+        "The upload_get probe cannot upload and get an image",
+    ),
+    (
+        "WatchtowerCheckCritical",
+        {"severity": "critical", "check": "dynamodb_throttling"},
+        "Check dynamodb_throttling is critical",
+    ),
+    (
+        "ImageDynamoDBThrottling",
+        {"severity": "warning", "runbook": "dynamodb-throttling"},
+        "DynamoDB is throttling the image table",
+    ),
+    (
+        "WatchtowerCheckUnknown",
+        {"severity": "warning", "check": "gallery_cache"},
+        "Check gallery_cache cannot read its source",
+    ),
+    (
+        "ImageLambdaColdStarts",
+        {"severity": "warning", "runbook": "lambda-cold-starts"},
+        "The image API's Lambda function starts cold too often, or too slowly",
+    ),
+    (
+        "WatchtowerProbeStale",
+        {"severity": "warning", "name": "upload_get"},
+        "Probe upload_get has stopped running",
+    ),
+)
+ROUTED = 3  # of the KINDS above, the first three start a runbook each
+
+
+def notification(i: int, run: str, starts_at: str) -> bytes:
+    """The i-th alert as Alertmanager 0.25 posts it: one alert per notification."""
+    alertname, labels, summary = KINDS[i % len(KINDS)]
+    fingerprint = f"{run}{i:012x}"
+    alert_labels = {"alertname": alertname, "instance": f"replica-{i % 3}", **labels}
+    alert = {
+        "status": "firing",
+        "labels": alert_labels,
+        "annotations": {
+            "summary": summary,
+            "description": f"{summary} (benchmark alert {i}).\nSee the runbook for what to check.",
+        },
+        "startsAt": starts_at,
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://127.0.0.1:9090/graph?g0.expr=watchtower_check_status",
+        "fingerprint": fingerprint,
+    }
+    group = "{}/{}:{" + ", ".join(f'{k}="{v}"' for k, v in sorted(alert_labels.items())) + "}"
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": group,
+            "truncatedAlerts": 0,
+            "status": "firing",
+            "receiver": "watchtower",
+            "groupLabels": alert_labels,
+            "commonLabels": alert_labels,
+            "commonAnnotations": alert["annotations"],
+            "externalURL": "http://127.0.0.1:9093",
+            "alerts": [alert],
+        }
+    ).encode()
+
+
+def http_request(method: str, path: str, port: int, body: bytes = b"", **headers: str) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {LOOPBACK}:{port}", "User-Agent: bench"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if body or method == "POST":
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@dataclass
+class Gunicorn:
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def worker(self) -> int:
+        """The one worker's pid (gunicorn_conf: workers = 1)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        pids = [int(p) for p in children.read_text().split()]
+        if len(pids) != 1:
+            raise RuntimeError(f"expected one gunicorn worker, found {pids}")
+        return pids[0]
+
+    def wait_idle(self) -> None:
+        """Until /healthz answers quickly: what a ramp queued is done."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            with contextlib.suppress(urllib3.exceptions.HTTPError):
+                answer = urllib3.request(
+                    "GET", f"http://{LOOPBACK}:{self.port}/healthz", timeout=5, retries=False
+                )
+                if answer.status == 200 and time.perf_counter() - started < 0.05:
+                    return
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def gunicorn(database_url: str, log_dir: Path, name: str) -> Iterator[Gunicorn]:
+    """Watchtower's web process as the Dockerfile starts it, on a free loopback port."""
+    port = servers.free_port()
+    env = {
+        **os.environ,
+        **AWS_ENVIRONMENT,
+        # Nothing in the web process calls AWS; if something did, it would fail here, on a
+        # closed loopback port, and never reach the internet.
+        "AWS_ENDPOINT_URL": f"http://{LOOPBACK}:9",
+        "WATCHTOWER_DATABASE_URL": database_url,
+        "WATCHTOWER_WEBHOOK_TOKEN": TOKEN,
+        "GUNICORN_CMD_ARGS": f"--bind {LOOPBACK}:{port}",
+    }
+    log = log_dir / f"gunicorn-{name}.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "python:watchtower.gunicorn_conf"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = Gunicorn(port=port, process=process, log=log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise ServerUnavailable(f"gunicorn exited ({process.returncode}); see {log}")
+            with contextlib.suppress(urllib3.exceptions.HTTPError):
+                url = f"http://{LOOPBACK}:{port}/healthz"
+                if urllib3.request("GET", url, timeout=1, retries=False).status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise ServerUnavailable("gunicorn not ready after 30 s")
+            time.sleep(0.1)
+        yield server
+    finally:
+        process.terminate()  # SIGTERM: gunicorn's graceful stop
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run(*, quick: bool) -> list[Figure]:
+    # Quick: a coarser ladder, so that it still reaches the first error within its budget.
+    step_seconds, budget, cap = (1.5, 22.0, 20_000) if quick else (3.0, 60.0, 60_000)
+    start, factor = (50, 2.0) if quick else (25, 1.5)
+    ladder = rates(start, factor, 20)
+    note(
+        f"open-loop ramp: {ladder[0]:.0f}/s, x{factor:g} a step, {step_seconds:g} s a step; "
+        f"stops at the first non-2xx or {TIMEOUT:g} s timeout, after {budget:.0f} s or "
+        f"{cap:,} requests per ramp"
+    )
+
+    def ramp(server: Gunicorn, what: str, make: MakeRequest) -> Ramp:
+        server.wait_idle()
+        meter = CpuMeter({"gunicorn worker": server.worker, "client": os.getpid()})
+        with meter:
+            found = run_ramp(
+                LOOPBACK,
+                server.port,
+                make,
+                ladder=ladder,
+                step_seconds=step_seconds,
+                timeout=TIMEOUT,
+                budget_seconds=budget,
+                max_requests=cap,
+            )
+        note(f"{what}: stopped at {found.stopped}")
+        for step in found.steps:
+            note(f"  {step.describe()}")
+        note(f"  {meter.describe()}")
+        return found
+
+    starts_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+    results: dict[str, Ramp] = {}
+    stored: dict[str, tuple[int, int]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-webhook-") as tmp:
+        logs = Path(tmp)
+        sqlite_url = f"sqlite:///{logs / 'watchtower.sqlite'}"
+        with gunicorn(sqlite_url, logs, "sqlite") as server:
+            healthz = http_request("GET", "/healthz", server.port)
+            results["healthz"] = ramp(server, "GET /healthz (SQLite server)", lambda i: healthz)
+            results["sqlite"] = ramp(
+                server,
+                "POST /api/v1/alerts, SQLite",
+                _webhook(server.port, "a", starts_at),
+            )
+            server.wait_idle()
+        stored["sqlite"] = _stored(sqlite_url)
+        postgres: servers.PostgresServer | None = None
+        try:
+            postgres = servers.start_postgres(database="watchtower")
+        except ServerUnavailable as exc:
+            note(f"PostgreSQL skipped: {exc}")
+        if postgres is not None:
+            try:
+                with gunicorn(postgres.url, logs, "postgres") as server:
+                    results["postgres"] = ramp(
+                        server,
+                        "POST /api/v1/alerts, PostgreSQL",
+                        _webhook(server.port, "b", starts_at),
+                    )
+                    server.wait_idle()
+                stored["postgres"] = _stored(postgres.url)
+            finally:
+                postgres.stop()
+    for store, (alerts, executions) in stored.items():
+        accepted = sum(s.ok for s in results[store].steps)
+        note(
+            f"{store}: {accepted} alerts answered 202; {alerts} stored, {executions} runbook "
+            f"executions created (expected {ROUTED}/{len(KINDS)} of the stored alerts)"
+        )
+    return _figures(results)
+
+
+def _webhook(port: int, run: str, starts_at: str) -> MakeRequest:
+    def make(i: int) -> bytes:
+        return http_request(
+            "POST",
+            "/api/v1/alerts",
+            port,
+            notification(i, run, starts_at),
+            Authorization=f"Bearer {TOKEN}",
+            **{"Content-Type": "application/json"},
+        )
+
+    return make
+
+
+def _stored(url: str) -> tuple[int, int]:
+    """Alerts and runbook executions in the store, counted after the ramp."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            alerts = conn.execute(sqlalchemy.text("SELECT count(*) FROM alerts")).scalar_one()
+            runs = conn.execute(
+                sqlalchemy.text("SELECT count(*) FROM runbook_executions")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    return int(alerts), int(runs)
+
+
+def _figures(results: dict[str, Ramp]) -> list[Figure]:
+    base = results["healthz"]
+    figures: list[Figure] = []
+    for store in ("sqlite", "postgres"):
+        ramp = results.get(store)
+        if ramp is None:
+            continue
+        label = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[store]
+        best, base_best = ramp.best, base.best
+        figures.append(
+            Figure(
+                benchmark=NAME,
+                name=f"alerts/s served in full, {label}",
+                value=best.rate if best else 0.0,
+                baseline_name="GET /healthz/s served in full",
+                baseline=base_best.rate if base_best else 0.0,
+                unit="/s",
+            )
+        )
+        if best is not None:
+            same = base.at_rate(best.rate)
+            figures.append(
+                Figure(
+                    benchmark=NAME,
+                    name=f"P99 at {best.rate:.0f} alerts/s, {label}",
+                    value=best.p(99),
+                    baseline_name=f"GET /healthz P99 at {best.rate:.0f}/s",
+                    baseline=same.p(99) if same else float("nan"),
+                )
+            )
+        peak, base_peak = ramp.peak, base.peak
+        figures.append(
+            Figure(
+                benchmark=NAME,
+                name=f"peak alerts/s answered, {label}",
+                value=peak.throughput if peak else 0.0,
+                baseline_name="GET /healthz peak/s",
+                baseline=base_peak.throughput if base_peak else 0.0,
+                unit="/s",
+            )
+        )
+        error, base_error = ramp.first_error, base.first_error
+        figures.append(
+            Figure(
+                benchmark=NAME,
+                name=f"offered alerts/s at the first error, {label}",
+                value=error.rate if error else float("nan"),
+                baseline_name="GET /healthz/s at its first error",
+                baseline=base_error.rate if base_error else float("nan"),
+                unit="/s",
+            )
+        )
+    return figures
