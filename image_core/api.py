@@ -104,7 +104,8 @@ def get_image(image_id: str) -> Any:
 def list_images() -> Any:
     user_id = _caller()
     raw_limit = request.args.get("limit", "20")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+    # isdigit() alone lets "²" through, which int() refuses.
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= 100:
         raise BadRequest("limit must be a whole number from 1 to 100", code="invalid_limit")
     cursor = request.args.get("cursor") or None
     return jsonify(_service().list(user_id=user_id, limit=int(raw_limit), cursor=cursor))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from image_core.errors import ConfigError
 
@@ -111,9 +112,25 @@ class Settings:
             )
         return settings
 
+    def __repr__(self) -> str:
+        # Reprs end up in tracebacks and test reports: URLs keep their host, not their password.
+        shown = (f"{f.name}={_without_password(getattr(self, f.name))!r}" for f in fields(self))
+        return f"Settings({', '.join(shown)})"
+
     @property
     def cache_enabled(self) -> bool:
         return self.redis_url is not None
+
+
+def _without_password(value: Any) -> Any:
+    """`postgresql://user:***@host/db` for a URL with a password; anything else as it is."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    parts = urlsplit(value)
+    if parts.password is None:
+        return value
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 # field -> (environment variable, parser). Every field of Settings is listed once.

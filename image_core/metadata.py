@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -23,6 +24,8 @@ from image_core.idempotency import IdempotencyRecord, is_live
 from image_core.model import ImageRecord, Page
 
 INDEX = "by_user"
+# A cursor's position: `gsi1sk`, <created, ISO 8601>#<image id>.
+_CURSOR = re.compile(r"\d{4}-\d{2}-\d{2}T[0-9:.+-]{8,32}#[0-9a-f]{32}")
 _ser = TypeSerializer()
 _de = TypeDeserializer()
 
@@ -369,6 +372,11 @@ def _decode_cursor(cursor: str, user_id: str) -> dict[str, Any]:
         image_id, at = data["id"], data["at"]
         if not isinstance(image_id, str) or not isinstance(at, str):
             raise TypeError("cursor fields must be strings")
+        # Only what _encode_cursor writes: DynamoDB refuses an empty or oversized key with a
+        # ValidationException, which would answer 503 for what is the client's mistake.
+        if not _CURSOR.fullmatch(at) or not at.endswith(f"#{image_id}"):
+            raise ValueError("cursor fields are not a position in a gallery")
+        datetime.fromisoformat(at.split("#", 1)[0])
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
         raise BadRequest(
             "the cursor is malformed; pass next_cursor from the previous page",

@@ -5,10 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 _ERROR = {"$ref": "#/components/responses/Error"}
+_RETRY = {"$ref": "#/components/responses/Retry"}
+# What a client does next with an image it stored: its id, as the same caller.
+_IMAGE_LINKS = {
+    name: {
+        "operationId": operation,
+        "parameters": {
+            "path.image_id": "$response.body#/id",
+            "header.X-User-Id": "$request.header.X-User-Id",
+        },
+    }
+    for name, operation in (("GetImage", "getImage"), ("DeleteImage", "deleteImage"))
+}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _with_headers(response: dict[str, Any], *names: str) -> dict[str, Any]:
+    headers = {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+    return {**response, "headers": headers}
 
 
 def document() -> dict[str, Any]:
@@ -57,9 +74,21 @@ def document() -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "201": _json(image, "Stored"),
-                        "200": _json(image, "Replayed: the same Idempotency-Key and payload"),
-                        **{s: _ERROR for s in ("400", "401", "409", "413", "415", "422", "503")},
+                        "201": {
+                            **_with_headers(_json(image, "Stored"), "Location"),
+                            "links": _IMAGE_LINKS,
+                        },
+                        "200": {
+                            **_with_headers(
+                                _json(image, "Replayed: the same Idempotency-Key and payload"),
+                                "Location",
+                                "Idempotent-Replayed",
+                            ),
+                            "links": _IMAGE_LINKS,
+                        },
+                        **{s: _ERROR for s in ("400", "401", "413", "415", "422")},
+                        "409": _RETRY,
+                        "503": _RETRY,
                     },
                 },
                 "get": {
@@ -85,24 +114,28 @@ def document() -> dict[str, Any]:
                             },
                             "The caller's gallery, newest first",
                         ),
-                        **{s: _ERROR for s in ("400", "401", "503")},
+                        **{s: _ERROR for s in ("400", "401")},
+                        "503": _RETRY,
                     },
                 },
             },
             "/images/{image_id}": {
                 "parameters": [image_id, {"$ref": "#/components/parameters/UserId"}],
+                # 400: the caller's X-User-Id is malformed (invalid_user_id).
                 "get": {
                     "operationId": "getImage",
                     "responses": {
                         "200": _json(image, "The image"),
-                        **{s: _ERROR for s in ("401", "404", "503")},
+                        **{s: _ERROR for s in ("400", "401", "404")},
+                        "503": _RETRY,
                     },
                 },
                 "delete": {
                     "operationId": "deleteImage",
                     "responses": {
                         "204": {"description": "Deleted"},
-                        **{s: _ERROR for s in ("401", "404", "503")},
+                        **{s: _ERROR for s in ("400", "401", "404")},
+                        "503": _RETRY,
                     },
                 },
             },
@@ -172,6 +205,32 @@ def document() -> dict[str, Any]:
                     },
                 },
             },
-            "responses": {"Error": _json({"$ref": "#/components/schemas/Error"}, "An error")},
+            "headers": {
+                "Location": {
+                    "description": "The image's URL",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^/images/[0-9a-f]{32}$"},
+                },
+                "Idempotent-Replayed": {
+                    "description": "This answer replays the first request's",
+                    "required": True,
+                    "schema": {"const": "true"},
+                },
+                "Retry-After": {
+                    "description": "Seconds to wait before retrying",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 1},
+                },
+            },
+            "responses": {
+                "Error": _json({"$ref": "#/components/schemas/Error"}, "An error"),
+                "Retry": _with_headers(
+                    _json(
+                        {"$ref": "#/components/schemas/Error"},
+                        "Busy or a backing service is down: nothing was stored; retry later",
+                    ),
+                    "Retry-After",
+                ),
+            },
         },
     }

@@ -84,6 +84,15 @@ DESCRIPTIONS: dict[str, str] = {
     "WATCHTOWER_USERS": "who may do what; the secret is a bearer token or a basic-auth / login "
     "password, plain or a werkzeug hash (`pbkdf2:`/`scrypt:`). Secret: pass it at run time",
     "WATCHTOWER_ANONYMOUS_ROLE": "what a visitor who is not logged in may do",
+    "WATCHTOWER_TRUSTED_USER_HEADER": "single sign-on: the header in which your reverse proxy "
+    "names the user it signed in (e.g. `X-Forwarded-User`); unset: off. Believed only from "
+    "`WATCHTOWER_TRUSTED_PROXIES` (docs/security.md)",
+    "WATCHTOWER_TRUSTED_PROXIES": "the addresses the proxy connects from; that header from any "
+    "other address is ignored and logged",
+    "WATCHTOWER_PROXY_USERS": "the role of each name the proxy signs in: the proxy says who, this "
+    "says what they may do (no role is ever read from a header)",
+    "WATCHTOWER_PROXY_DEFAULT_ROLE": "the role of a proxy-signed-in name not in "
+    "`WATCHTOWER_PROXY_USERS`; `none`: such a name is not signed in",
     "WATCHTOWER_WEBHOOK_TOKEN": "Alertmanager's bearer token for `POST /api/v1/alerts`; unset: "
     "the webhook answers 503. Secret",
     "WATCHTOWER_SECRET_KEY": "signs session cookies; unset: random per process, so sessions do "
@@ -98,6 +107,8 @@ DESCRIPTIONS: dict[str, str] = {
     "WATCHTOWER_RUNBOOKS_DIR": "where the runbooks are read from",
     "WATCHTOWER_RUNBOOK_APPROVAL_TIMEOUT": "seconds an approval request waits before it expires",
     "WATCHTOWER_RUNBOOK_WORKERS": "runbook executions advanced at once by one scheduler",
+    "WATCHTOWER_RUNBOOK_LEASE_SECONDS": "a replica silent this long (no heartbeat) has stopped: "
+    "its runbook executions are taken over",
     # cutover
     "WATCHTOWER_CUTOVER_WINDOW_HOURS": "how long the flag must stay off before sign-off",
     "WATCHTOWER_CUTOVER_SAMPLE_INTERVAL": "one evidence sample per slot of this many seconds",
@@ -139,6 +150,9 @@ ACCEPTS: dict[str, str] = {
     "_metrics_sink": "`auto`, `cloudwatch`, `emf` or `none`",
     "_users": "`name:role:secret`, comma-separated; role `viewer`, `operator` or `admin`",
     "_anonymous_role": "`none`, `viewer`, `operator` or `admin`",
+    "_header_name": "an HTTP header name",
+    "_networks": "addresses or CIDR blocks, comma-separated (IPv4 or IPv6)",
+    "_proxy_users": "`name:role`, comma-separated; role `viewer`, `operator` or `admin`",
     "_routes_file": "a path to a YAML file",
     "_names": "names, comma-separated",
     "_tag": "`key=value`",

@@ -58,3 +58,28 @@ def metric(
     if not points:
         return None
     return float(sum(p[statistic] for p in points))
+
+
+def half_written(components: Components) -> list[str]:
+    """What breaks "nothing half-written" once every request has answered: an image record
+    missing an object, an object no record owns, an Idempotency-Key claim still in progress."""
+    keys = set(objects(components))
+    db = components.metadata._client
+    items: list[dict[str, Any]] = []
+    for page in db.get_paginator("scan").paginate(TableName=components.settings.table):
+        items += page["Items"]
+    owned: set[str] = set()
+    problems = []
+    for item in items:
+        pk = item["pk"]["S"]
+        if pk.startswith("IDEMPOTENCY#") and item["status"]["S"] != "completed":
+            problems.append(f"{pk}: the claim is still in progress")
+        if not pk.startswith("IMAGE#"):
+            continue
+        for name in ("original_key", "thumbnail_key"):
+            key = item[name]["S"]
+            owned.add(key)
+            if key not in keys:
+                problems.append(f"{pk}: its {name} {key!r} is not in the bucket")
+    problems += [f"object {key!r} belongs to no record" for key in sorted(keys - owned)]
+    return problems

@@ -62,6 +62,8 @@ def parse_notification(body: bytes) -> Notification:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PayloadError("body", f"is not JSON ({exc})") from None
+    except RecursionError:  # `[[[[…` a thousand deep: the parser's stack, not ours, runs out
+        raise PayloadError("body", "is nested too deeply to be a notification") from None
     payload = _object(data, "body")
     version = payload.get("version")
     if version != "4":
@@ -101,8 +103,17 @@ def _alert(data: object, where: str) -> Alert:
         annotations=_annotations(alert.get("annotations", {}), f"{where}.annotations"),
         starts_at=starts_at,
         ends_at=_time(alert.get("endsAt"), f"{where}.endsAt"),
-        generator_url=_string(alert, "generatorURL", f"{where}.generatorURL", required=False),
+        generator_url=_url(alert, "generatorURL", f"{where}.generatorURL"),
     )
+
+
+def _url(data: Mapping[str, Any], key: str, where: str) -> str:
+    """A link as Prometheus writes it: URL-encoded, so never a control character (PostgreSQL
+    refuses NUL in text, which would fail the store, and Alertmanager would retry forever)."""
+    value = _string(data, key, where, required=False)
+    if not value.isprintable():
+        raise PayloadError(where, "holds a character that is not printable")
+    return value
 
 
 def validate_labels(labels: Mapping[str, object], where: str = "labels") -> dict[str, str]:
@@ -174,6 +185,8 @@ def _time(value: object, where: str) -> datetime | None:
         return datetime.fromisoformat(value).astimezone(UTC)
     except ValueError as exc:
         raise PayloadError(where, f"is not a valid time ({exc})") from None
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is a valid time, but not in UTC
+        raise PayloadError(where, f"is outside the years 1 to 9999 in UTC: {value!r}") from None
 
 
 # -- routes -----------------------------------------------------------------------------------

@@ -8,11 +8,14 @@ names fail start-up with the variable's name.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from watchtower.alerting import DEFAULT_ROUTES, Route, parse_routes
 from watchtower.errors import ConfigError
@@ -108,6 +111,43 @@ def _anonymous_role(name: str, raw: str) -> str | None:
     return value
 
 
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+def _header_name(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not _HEADER_NAME.fullmatch(value):
+        raise ConfigError(f"{name}={raw!r} must be an HTTP header name, like X-Forwarded-User")
+    if value.lower() in {"authorization", "cookie", "host"}:
+        raise ConfigError(f"{name}={raw!r}: that header is the client's, not the proxy's")
+    return value
+
+
+def _networks(name: str, raw: str) -> tuple[str, ...]:
+    networks = []
+    for entry in (e.strip() for e in raw.split(",") if e.strip()):
+        try:
+            networks.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            raise ConfigError(f"{name}: {entry!r} is not an address or a CIDR block") from None
+    return tuple(networks)
+
+
+def _proxy_users(name: str, raw: str) -> tuple[tuple[str, str], ...]:
+    users = []
+    for n, entry in enumerate(e.strip() for e in raw.split(",") if e.strip()):
+        user, _, role = entry.rpartition(":")
+        if not user or role not in ROLES:
+            raise ConfigError(
+                f"{name}: entry {n + 1} must be name:role with role {', '.join(ROLES)}"
+            )
+        users.append((user.strip(), role))
+    names = [u[0] for u in users]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{name}: a user is named twice")
+    return tuple(users)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     image_api_url: str = "http://127.0.0.1:8000"
@@ -134,6 +174,13 @@ class Settings:
     # bearer token, or a basic-auth / login password; plain, or a werkzeug password hash.
     users: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
     anonymous_role: str | None = "viewer"  # what a visitor who is not logged in may do
+    # Single sign-on by a reverse proxy: the header carrying the name of the user it signed in,
+    # believed only from a connection of one of trusted_proxies (docs/security.md). Off unset.
+    trusted_user_header: str | None = None
+    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")  # CIDRs the header is read from
+    # name:role of people signed in by the proxy; the proxy says who, these say what they may do
+    proxy_users: tuple[tuple[str, str], ...] = ()
+    proxy_default_role: str | None = None  # the role of a proxy-signed-in name not listed above
     webhook_token: str | None = field(
         default=None, repr=False
     )  # Alertmanager's bearer token for POST /api/v1/alerts
@@ -146,11 +193,20 @@ class Settings:
     runbooks_dir: str | None = None  # default: runbooks/ beside the watchtower package
     runbook_approval_timeout: int = 3600  # seconds an approval request waits before it expires
     runbook_workers: int = 4  # executions advanced at once by one replica
+    # A replica whose worker sent no heartbeat for this long has stopped: its runs are taken over.
+    runbook_lease_seconds: int = 60
     webhook_max_bytes: int = 1_048_576  # the largest Alertmanager notification accepted (413)
     # Which alerts start which runbooks, and how (watchtower.alerting; WATCHTOWER_ROUTES_FILE).
     routes: tuple[Route, ...] = field(default=DEFAULT_ROUTES, repr=False)
     # check name -> {threshold or "interval": value}, from WATCHTOWER_CHECK_* variables
     check_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        # Reprs end up in tracebacks and test reports: URLs keep their host, not their password.
+        shown = (
+            f"{f.name}={_without_password(getattr(self, f.name))!r}" for f in fields(self) if f.repr
+        )
+        return f"Settings({', '.join(shown)})"
 
     @property
     def log_group(self) -> str:
@@ -173,6 +229,17 @@ class Settings:
                 overrides.setdefault(check, {})[key] = _number(variable, raw)
         values["check_overrides"] = overrides
         return cls(**values)
+
+
+def _without_password(value: Any) -> Any:
+    """`postgresql://user:***@host/db` for a URL with a password; anything else as it is."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    parts = urlsplit(value)
+    if parts.password is None:
+        return value
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def _split_check_variable(variable: str) -> tuple[str, str]:
@@ -213,6 +280,10 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "sandbox": ("WATCHTOWER_SANDBOX", _bool),
     "users": ("WATCHTOWER_USERS", _users),
     "anonymous_role": ("WATCHTOWER_ANONYMOUS_ROLE", _anonymous_role),
+    "trusted_user_header": ("WATCHTOWER_TRUSTED_USER_HEADER", _header_name),
+    "trusted_proxies": ("WATCHTOWER_TRUSTED_PROXIES", _networks),
+    "proxy_users": ("WATCHTOWER_PROXY_USERS", _proxy_users),
+    "proxy_default_role": ("WATCHTOWER_PROXY_DEFAULT_ROLE", _anonymous_role),
     "webhook_token": ("WATCHTOWER_WEBHOOK_TOKEN", _text),
     "secret_key": ("WATCHTOWER_SECRET_KEY", _text),
     "public_url": ("WATCHTOWER_PUBLIC_URL", _url("http", "https")),
@@ -222,6 +293,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "runbooks_dir": ("WATCHTOWER_RUNBOOKS_DIR", _text),
     "runbook_approval_timeout": ("WATCHTOWER_RUNBOOK_APPROVAL_TIMEOUT", _positive_int),
     "runbook_workers": ("WATCHTOWER_RUNBOOK_WORKERS", _positive_int),
+    "runbook_lease_seconds": ("WATCHTOWER_RUNBOOK_LEASE_SECONDS", _positive_int),
     "routes": ("WATCHTOWER_ROUTES_FILE", _routes_file),
 }
 
