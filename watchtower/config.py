@@ -195,6 +195,9 @@ class Settings:
     runbook_workers: int = 4  # executions advanced at once by one replica
     # A replica whose worker sent no heartbeat for this long has stopped: its runs are taken over.
     runbook_lease_seconds: int = 60
+    # Notifications handled at once per process; beyond it, 503 at once so Alertmanager backs off
+    # and retries, instead of timeouts while abandoned requests are still being worked on.
+    webhook_max_in_flight: int = 16
     webhook_max_bytes: int = 1_048_576  # the largest Alertmanager notification accepted (413)
     # Which alerts start which runbooks, and how (watchtower.alerting; WATCHTOWER_ROUTES_FILE).
     routes: tuple[Route, ...] = field(default=DEFAULT_ROUTES, repr=False)
@@ -288,6 +291,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "secret_key": ("WATCHTOWER_SECRET_KEY", _text),
     "public_url": ("WATCHTOWER_PUBLIC_URL", _url("http", "https")),
     "webhook_max_bytes": ("WATCHTOWER_WEBHOOK_MAX_BYTES", _positive_int),
+    "webhook_max_in_flight": ("WATCHTOWER_WEBHOOK_MAX_IN_FLIGHT", _positive_int),
     "prometheus_url": ("WATCHTOWER_PROMETHEUS_URL", _url("http", "https")),
     "image_redis_url": ("WATCHTOWER_IMAGE_REDIS_URL", _url("redis", "rediss", "unix")),
     "runbooks_dir": ("WATCHTOWER_RUNBOOKS_DIR", _text),

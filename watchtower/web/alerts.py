@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import logging
+import threading
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -20,6 +21,7 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from watchtower import alerting
+from watchtower.config import Settings
 from watchtower.errors import PayloadError
 from watchtower.runbook.model import execution_json
 from watchtower.runtime import Watchtower
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("alerts", __name__)
 
 MAX_LIST = 500
+SLOTS = "watchtower.webhook.slots"
 
 
 def _watchtower() -> Watchtower:
@@ -41,6 +44,7 @@ def _watchtower() -> Watchtower:
 def _check_routes(state: BlueprintSetupState) -> None:
     """Say at start-up when a route names a runbook the engine does not have."""
     wt: Watchtower = state.app.extensions["watchtower"]
+    state.app.extensions[SLOTS] = threading.BoundedSemaphore(wt.settings.webhook_max_in_flight)
     missing = alerting.unknown_runbooks(wt.settings.routes, wt.runbooks.runbooks)
     if missing:
         log.error(
@@ -77,6 +81,22 @@ def receive() -> Any:
         return _error(401, "unauthenticated", "send the webhook token as a bearer token")
     if not hmac.compare_digest(auth.token.encode(), settings.webhook_token.encode()):
         return _error(403, "forbidden", "the bearer token is not the webhook token")
+    slots: threading.BoundedSemaphore = current_app.extensions[SLOTS]
+    if not slots.acquire(blocking=False):
+        return _busy(settings.webhook_max_in_flight)
+    try:
+        return _receive(wt, settings)
+    finally:
+        slots.release()
+
+
+def _busy(limit: int) -> Any:
+    response = _error(503, "busy", f"more than {limit} notifications are in progress; retry")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
+def _receive(wt: Watchtower, settings: Settings) -> Any:
     request.max_content_length = settings.webhook_max_bytes
     try:
         body = request.get_data(cache=False)
