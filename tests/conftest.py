@@ -92,6 +92,27 @@ def legacy_url(postgres_server: servers.PostgresServer) -> str:
     return postgres_server.url
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: Any, tmp_path: Any) -> Iterator[Any]:
+    """A fresh history store: one contract, run over SQLite and the real PostgreSQL."""
+    from watchtower.store import HistoryStore, engine_for
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'history.sqlite'}"
+    else:
+        import psycopg
+
+        server = request.getfixturevalue("postgres_server")
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS results, alerts")
+        url = server.url
+    engine = engine_for(url)
+    history = HistoryStore(engine)
+    history.create_schema()
+    yield history
+    engine.dispose()
+
+
 @pytest.fixture
 def make_settings(moto: servers.MotoServer) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:

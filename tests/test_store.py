@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from watchtower.model import Result, Status, StepResult
-from watchtower.store import HistoryStore, engine_for
+from watchtower.store import HistoryStore
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: Any, tmp_path: Path) -> Iterator[HistoryStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'history.sqlite'}"
-    else:
-        import psycopg
-
-        server = request.getfixturevalue("postgres_server")
-        with psycopg.connect(server.url, autocommit=True) as conn:
-            conn.execute("DROP TABLE IF EXISTS results")
-        url = server.url
-    engine = engine_for(url)
-    history = HistoryStore(engine)
-    history.create_schema()
-    yield history
-    engine.dispose()
 
 
 def result(name: str, minutes: int, status: Status = Status.OK, **kw: Any) -> Result:
