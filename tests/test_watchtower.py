@@ -150,6 +150,8 @@ def test_two_replicas_run_each_job_once_per_interval(
         for port in ports
     ]
     try:
+        for port in ports:  # up and serving before the window is timed
+            _wait_healthy(port)
         time.sleep(8)
         scraped = [
             urllib3.request("GET", f"http://127.0.0.1:{p}/metrics", timeout=5).data.decode()
@@ -170,6 +172,23 @@ def test_two_replicas_run_each_job_once_per_interval(
     assert len(probe_slots) >= 3
     skipped = sum(_sample(text, 'job="probe:upload_get",outcome="skipped"') for text in scraped)
     assert skipped >= 1, "the second replica never met a taken slot"
+
+
+def _wait_healthy(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if (
+                urllib3.request(
+                    "GET", f"http://127.0.0.1:{port}/healthz", timeout=1, retries=False
+                ).status
+                == 200
+            ):
+                return
+        except urllib3.exceptions.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"replica on port {port} never became healthy")
 
 
 def _epoch() -> Any:

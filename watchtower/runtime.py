@@ -10,7 +10,9 @@ import functools
 import logging
 import os
 import socket
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +37,10 @@ from watchtower.store import HistoryStore, engine_for
 
 log = logging.getLogger(__name__)
 
+# Results kept while the history store is down, stored once it answers again: about a day of
+# every probe and check at their default intervals. Beyond that the oldest are dropped.
+UNSTORED_MAX = 10_000
+
 
 @dataclass
 class Watchtower:
@@ -49,6 +55,10 @@ class Watchtower:
     runbooks: Engine
     clock: Callable[[], float] = time.time
     closers: list[Callable[[], None]] = field(default_factory=list)
+    _unstored: deque[Result] = field(
+        default_factory=lambda: deque(maxlen=UNSTORED_MAX), init=False, repr=False
+    )
+    _storing: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -107,10 +117,33 @@ class Watchtower:
     def record(self, results: list[Result]) -> None:
         for result in results:
             self.metrics.observe(result)
+        # The history store down must neither stop monitoring nor lose what it saw meanwhile:
+        # results wait here and go in with the first write that succeeds.
+        with self._storing:
+            if len(self._unstored) + len(results) > UNSTORED_MAX:
+                log.error("history store down too long: dropping the oldest unstored results")
+            self._unstored.extend(results)
+            try:
+                self.store.add(list(self._unstored))
+            except Exception as exc:
+                if self._store_answers():  # the rows are at fault, not the store: never retry
+                    log.exception("could not store %d results", len(self._unstored))
+                    self._unstored.clear()
+                    return
+                log.warning(
+                    "history store unreachable (%s); %d results wait to be stored",
+                    " ".join(str(exc).split())[:300],
+                    len(self._unstored),
+                )
+                return
+            self._unstored.clear()
+
+    def _store_answers(self) -> bool:
         try:
-            self.store.add(results)
-        except Exception:  # the history store down must not stop monitoring
-            log.exception("could not store %d results", len(results))
+            self.store.ping()
+        except Exception:
+            return False
+        return True
 
     def prune(self) -> int:
         return self.store.prune(before=self.now() - timedelta(days=self.settings.retention_days))

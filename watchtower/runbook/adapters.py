@@ -274,6 +274,7 @@ def build_engine(
         problems=problems,
         approval_timeout=timedelta(seconds=settings.runbook_approval_timeout),
         workers=settings.runbook_workers,
+        lease=timedelta(seconds=settings.runbook_lease_seconds),
     )
     closers.append(engine.stop_worker)
     return engine

@@ -301,9 +301,16 @@ class TelemetrySimulator:
                 if stream not in self._known_streams:
                     self._logs.create_log_stream(logGroupName=self._log_group, logStreamName=stream)
                     self._known_streams.add(stream)
-                self._logs.put_log_events(
-                    logGroupName=self._log_group, logStreamName=stream, logEvents=events
-                )
+                try:
+                    self._logs.put_log_events(
+                        logGroupName=self._log_group, logStreamName=stream, logEvents=events
+                    )
+                except ClientError as exc:
+                    # The stream is gone (a moto restart, the log group re-created): make it
+                    # again on the next tick, as Lambda does for a new container.
+                    if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                        self._known_streams.discard(stream)
+                    raise
         except (ClientError, BotoCoreError) as exc:
             log.warning("telemetry simulator: could not put simulated telemetry: %s", exc)
 
