@@ -202,3 +202,12 @@ def _sample(text: str, labels: str) -> float:
         if line.startswith("watchtower_scheduler_job_runs_total{") and labels in line:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def test_a_history_store_outage_is_503_not_500(watchtower: Watchtower) -> None:
+    client = create_app(watchtower).test_client()
+    watchtower.store.engine.dispose()
+    watchtower.store = HistoryStore(engine_for("sqlite:////nonexistent/dir/wt.sqlite"))
+    answer = client.get("/api/v1/results")
+    assert answer.status_code == 503
+    assert answer.json["error"]["code"] == "store_unreachable"

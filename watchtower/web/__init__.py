@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Flask, current_app, jsonify, redirect, url_for
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 
 from watchtower.model import Result
 from watchtower.runtime import Watchtower
@@ -24,6 +25,7 @@ def create_app(watchtower: Watchtower, *, scheduler: Scheduler | None = None) ->
     app.extensions["watchtower"] = watchtower
     auth.init_app(app, watchtower.settings)
     app.after_request(_security_headers)
+    app.register_error_handler(SQLAlchemyError, _store_unreachable)
     app.extensions["watchtower.scheduler"] = scheduler
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.add_url_rule("/metrics", view_func=metrics)
@@ -59,6 +61,22 @@ def metrics() -> Any:
         200,
         {"Content-Type": CONTENT_TYPE_LATEST},
     )
+
+
+def _store_unreachable(exc: SQLAlchemyError) -> Any:
+    """The history store is down: say so (503, retry), never a bare 500."""
+    current_app.logger.warning("history store unreachable: %s", type(exc).__name__)
+    response = jsonify(
+        {
+            "error": {
+                "code": "store_unreachable",
+                "message": "the history store is unreachable; retry shortly",
+            }
+        }
+    )
+    response.status_code = 503
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def favicon() -> Any:
