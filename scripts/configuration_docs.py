@@ -140,6 +140,7 @@ ACCEPTS: dict[str, str] = {
     "parse_bool": "`true` or `false`",
     "_bool": "`true` or `false`",
     "_positive_int": "a whole number > 0",
+    "positive_int": "a whole number > 0",
     "_non_negative_int": "a whole number >= 0",
     "_minutes_int": "seconds, a whole number of minutes",
     "_number": "a number",

@@ -32,7 +32,7 @@ def _bool(name: str, raw: str) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
 
 
-def _positive_int(name: str, raw: str) -> int:
+def positive_int(name: str, raw: str) -> int:
     try:
         value = int(raw)
     except ValueError:
@@ -274,12 +274,12 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "metrics_namespace": ("WATCHTOWER_METRICS_NAMESPACE", _text),
     "legacy_database_url": ("WATCHTOWER_LEGACY_DATABASE_URL", _url("postgresql", "postgres")),
     "probe_user": ("WATCHTOWER_PROBE_USER", _text),
-    "probe_interval": ("WATCHTOWER_PROBE_INTERVAL", _positive_int),
-    "probe_timeout_seconds": ("WATCHTOWER_PROBE_TIMEOUT_SECONDS", _positive_int),
-    "check_tick": ("WATCHTOWER_CHECKS_TICK", _positive_int),
-    "check_interval": ("WATCHTOWER_CHECKS_INTERVAL", _positive_int),
-    "retention_days": ("WATCHTOWER_RETENTION_DAYS", _positive_int),
-    "scheduler_jitter": ("WATCHTOWER_SCHEDULER_JITTER", _positive_int),
+    "probe_interval": ("WATCHTOWER_PROBE_INTERVAL", positive_int),
+    "probe_timeout_seconds": ("WATCHTOWER_PROBE_TIMEOUT_SECONDS", positive_int),
+    "check_tick": ("WATCHTOWER_CHECKS_TICK", positive_int),
+    "check_interval": ("WATCHTOWER_CHECKS_INTERVAL", positive_int),
+    "retention_days": ("WATCHTOWER_RETENTION_DAYS", positive_int),
+    "scheduler_jitter": ("WATCHTOWER_SCHEDULER_JITTER", positive_int),
     "sandbox": ("WATCHTOWER_SANDBOX", _bool),
     "users": ("WATCHTOWER_USERS", _users),
     "anonymous_role": ("WATCHTOWER_ANONYMOUS_ROLE", _anonymous_role),
@@ -290,14 +290,14 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "webhook_token": ("WATCHTOWER_WEBHOOK_TOKEN", _text),
     "secret_key": ("WATCHTOWER_SECRET_KEY", _text),
     "public_url": ("WATCHTOWER_PUBLIC_URL", _url("http", "https")),
-    "webhook_max_bytes": ("WATCHTOWER_WEBHOOK_MAX_BYTES", _positive_int),
-    "webhook_max_in_flight": ("WATCHTOWER_WEBHOOK_MAX_IN_FLIGHT", _positive_int),
+    "webhook_max_bytes": ("WATCHTOWER_WEBHOOK_MAX_BYTES", positive_int),
+    "webhook_max_in_flight": ("WATCHTOWER_WEBHOOK_MAX_IN_FLIGHT", positive_int),
     "prometheus_url": ("WATCHTOWER_PROMETHEUS_URL", _url("http", "https")),
     "image_redis_url": ("WATCHTOWER_IMAGE_REDIS_URL", _url("redis", "rediss", "unix")),
     "runbooks_dir": ("WATCHTOWER_RUNBOOKS_DIR", _text),
-    "runbook_approval_timeout": ("WATCHTOWER_RUNBOOK_APPROVAL_TIMEOUT", _positive_int),
-    "runbook_workers": ("WATCHTOWER_RUNBOOK_WORKERS", _positive_int),
-    "runbook_lease_seconds": ("WATCHTOWER_RUNBOOK_LEASE_SECONDS", _positive_int),
+    "runbook_approval_timeout": ("WATCHTOWER_RUNBOOK_APPROVAL_TIMEOUT", positive_int),
+    "runbook_workers": ("WATCHTOWER_RUNBOOK_WORKERS", positive_int),
+    "runbook_lease_seconds": ("WATCHTOWER_RUNBOOK_LEASE_SECONDS", positive_int),
     "routes": ("WATCHTOWER_ROUTES_FILE", _routes_file),
 }
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from watchtower.config import positive_int
 from watchtower.errors import ConfigError
 
 PREFIX = "WATCHTOWER_CUTOVER_"
@@ -67,18 +68,8 @@ class CutoverSettings:
         return settings
 
 
-def _positive_int(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be greater than 0")
-    return value
-
-
 def _minutes_int(name: str, raw: str) -> int:
-    value = _positive_int(name, raw)
+    value = positive_int(name, raw)
     if value % 60:
         raise ConfigError(f"{name}={raw!r} must be a whole number of minutes (seconds, * 60)")
     return value
@@ -139,18 +130,18 @@ def _runbook_id(name: str, raw: str) -> str:
 
 _Parse = Callable[[str, str], Any]
 _VARIABLES: dict[str, tuple[str, _Parse, int]] = {
-    "window_seconds": (f"{PREFIX}WINDOW_HOURS", _positive_int, 3600),
+    "window_seconds": (f"{PREFIX}WINDOW_HOURS", positive_int, 3600),
     "sample_interval": (f"{PREFIX}SAMPLE_INTERVAL", _minutes_int, 1),
     "metrics_lag_seconds": (f"{PREFIX}METRICS_LAG", _non_negative_int, 1),
     "grace_seconds": (f"{PREFIX}GRACE", _non_negative_int, 1),
-    "preflight_days": (f"{PREFIX}PREFLIGHT_DAYS", _positive_int, 1),
-    "baseline_days": (f"{PREFIX}BASELINE_DAYS", _positive_int, 1),
+    "preflight_days": (f"{PREFIX}PREFLIGHT_DAYS", positive_int, 1),
+    "baseline_days": (f"{PREFIX}BASELINE_DAYS", positive_int, 1),
     "min_coverage": (f"{PREFIX}MIN_COVERAGE", _ratio, 1),
     "min_success_ratio": (f"{PREFIX}MIN_SUCCESS_RATIO", _ratio, 1),
     "reconciliation_tolerance": (f"{PREFIX}RECONCILIATION_TOLERANCE", _ratio, 1),
     "max_p95_ms": (f"{PREFIX}MAX_P95_MS", _positive_number, 1),
     "max_p95_regression": (f"{PREFIX}MAX_P95_REGRESSION", _ratio, 1),
-    "max_breach_seconds": (f"{PREFIX}MAX_BREACH_MINUTES", _positive_int, 60),
+    "max_breach_seconds": (f"{PREFIX}MAX_BREACH_MINUTES", positive_int, 60),
     "min_write_ratio": (f"{PREFIX}MIN_WRITE_RATIO", _ratio, 1),
     "max_low_write_hours": (f"{PREFIX}MAX_LOW_WRITE_HOURS", _non_negative_int, 1),
     "max_lambda_error_ratio": (f"{PREFIX}MAX_LAMBDA_ERROR_RATIO", _ratio, 1),
