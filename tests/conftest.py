@@ -156,12 +156,12 @@ def client(components: Components) -> Any:
 
 
 @pytest.fixture
-def serve_api() -> Iterator[Callable[[Components], str]]:
-    """Serve the image API over real HTTP on a free loopback port; returns its base URL."""
+def serve_wsgi() -> Iterator[Callable[[Any], str]]:
+    """Serve any WSGI app over real HTTP on a free loopback port; returns its base URL."""
     running: list[Any] = []
 
-    def serve(components: Components) -> str:
-        server = make_server("127.0.0.1", 0, create_app(components=components), threaded=True)
+    def serve(app: Any) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         running.append((server, thread))
@@ -172,3 +172,9 @@ def serve_api() -> Iterator[Callable[[Components], str]]:
         server.shutdown()
         thread.join(timeout=5)
         server.server_close()
+
+
+@pytest.fixture
+def serve_api(serve_wsgi: Callable[[Any], str]) -> Callable[[Components], str]:
+    """Serve the image API over real HTTP on a free loopback port; returns its base URL."""
+    return lambda components: serve_wsgi(create_app(components=components))

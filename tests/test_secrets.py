@@ -15,7 +15,6 @@ import dataclasses
 import io
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,6 @@ from typing import Any
 import pytest
 import urllib3
 from werkzeug.security import generate_password_hash
-from werkzeug.serving import make_server
 
 from image_core.api import create_app as create_image_api
 from image_core.app import Components
@@ -63,26 +61,8 @@ def _basic(name: str, password: str) -> str:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[[Any], str]]:
-    running: list[Any] = []
-
-    def start(app: Any) -> str:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        running.append((server, thread))
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield start
-    for server, thread in running:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
-
-
-@pytest.fixture
 def image_api(
-    make_components: Callable[..., Components], serve: Callable[[Any], str]
+    make_components: Callable[..., Components], serve_wsgi: Callable[[Any], str]
 ) -> Iterator[str]:
     tables = make_components()  # the bucket and table, in moto
     # Built without bootstrap: the legacy PostgreSQL and the Redis are down.
@@ -91,7 +71,7 @@ def image_api(
             tables.settings, legacy_database_url=LEGACY_URL, dual_write=True, redis_url=REDIS_URL
         )
     )
-    yield serve(create_image_api(components=components))
+    yield serve_wsgi(create_image_api(components=components))
     components.close()
 
 
@@ -151,7 +131,7 @@ class Browser:
 def test_secrets_never_appear_in_logs_pages_or_reports(
     watchtower: Watchtower,
     image_api: str,
-    serve: Callable[[Any], str],
+    serve_wsgi: Callable[[Any], str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     for name in ("watchtower", "image_core", "werkzeug", "flask.app", "image_core.api"):
@@ -161,7 +141,7 @@ def test_secrets_never_appear_in_logs_pages_or_reports(
     service.store.add_window(window())
     for sample in samples(window()):
         service.store.add_sample(sample)
-    base = serve(app)
+    base = serve_wsgi(app)
     people = Browser(base)
     machine = Browser(base)
     images = Browser(image_api)

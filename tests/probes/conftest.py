@@ -7,7 +7,6 @@ made to do on cue.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from typing import Any
 import pytest
 import urllib3
 from flask import Flask, Response, request
-from werkzeug.serving import make_server
 
 from image_core.app import Components
 from tests.readback import image_items, objects
@@ -96,25 +94,6 @@ def http() -> Iterator[urllib3.PoolManager]:
     pool = urllib3.PoolManager()
     yield pool
     pool.clear()
-
-
-@pytest.fixture
-def serve_wsgi() -> Iterator[Callable[[Any], str]]:
-    """Serve any WSGI app over real HTTP on a free loopback port; returns its base URL."""
-    running: list[Any] = []
-
-    def serve(app: Any) -> str:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        running.append((server, thread))
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield serve
-    for server, thread in running:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
 
 
 @pytest.fixture

@@ -10,15 +10,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from PIL import Image
-from werkzeug.serving import make_server
 
 from tests.web.conftest import T0
 from tests.web.history import synthetic_history
@@ -55,24 +53,6 @@ class Recorder:
         return self.app(environ, record)
 
 
-@pytest.fixture
-def serve() -> Iterator[Callable[[Any], str]]:
-    running = []
-
-    def start(app: Any) -> str:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        running.append((server, thread))
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield start
-    for server, thread in running:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
-
-
 def load(chromium: str, url: str, *, screenshot: Path, profile: Path) -> list[str]:
     """Load `url` headless, save a screenshot; returns the console messages chromium logged."""
     screenshot.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +81,7 @@ def load(chromium: str, url: str, *, screenshot: Path, profile: Path) -> list[st
 
 
 def test_the_harness_sees_a_csp_violation(
-    chromium: str, serve: Callable[[Any], str], tmp_path: Path
+    chromium: str, serve_wsgi: Callable[[Any], str], tmp_path: Path
 ) -> None:
     control = Flask("control")
 
@@ -111,18 +91,18 @@ def test_the_harness_sees_a_csp_violation(
         return page, 200, {"Content-Security-Policy": CONTENT_SECURITY_POLICY}
 
     messages = load(
-        chromium, serve(control), screenshot=tmp_path / "control.png", profile=tmp_path / "p"
+        chromium, serve_wsgi(control), screenshot=tmp_path / "control.png", profile=tmp_path / "p"
     )
     assert any("Content Security Policy" in m for m in messages), messages
 
 
 def test_the_status_page_loads_cleanly_in_chromium(
-    chromium: str, wt: Watchtower, app: Flask, serve: Callable[[Any], str], tmp_path: Path
+    chromium: str, wt: Watchtower, app: Flask, serve_wsgi: Callable[[Any], str], tmp_path: Path
 ) -> None:
     wt.store.add(list(synthetic_history(T0, days=7, every=300)))
     recorder = Recorder(app)
     screenshot = BUILD / "status-page.png"
-    messages = load(chromium, serve(recorder), screenshot=screenshot, profile=tmp_path / "p")
+    messages = load(chromium, serve_wsgi(recorder), screenshot=screenshot, profile=tmp_path / "p")
     assert messages == []  # no console error, no CSP violation
     paths = dict(recorder.seen)
     assert paths["/"] == 200 and paths["/static/watchtower.css"] == 200
@@ -138,12 +118,14 @@ def test_the_status_page_loads_cleanly_in_chromium(
     "path", ["/runbooks", "/runbooks/disable-dual-write", "/cutover", "/login"]
 )
 def test_other_pages_load_cleanly_under_the_same_policy(
-    chromium: str, app: Flask, serve: Callable[[Any], str], tmp_path: Path, path: str
+    chromium: str, app: Flask, serve_wsgi: Callable[[Any], str], tmp_path: Path, path: str
 ) -> None:
     recorder = Recorder(app)
     name = path.strip("/").replace("/", "-")
     screenshot = BUILD / f"page-{name}.png"
-    messages = load(chromium, serve(recorder) + path, screenshot=screenshot, profile=tmp_path / "p")
+    messages = load(
+        chromium, serve_wsgi(recorder) + path, screenshot=screenshot, profile=tmp_path / "p"
+    )
     assert messages == []  # no console error, no CSP violation
     assert dict(recorder.seen)[path] == 200
     assert all(status < 400 for _, status in recorder.seen), recorder.seen
