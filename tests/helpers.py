@@ -22,3 +22,28 @@ def image_bytes(
     out = io.BytesIO()
     image.save(out, format=fmt, **save)
     return out.getvalue()
+
+
+def create_function(iam: Any, lam: Any, name: str, environment: dict[str, str]) -> None:
+    """A Lambda function in moto carrying `environment` (its code is never run here)."""
+    import zipfile
+
+    try:
+        role = iam.get_role(RoleName="image-api-role")["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        role = iam.create_role(
+            RoleName="image-api-role",
+            Path="/",
+            AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}',
+        )["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return {}\n")
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=role,
+        Handler="handler.handler",
+        Code={"ZipFile": code.getvalue()},
+        Environment={"Variables": dict(environment)},
+    )

@@ -4,9 +4,7 @@ legacy rows into the real local servers, and `run` to judge them through `run_ch
 from __future__ import annotations
 
 import functools
-import io
 import uuid
-import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.helpers import create_function
 from watchtower.checks import registry
 from watchtower.checks.base import Sources
 from watchtower.checks.runner import run_checks
@@ -176,22 +175,11 @@ class World:
 
     def function(self, environment: Mapping[str, str]) -> None:
         """The image API's Lambda function, with these environment variables."""
-        iam = self._client("iam")
-        role = iam.create_role(
-            RoleName="image-api-role",
-            Path="/",
-            AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}',
-        )["Role"]["Arn"]
-        code = io.BytesIO()
-        with zipfile.ZipFile(code, "w") as archive:
-            archive.writestr("handler.py", "def handler(event, context):\n    return {}\n")
-        self._client("lambda").create_function(
-            FunctionName=FUNCTION,
-            Runtime="python3.11",
-            Role=role,
-            Handler="handler.handler",
-            Code={"ZipFile": code.getvalue()},
-            Environment={"Variables": {"IMAGE_TABLE": "images", **environment}},
+        create_function(
+            self._client("iam"),
+            self._client("lambda"),
+            FUNCTION,
+            {"IMAGE_TABLE": "images", **environment},
         )
 
     def set_environment(self, environment: Mapping[str, str]) -> None:

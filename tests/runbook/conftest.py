@@ -4,10 +4,8 @@ sources against the moto server, real actions, and a clock the test moves by han
 from __future__ import annotations
 
 import functools
-import io
 import textwrap
 import threading
-import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,6 +17,7 @@ import pytest
 import urllib3
 from sqlalchemy import Engine as SqlEngine
 
+from tests.helpers import create_function
 from watchtower.checks import registry as check_registry
 from watchtower.config import Settings
 from watchtower.runbook.adapters import PlatformQueries, WatchtowerChecks
@@ -62,26 +61,7 @@ class Aws:
         )
 
     def function(self, environment: Mapping[str, str], name: str = FUNCTION) -> None:
-        iam = self.client("iam")
-        try:
-            role = iam.get_role(RoleName="image-api-role")["Role"]["Arn"]
-        except iam.exceptions.NoSuchEntityException:
-            role = iam.create_role(
-                RoleName="image-api-role",
-                Path="/",
-                AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}',
-            )["Role"]["Arn"]
-        code = io.BytesIO()
-        with zipfile.ZipFile(code, "w") as archive:
-            archive.writestr("handler.py", "def handler(event, context):\n    return {}\n")
-        self.client("lambda").create_function(
-            FunctionName=name,
-            Runtime="python3.11",
-            Role=role,
-            Handler="handler.handler",
-            Code={"ZipFile": code.getvalue()},
-            Environment={"Variables": dict(environment)},
-        )
+        create_function(self.client("iam"), self.client("lambda"), name, dict(environment))
 
     def environment(self, name: str = FUNCTION) -> dict[str, str]:
         config = self.client("lambda").get_function_configuration(FunctionName=name)
