@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint audit lock docs bench install clean
+.PHONY: demo test lint audit lock docs bench install check-upgrades clean
 
 demo: install  ## set up, then run the whole system on this machine
 	scripts/install-system-packages demo
@@ -33,7 +33,11 @@ audit: install  ## pip-audit over requirements*.lock (AUDIT_FLAGS=--strict: fail
 LOCK = UV_CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/uv pip compile pyproject.toml --quiet \
 	--generate-hashes --python-version 3.11 --python-platform linux $(UPGRADE)
 
-lock: install  ## requirements.lock (runtime: server, legacy) and requirements-dev.lock (all extras)
+# Needs only uv (pinned in requirements-dev.lock), not an up-to-date install: a dependency just
+# added to pyproject.toml is not in the lock yet, which is what this target is for.
+lock:  ## requirements.lock (runtime: server, legacy) and requirements-dev.lock (all extras)
+	test -x $(BIN)/uv || { test -d $(VENV) || $(PYTHON) -m venv $(VENV); \
+	  $(BIN)/pip install -q --require-hashes --no-deps -r requirements-dev.lock; }
 	$(LOCK) --extra server --extra legacy --output-file requirements.lock
 	$(LOCK) --all-extras --output-file requirements-dev.lock
 
@@ -46,11 +50,22 @@ bench: install  ## measured figures, each beside its baseline
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Exactly what requirements-dev.lock pins, each download checked against its hash, then the
+# project itself without dependencies: a fresh machine gets what CI passed with, not whatever was
+# published since. The pins move only through `make lock` (UPGRADE=--upgrade to take new releases).
+$(STAMP): requirements-dev.lock pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check --require-hashes --no-deps -r requirements-dev.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $(STAMP)
+
+# What the newest releases the ranges in pyproject.toml allow would break: a throwaway venv
+# resolved afresh (not from the locks), the test suite run there, a summary of what differs from
+# the locks and which tests failed. Nothing in the repository changes.
+check-upgrades: install  ## the test suite against the newest versions pyproject.toml allows
+	scripts/install-system-packages test
+	$(BIN)/python scripts/check_upgrades.py $(CHECK_UPGRADES_FLAGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache .mypy_cache
