@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+import sys
 
-from watchtower.checks.base import Check, registered
+from watchtower.checks.base import REGISTRY, Check
 
 
 def registry() -> dict[str, Check]:
     """Every check, by name; importing this package's modules registers them."""
-    for module in pkgutil.iter_modules(__path__):
-        if module.name not in {"base", "runner"}:
-            importlib.import_module(f"{__name__}.{module.name}")
-    return {name: cls() for name, cls in sorted(registered().items())}
+    return REGISTRY.load(sys.modules[__name__], skip=("base", "runner"))

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Protocol
 
 from watchtower.config import Settings
 from watchtower.model import Result, Status
+from watchtower.registry import Registry
 
 Series = list[tuple[datetime, float]]
 
@@ -122,18 +123,9 @@ def _thresholds(params: Mapping[str, float]) -> dict[str, float]:
     return {k: v for k, v in params.items() if k != "window_seconds"}
 
 
-_REGISTRY: dict[str, type[Check]] = {}
-
-
-def register(cls: type[Check]) -> type[Check]:
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"two checks are named {cls.name!r}")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def registered() -> dict[str, type[Check]]:
-    return dict(_REGISTRY)
+REGISTRY: Registry[Check] = Registry("check")
+register = REGISTRY.register
+registered = REGISTRY.registered
 
 
 def total(series: Series) -> float | None:

@@ -17,6 +17,7 @@ from urllib3 import exceptions as http_errors
 
 from watchtower.config import Settings
 from watchtower.model import Result, Status, StepResult
+from watchtower.registry import Registry
 
 
 class HttpResponse(Protocol):
@@ -142,15 +143,6 @@ def _origin(url: str) -> str:
     return f"{scheme}://{rest.split('/', 1)[0]}" if rest else url
 
 
-_REGISTRY: dict[str, type[Probe]] = {}
-
-
-def register(cls: type[Probe]) -> type[Probe]:
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"two probes are named {cls.name!r}")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def registered() -> dict[str, type[Probe]]:
-    return dict(_REGISTRY)
+REGISTRY: Registry[Probe] = Registry("probe")
+register = REGISTRY.register
+registered = REGISTRY.registered

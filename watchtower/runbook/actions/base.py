@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from watchtower.registry import Registry
 from watchtower.runbook.errors import ParamError
 from watchtower.runbook.model import ApiCall, Param
 
@@ -74,15 +75,6 @@ class Action:
         raise NotImplementedError
 
 
-_REGISTRY: dict[str, type[Action]] = {}
-
-
-def register(cls: type[Action]) -> type[Action]:
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(f"two actions are named {cls.name!r}")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def registered() -> dict[str, type[Action]]:
-    return dict(_REGISTRY)
+REGISTRY: Registry[Action] = Registry("action")
+register = REGISTRY.register
+registered = REGISTRY.registered
