@@ -15,7 +15,10 @@ from datetime import datetime, timedelta
 
 from markupsafe import Markup
 
-from watchtower.status import HOUR, Day, DayState, State, StepLatency, duration, percent, seconds
+from watchtower.figures import floored_percent, rough_duration, seconds
+from watchtower.status.history import HOUR, Day, DayState
+from watchtower.status.latency import StepLatency
+from watchtower.status.states import State
 
 
 def _m(template: str, *args: object, **kw: object) -> Markup:
@@ -80,10 +83,10 @@ def day_tooltip(day: Day) -> str:
     parts = [f"{day.date.isoformat()}: {day.state.label}"]
     if day.state is not DayState.NO_DATA:
         if day.down_seconds:
-            parts.append(f"down about {duration(day.down_seconds)}")
+            parts.append(f"down about {rough_duration(day.down_seconds)}")
         if day.degraded_seconds:
-            parts.append(f"degraded about {duration(day.degraded_seconds)}")
-        parts.append(f"uptime {percent(day.uptime)}")
+            parts.append(f"degraded about {rough_duration(day.degraded_seconds)}")
+        parts.append(f"uptime {floored_percent(day.uptime)}")
         parts.append(f"{day.coverage:.0%} of the day observed")
     if day.unknown:
         parts.append(f"{day.unknown} unknown readings")
