@@ -28,6 +28,7 @@ aggregate across periods). Those counts are a cumulative histogram, read two way
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -46,8 +47,16 @@ def percentile(values: Iterable[float], p: float) -> float | None:
     ordered = sorted(values)
     if not ordered:
         return None
-    rank = math.ceil(Fraction(str(p)) * len(ordered))  # exact: 0.95 * 20 is 19, never 19.0000001
+    top, bottom = _decimal(p)
+    rank = -(-top * len(ordered) // bottom)  # ceil, in integers: 0.95 * 20 is 19, never 19.0000001
     return ordered[max(rank, 1) - 1]
+
+
+@functools.lru_cache(maxsize=64)
+def _decimal(p: float) -> tuple[int, int]:
+    """The share as written in decimal (0.95 is 19/20), not its nearest binary float."""
+    share = Fraction(str(p))
+    return share.numerator, share.denominator
 
 
 def p95_bound(samples: float, over: Mapping[int, float]) -> float | None:
