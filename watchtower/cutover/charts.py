@@ -9,12 +9,13 @@ attribute value is escaped (markupsafe), so templates place the markup without `
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from markupsafe import Markup
 
 from watchtower.cutover.model import parse_iso
+from watchtower.svg import join, markup, path, runs
 
 COLOURS = {
     "ok": "#2da44e",
@@ -25,14 +26,6 @@ COLOURS = {
 LINE_COLOURS = ("#0969da", "#8250df", "#bc4c00")
 THRESHOLD = "#cf222e"
 AXIS = "#8c959f"
-
-
-def _m(template: str, *args: object, **kw: object) -> Markup:
-    return Markup(template).format(*args, **kw)  # noqa: S704  (constant template, escaped args)
-
-
-def _join(parts: Sequence[Markup]) -> Markup:
-    return Markup("").join(parts)
 
 
 def _fmt(value: float) -> str:
@@ -65,21 +58,21 @@ def criterion_chart(criterion: Mapping[str, Any], window: Mapping[str, Any]) -> 
         return top + plot_h * (1 - (min(max(v, low), high) - low) / span)
 
     parts = [
-        _m(
+        markup(
             '<line x1="{l}" x2="{r}" y1="{b}" y2="{b}" stroke="{c}" stroke-width="1"/>',
             l=left,
             r=width - 4,
             b=height - bottom,
             c=AXIS,
         ),
-        _m(
+        markup(
             '<text x="{x}" y="{y:.1f}" font-size="9" text-anchor="end" fill="{c}">{t}</text>',
             x=left - 3,
             y=top + 8,
             c=AXIS,
             t=_fmt(high),
         ),
-        _m(
+        markup(
             '<text x="{x}" y="{y}" font-size="9" text-anchor="end" fill="{c}">{t}</text>',
             x=left - 3,
             y=height - bottom,
@@ -90,7 +83,7 @@ def criterion_chart(criterion: Mapping[str, Any], window: Mapping[str, Any]) -> 
     last = int(duration // 3600)
     for hour in range(0, last + 1, 6):
         parts.append(
-            _m(
+            markup(
                 '<text x="{x:.1f}" y="{y}" font-size="9" text-anchor="{a}" fill="{c}">{t}h</text>',
                 x=x(hour * 3600),
                 y=height - 2,
@@ -101,7 +94,7 @@ def criterion_chart(criterion: Mapping[str, Any], window: Mapping[str, Any]) -> 
         )
     if threshold is not None:
         parts.append(
-            _m(
+            markup(
                 '<line x1="{l}" x2="{r}" y1="{y:.1f}" y2="{y:.1f}" stroke="{c}" '
                 'stroke-dasharray="4 3" stroke-width="1"><title>threshold {t}</title></line>',
                 l=left,
@@ -114,16 +107,10 @@ def criterion_chart(criterion: Mapping[str, Any], window: Mapping[str, Any]) -> 
     for n, line in enumerate(chart["lines"]):
         colour = LINE_COLOURS[n % len(LINE_COLOURS)]
         dash = ' stroke-dasharray="2 2"' if n else ""
-        runs: list[list[tuple[float, float]]] = [[]]
-        for t, v in line["points"]:
-            if v is None:
-                runs.append([])
-            else:
-                runs[-1].append((x(t), y(v)))
-        for run in (r for r in runs if r):
+        for run in runs(line["points"], x, y):
             if len(run) == 1:
                 parts.append(
-                    _m(
+                    markup(
                         '<circle cx="{x:.1f}" cy="{y:.1f}" r="1.6" fill="{c}"/>',
                         x=run[0][0],
                         y=run[0][1],
@@ -131,13 +118,12 @@ def criterion_chart(criterion: Mapping[str, Any], window: Mapping[str, Any]) -> 
                     )
                 )
             else:
-                d = "M" + " L".join(f"{px:.1f} {py:.1f}" for px, py in run)
                 parts.append(
-                    _m(
+                    markup(
                         '<path d="{d}" fill="none" stroke="{c}" stroke-width="1.4"'
                         + dash
                         + "><title>{label}</title></path>",
-                        d=d,
+                        d=path(run),
                         c=colour,
                         label=line["label"],
                     )
@@ -146,13 +132,13 @@ def criterion_chart(criterion: Mapping[str, Any], window: Mapping[str, Any]) -> 
     summary = f"{criterion['title']}: {labels} ({chart['unit']}) over the window"
     if threshold is not None:
         summary += f"; threshold {_fmt(threshold)}"
-    return _m(
+    return markup(
         '<svg class="cutover-chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
         'aria-label="{label}"><title>{label}</title>{body}</svg>',
         w=width,
         h=height,
         label=summary,
-        body=_join(parts),
+        body=join(parts),
     )
 
 
@@ -175,7 +161,7 @@ def timeline_chart(document: Mapping[str, Any]) -> Markup:
         if seg["note"]:
             tip += f" ({seg['note']})"
         parts.append(
-            _m(
+            markup(
                 '<rect x="{x:.2f}" y="0" width="{w:.2f}" height="{h}" fill="{c}">'
                 "<title>{tip}</title></rect>",
                 x=x0,
@@ -189,7 +175,7 @@ def timeline_chart(document: Mapping[str, Any]) -> Markup:
         at = width * hour * 3600 / duration
         anchor = "start" if hour == 0 else "end" if at >= width - 1 else "middle"
         parts.append(
-            _m(
+            markup(
                 '<line x1="{x:.1f}" x2="{x:.1f}" y1="{y0}" y2="{y1}" stroke="{c}"/>'
                 '<text x="{x:.1f}" y="{ty}" font-size="10" text-anchor="{a}" fill="{c}">'
                 "{t}h</text>",
@@ -209,20 +195,20 @@ def timeline_chart(document: Mapping[str, Any]) -> Markup:
         f"Evidence timeline: {counts['ok']} slots with complete evidence, {counts['breach']} with "
         f"a breach, {counts['gap']} gaps, {counts['pending']} still to come"
     )
-    return _m(
+    return markup(
         '<svg class="cutover-timeline" viewBox="0 0 {w} {h}" width="100%" height="{h}" '
         'preserveAspectRatio="none" role="img" aria-label="{label}"><title>{label}</title>'
         "{body}</svg>",
         w=width,
         h=height,
         label=label,
-        body=_join(parts),
+        body=join(parts),
     )
 
 
 def legend() -> Markup:
     items = [
-        _m(
+        markup(
             '<span class="legend-item"><svg width="12" height="12" aria-hidden="true">'
             '<rect width="12" height="12" fill="{c}"/></svg> {t}</span>',
             c=colour,
@@ -235,4 +221,4 @@ def legend() -> Markup:
             (COLOURS["pending"], "still to come"),
         )
     ]
-    return _join(items)
+    return join(items)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from watchtower.cutover import figures as fig
+from watchtower import figures as fig
 from watchtower.cutover.model import PreflightReport
 
 

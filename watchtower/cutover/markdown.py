@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from watchtower.cutover import figures as fig
+from watchtower import figures as fig
 from watchtower.cutover.model import parse_iso
 
 STATE_LABELS = {

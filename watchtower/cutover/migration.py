@@ -20,10 +20,10 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine, select
 
+from watchtower import figures as fig
 from watchtower.checks import image_metrics
 from watchtower.checks.base import MetricQuery, MetricSource
 from watchtower.config import Settings
-from watchtower.cutover import figures as fig
 from watchtower.cutover.canonical import sha256
 from watchtower.cutover.document import SCHEMA
 from watchtower.cutover.model import LATENCY_THRESHOLDS_MS, AuditEntry, Window, iso
@@ -234,7 +234,7 @@ def period_figures(
             for r in runs
             if isinstance(seconds := r.figures.get(f"{step}_seconds"), int | float)
         ]
-        values[f"probe_{step}_p95_ms"] = fig.percentile(timings, 95)
+        values[f"probe_{step}_p95_ms"] = fig.percentile(timings, 0.95)
     return Figures(values=values)
 
 

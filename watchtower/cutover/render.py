@@ -15,8 +15,8 @@ from typing import Any
 
 import jinja2
 
+from watchtower import figures as fig
 from watchtower.cutover import charts
-from watchtower.cutover import figures as fig
 from watchtower.cutover.markdown import STATE_LABELS, when
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"

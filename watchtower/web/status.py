@@ -16,12 +16,12 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, render_template
 from flask.sansio.blueprints import BlueprintSetupState
 
-from watchtower import charts, status
+from watchtower import status
 from watchtower.checks.runner import interval_for as check_interval
 from watchtower.model import Alert
 from watchtower.probes.base import interval_for as probe_interval
 from watchtower.runtime import Watchtower
-from watchtower.status import DAYS, Feed, Hour, Hours, floor_hour
+from watchtower.status import DAYS, Feed, Hour, Hours, charts, floor_hour
 from watchtower.web.auth import require
 
 REFRESH_SECONDS = 30

@@ -15,12 +15,11 @@ from datetime import datetime, timedelta
 
 from markupsafe import Markup
 
-from watchtower.status import HOUR, Day, DayState, State, StepLatency, duration, percent, seconds
-
-
-def _m(template: str, *args: object, **kw: object) -> Markup:
-    """Markup from a constant template; every argument is escaped unless it is Markup already."""
-    return Markup(template).format(*args, **kw)  # noqa: S704  (a constant template, escaped args)
+from watchtower.figures import floored_percent, rough_duration, seconds
+from watchtower.status.history import HOUR, Day, DayState
+from watchtower.status.latency import StepLatency
+from watchtower.status.states import State
+from watchtower.svg import join, markup, path, runs
 
 
 def _e(text: object) -> str:
@@ -30,10 +29,6 @@ def _e(text: object) -> str:
 def _escaped(text: str) -> Markup:
     """Markup from text whose every interpolated value went through `_e` (the hot path)."""
     return Markup(text)  # noqa: S704  (callers escape each value with _e)
-
-
-def _join(parts: Sequence[Markup]) -> Markup:
-    return Markup("").join(parts)
 
 
 # -- glyphs ------------------------------------------------------------------------------------
@@ -64,10 +59,10 @@ _GLYPHS = {
 
 def glyph(state: State) -> Markup:
     """The state's shape, 1em square, in the current text colour; decorative (the label says it)."""
-    return _m(
+    return markup(
         '<svg class="glyph" viewBox="0 0 16 16" width="16" height="16" aria-hidden="true" '
         'focusable="false" fill="currentColor">{}</svg>',
-        _m(_GLYPHS[state]),
+        markup(_GLYPHS[state]),
     )
 
 
@@ -80,10 +75,10 @@ def day_tooltip(day: Day) -> str:
     parts = [f"{day.date.isoformat()}: {day.state.label}"]
     if day.state is not DayState.NO_DATA:
         if day.down_seconds:
-            parts.append(f"down about {duration(day.down_seconds)}")
+            parts.append(f"down about {rough_duration(day.down_seconds)}")
         if day.degraded_seconds:
-            parts.append(f"degraded about {duration(day.degraded_seconds)}")
-        parts.append(f"uptime {percent(day.uptime)}")
+            parts.append(f"degraded about {rough_duration(day.degraded_seconds)}")
+        parts.append(f"uptime {floored_percent(day.uptime)}")
         parts.append(f"{day.coverage:.0%} of the day observed")
     if day.unknown:
         parts.append(f"{day.unknown} unknown readings")
@@ -108,7 +103,7 @@ def day_bars(days: Sequence[Day], *, label: str) -> Markup:
             f'<rect class="day day-{_e(day.state.value)}" x="{x}" y="{y:.0f}" width="{_BAR}" '
             f'height="{_BAR_HEIGHT - y:.0f}" rx="1.5"><title>{_e(day_tooltip(day))}</title></rect>'
         )
-    return _m(
+    return markup(
         '<svg class="days" viewBox="0 0 {w} {h}" preserveAspectRatio="none" role="img" '
         'aria-label="{label}">{bars}</svg>',
         w=width,
@@ -173,11 +168,11 @@ def line_chart(
     def y(value: float) -> float:
         return _TOP + plot_h * (1 - min(value, y_max) / y_max)
 
-    parts = [_m("<title>{}</title>", title)]
+    parts = [markup("<title>{}</title>", title)]
     for n in range(5):
         value = y_max * n / 4
         parts.append(
-            _m(
+            markup(
                 '<line class="grid" x1="{l}" x2="{r}" y1="{y:.1f}" y2="{y:.1f}"/>'
                 '<text class="axis" x="{tx}" y="{ty:.1f}" text-anchor="end">{text}</text>',
                 l=_LEFT,
@@ -191,7 +186,7 @@ def line_chart(
     marks = [at for at, _ in (lines[0].points if lines else []) if at.hour % 6 == 0]
     for at in marks:
         parts.append(
-            _m(
+            markup(
                 '<line class="tick" x1="{x:.1f}" x2="{x:.1f}" y1="{b}" y2="{b4}"/>'
                 '<text class="axis" x="{x:.1f}" y="{ty}" text-anchor="middle">{text}</text>',
                 x=x(at),
@@ -202,7 +197,7 @@ def line_chart(
             )
         )
     parts.append(
-        _m(
+        markup(
             '<line class="baseline" x1="{l}" x2="{r}" y1="{b}" y2="{b}"/>',
             l=_LEFT,
             r=_W - _RIGHT,
@@ -212,7 +207,7 @@ def line_chart(
     if threshold is not None:
         level, label = threshold
         parts.append(
-            _m(
+            markup(
                 '<line class="threshold" x1="{l}" x2="{r}" y1="{y:.1f}" y2="{y:.1f}"/>'
                 '<text class="threshold-label" x="{tx}" y="{ty:.1f}" text-anchor="end">'
                 "{text}</text>",
@@ -228,16 +223,10 @@ def line_chart(
     points = lines[0].points if lines else []
     half = (points[1][0] - points[0][0]) / 2 if len(points) > 1 else timedelta(0)
     for line in lines:
-        runs: list[list[tuple[float, float]]] = [[]]
-        for at, seconds_ in line.points:
-            if seconds_ is None:
-                runs.append([])
-            else:
-                runs[-1].append((x(at + half), y(seconds_)))
-        for run in (r for r in runs if r):
+        for run in runs(line.points, lambda at: x(at + half), y):
             if len(run) == 1:
                 parts.append(
-                    _m(
+                    markup(
                         '<circle class="{c}" cx="{x:.1f}" cy="{y:.1f}" r="2.2"/>',
                         c=line.css,
                         x=run[0][0],
@@ -245,14 +234,13 @@ def line_chart(
                     )
                 )
             else:
-                d = "M" + " L".join(f"{px:.1f} {py:.1f}" for px, py in run)
-                parts.append(_m('<path class="{c}" d="{d}"/>', c=line.css, d=d))
-    return _m(
+                parts.append(markup('<path class="{c}" d="{d}"/>', c=line.css, d=path(run)))
+    return markup(
         '<svg class="chart" viewBox="0 0 {w} {h}" role="img" aria-label="{label}">{body}</svg>',
         w=_W,
         h=_H,
         label=title,
-        body=_join(parts),
+        body=join(parts),
     )
 
 
