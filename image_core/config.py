@@ -110,14 +110,17 @@ class Settings:
     require_idempotency_key: bool = False
     max_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 50_000_000
-    # memory one upload may decode to, judged from the header: pixels x bytes a pixel (413 above)
+    # memory one upload may decode to, judged from the header: pixels x bands as held in memory
+    # (413 above)
     max_decode_bytes: int = 128 * 1024 * 1024
     decode_concurrency: int = 2  # decodes at once in this process; the next ones queue
     decode_queue: int = 16  # uploads that may wait for a decode slot; beyond, 503 + Retry-After
     decode_wait_seconds: float = 10.0  # the longest wait for a slot, then 503 + Retry-After
-    # users whose X-Synthetic-Traffic header is believed (the probe's); anyone else's is ignored
+    # user ids whose `X-Synthetic-Traffic` is believed (the probe's); anyone else's is ignored and
+    # logged; unset: nobody's
     synthetic_user_ids: tuple[str, ...] = ()
-    # remove GPS (EXIF GPS IFD, XMP, IPTC) from stored originals, without re-encoding the pixels
+    # remove location (the EXIF GPS IFD, XMP, IPTC) from stored originals by a byte-level edit
+    # that leaves the pixels untouched
     strip_location: bool = True
     thumbnail_size: int = 400
     cdn_base_url: str | None = None
