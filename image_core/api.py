@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any
 
@@ -11,11 +10,12 @@ from werkzeug.exceptions import HTTPException
 
 from image_core import idempotency
 from image_core.app import Components, build
-from image_core.config import Settings
+from image_core.config import USER_ID, Settings
 from image_core.errors import (
     BadRequest,
     DependencyError,
     IdempotencyConflict,
+    Overloaded,
     PayloadTooLarge,
     RequestError,
     Unauthenticated,
@@ -26,7 +26,6 @@ from image_core.telemetry import Outcome
 
 SYNTHETIC_HEADER = "X-Synthetic-Traffic"
 USER_HEADER = "X-User-Id"
-_USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:+=-]{0,127}$")
 _MULTIPART_OVERHEAD = 64 * 1024
 _OPERATIONS = {
     "images.upload": "upload",
@@ -52,6 +51,7 @@ def create_app(settings: Settings | None = None, components: Components | None =
     app.after_request(_record_request)
     app.register_error_handler(RequestError, _request_error)
     app.register_error_handler(DependencyError, _dependency_error)
+    app.register_error_handler(Overloaded, _overloaded)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app
@@ -85,7 +85,7 @@ def upload() -> Any:
     if len(data) > settings.max_bytes:
         raise PayloadTooLarge(f"the file is over the limit of {settings.max_bytes} bytes")
     result = _service().upload(
-        user_id=user_id, data=data, idempotency_key=key, synthetic=_synthetic()
+        user_id=user_id, data=data, idempotency_key=key, synthetic=g.synthetic
     )
     response = jsonify(result.body)
     response.status_code = result.status
@@ -136,11 +136,12 @@ def _caller() -> str:
     )
     if not user_id:
         raise Unauthenticated("no caller identity: sign in (API Gateway authorizer) first")
-    if not _USER_ID.fullmatch(user_id):
+    if not USER_ID.fullmatch(user_id):
         raise BadRequest(
             "the caller's user id has characters outside A-Z a-z 0-9 _ . @ : + = -",
             code="invalid_user_id",
         )
+    g.synthetic = _synthetic(user_id)
     return user_id
 
 
@@ -153,8 +154,22 @@ def _authorizer_user() -> str | None:
     return str(user) if user else None
 
 
-def _synthetic() -> bool:
-    return request.headers.get(SYNTHETIC_HEADER, "").strip().lower() in {"1", "true"}
+def _synthetic(user_id: str) -> bool:
+    """Whether the request is the probe's: the header counts only from IMAGE_SYNTHETIC_USER_IDS.
+
+    Anyone else's marker is ignored (their traffic stays in the user figures the upload_success
+    check reads) and logged, naming the user only.
+    """
+    if request.headers.get(SYNTHETIC_HEADER, "").strip().lower() not in {"1", "true"}:
+        return False
+    if user_id in _components().settings.synthetic_user_ids:
+        return True
+    current_app.logger.warning(
+        "%s ignored from user %r: not in IMAGE_SYNTHETIC_USER_IDS; counted as user traffic",
+        SYNTHETIC_HEADER,
+        user_id,
+    )
+    return False
 
 
 # -- telemetry and errors ---------------------------------------------------------------------
@@ -173,7 +188,7 @@ def _record_request(response: Any) -> Any:
         )
         _components().telemetry.request(
             operation=operation,
-            traffic="synthetic" if _synthetic() else "user",
+            traffic="synthetic" if g.get("synthetic") else "user",
             outcome=outcome,
             seconds=time.perf_counter() - g.started,
             reason=g.get("error_code"),
@@ -203,6 +218,13 @@ def _dependency_error(exc: DependencyError) -> Any:
         f"a backing service is unavailable ({exc.reason}); nothing was stored, retry later",
     )
     response.headers["Retry-After"] = "1"
+    return response
+
+
+def _overloaded(exc: Overloaded) -> Any:
+    current_app.logger.warning("upload refused: %s", exc.message)
+    response = _error(exc.status, exc.code, exc.message)
+    response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
 

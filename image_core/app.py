@@ -10,6 +10,7 @@ from typing import Any
 from image_core import aws
 from image_core.cache import RedisGalleryCache, connect
 from image_core.config import Settings
+from image_core.decoding import DecodeGate
 from image_core.metadata import DynamoDbMetadata
 from image_core.service import ImageService, LegacyWriter, Limits
 from image_core.storage import S3Storage
@@ -81,9 +82,17 @@ def build(
         limits=Limits(
             max_bytes=settings.max_bytes,
             max_pixels=settings.max_pixels,
+            max_decode_bytes=settings.max_decode_bytes,
             thumbnail_size=settings.thumbnail_size,
+            strip_location=settings.strip_location,
             idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
             idempotency_in_progress_seconds=settings.idempotency_in_progress_seconds,
+        ),
+        # One gate for every request thread of the process: a few decodes at once, then a queue.
+        gate=DecodeGate(
+            slots=settings.decode_concurrency,
+            queue=settings.decode_queue,
+            wait_seconds=settings.decode_wait_seconds,
         ),
         parallel_writes=parallel_writes,
     )

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from image_core.errors import ConfigError
+
+# A caller's user id: what api.py accepts, and what IMAGE_SYNTHETIC_USER_IDS may list.
+USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:+=-]{0,127}$")
 
 # Pillow's Image.MAX_IMAGE_PIXELS: above it Pillow refuses an image before we can judge it.
 PILLOW_PIXEL_LIMIT = 1024 * 1024 * 1024 // 4 // 3
@@ -34,6 +38,37 @@ def _positive_int(name: str, raw: str) -> int:
     if value <= 0:
         raise ConfigError(f"{name}={raw!r} must be greater than 0")
     return value
+
+
+def _non_negative_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must be 0 or more")
+    return value
+
+
+def _positive_number(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name}={raw!r} must be a number of seconds greater than 0")
+    return value
+
+
+def _names(name: str, raw: str) -> tuple[str, ...]:
+    ids = tuple(part.strip() for part in raw.split(","))
+    bad = [i for i in ids if not USER_ID.fullmatch(i)]
+    if bad:
+        raise ConfigError(
+            f"{name}={raw!r}: {bad[0]!r} is not a user id (a comma-separated list of ids made "
+            "of A-Z a-z 0-9 _ . @ : + = -)"
+        )
+    return tuple(dict.fromkeys(ids))
 
 
 def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
@@ -75,6 +110,18 @@ class Settings:
     require_idempotency_key: bool = False
     max_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 50_000_000
+    # memory one upload may decode to, judged from the header: pixels x bands as held in memory
+    # (413 above)
+    max_decode_bytes: int = 128 * 1024 * 1024
+    decode_concurrency: int = 2  # decodes at once in this process; the next ones queue
+    decode_queue: int = 16  # uploads that may wait for a decode slot; beyond, 503 + Retry-After
+    decode_wait_seconds: float = 10.0  # the longest wait for a slot, then 503 + Retry-After
+    # user ids whose `X-Synthetic-Traffic` is believed (the probe's); anyone else's is ignored and
+    # logged; unset: nobody's
+    synthetic_user_ids: tuple[str, ...] = ()
+    # remove location (the EXIF GPS IFD, XMP, IPTC) from stored originals by a byte-level edit
+    # that leaves the pixels untouched
+    strip_location: bool = True
     thumbnail_size: int = 400
     cdn_base_url: str | None = None
     presign_seconds: int = 3600
@@ -146,6 +193,12 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "require_idempotency_key": ("IMAGE_REQUIRE_IDEMPOTENCY_KEY", parse_bool),
     "max_bytes": ("IMAGE_MAX_BYTES", _positive_int),
     "max_pixels": ("IMAGE_MAX_PIXELS", _positive_int),
+    "max_decode_bytes": ("IMAGE_MAX_DECODE_BYTES", _positive_int),
+    "decode_concurrency": ("IMAGE_DECODE_CONCURRENCY", _positive_int),
+    "decode_queue": ("IMAGE_DECODE_QUEUE", _non_negative_int),
+    "decode_wait_seconds": ("IMAGE_DECODE_WAIT_SECONDS", _positive_number),
+    "synthetic_user_ids": ("IMAGE_SYNTHETIC_USER_IDS", _names),
+    "strip_location": ("IMAGE_STRIP_LOCATION", parse_bool),
     "thumbnail_size": ("IMAGE_THUMBNAIL_SIZE", _positive_int),
     "cdn_base_url": ("IMAGE_CDN_BASE_URL", _url(("http", "https"))),
     "presign_seconds": ("IMAGE_PRESIGN_SECONDS", _positive_int),

@@ -7,9 +7,10 @@
     │   ├── BadRequest              400 malformed input (names the field)
     │   ├── ImageNotFound           404 no such image for this user
     │   ├── IdempotencyConflict     409 the same key is still in flight
-    │   ├── PayloadTooLarge         413 over IMAGE_MAX_BYTES or IMAGE_MAX_PIXELS
+    │   ├── PayloadTooLarge         413 over IMAGE_MAX_BYTES, _MAX_PIXELS or _MAX_DECODE_BYTES
     │   ├── UnsupportedImage        415 not JPEG, PNG, WebP or GIF by content
     │   └── IdempotencyKeyReused    422 the same key with a different payload
+    ├── Overloaded                  503 every decode slot busy and the queue full (Retry-After)
     └── DependencyError             a backing service failed (503); adapters raise it `from` the
         ├── StorageError            S3                     client library's exception
         ├── MetadataError           DynamoDB
@@ -77,6 +78,18 @@ class UnsupportedImage(RequestError):
 class IdempotencyKeyReused(RequestError):
     status = 422
     code = "idempotency_key_reused"
+
+
+class Overloaded(ImageCoreError):
+    """Too many uploads are being decoded at once: answered 503 with `Retry-After`."""
+
+    status = 503
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
 
 
 class DependencyError(ImageCoreError):

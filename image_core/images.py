@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -20,6 +22,7 @@ SUPPORTED_FORMATS: dict[str, tuple[str, str]] = {
 }
 
 _QUARTER_TURNS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+MAX_DECODE_BYTES = 128 * 1024 * 1024  # IMAGE_MAX_DECODE_BYTES' default
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,25 +37,45 @@ class ProcessedImage:
     thumbnail_height: int
 
 
-def process(data: bytes, *, max_pixels: int, thumbnail_size: int) -> ProcessedImage:
+def process(
+    data: bytes,
+    *,
+    max_pixels: int,
+    thumbnail_size: int,
+    max_decode_bytes: int = MAX_DECODE_BYTES,
+    decode_slot: Callable[[], AbstractContextManager[None]] = nullcontext,
+) -> ProcessedImage:
     """Validate `data` by its content and make its thumbnail.
 
-    The pixel limit is judged from the header, before any pixel is decoded, so a decompression
-    bomb costs nothing. A truncated or corrupt file raises BadRequest: it is never accepted
-    half-decoded.
+    The pixel limit and the decode budget (the memory the decode will hold) are judged from the
+    header, before any pixel is decoded, so a decompression bomb costs nothing; the decode itself
+    runs inside `decode_slot()` (the process-wide bound on concurrent decodes). A truncated or
+    corrupt file raises BadRequest: it is never accepted half-decoded.
     """
     image = _open(data, max_pixels)
     content_type, extension = SUPPORTED_FORMATS[image.format or ""]
     width, height = image.size
-    try:
-        thumb, turned = _thumbnail(image, thumbnail_size)
-    except (OSError, SyntaxError, ValueError, struct.error) as exc:
-        raise BadRequest(
-            f"the {image.format} image is truncated or corrupt: {exc}", code="corrupt_image"
-        ) from exc
+    if image.format == "JPEG":
+        # Decode at a reduced DCT scale (1/2, 1/4, 1/8) instead of full size: about twice as
+        # fast, and the budget below counts the reduced size.
+        image.draft("RGB", (thumbnail_size, thumbnail_size))
+    cost = decoded_bytes(image, width, height)
+    if cost > max_decode_bytes:
+        raise PayloadTooLarge(
+            f"the image would take {cost} bytes of memory to decode ({width}x{height} pixels, "
+            f"{image.mode}); the limit is {max_decode_bytes} bytes",
+            code="decode_too_large",
+        )
+    with decode_slot():
+        try:
+            thumb, turned = _thumbnail(image, thumbnail_size)
+        except (OSError, SyntaxError, ValueError, struct.error) as exc:
+            raise BadRequest(
+                f"the {image.format} image is truncated or corrupt: {exc}", code="corrupt_image"
+            ) from exc
+    encoded, thumb_type = _encode(thumb)
     if turned:
         width, height = height, width  # as displayed, like the thumbnail
-    encoded, thumb_type = _encode(thumb)
     return ProcessedImage(
         content_type=content_type,
         extension=extension,
@@ -63,6 +86,29 @@ def process(data: bytes, *, max_pixels: int, thumbnail_size: int) -> ProcessedIm
         thumbnail_width=thumb.width,
         thumbnail_height=thumb.height,
     )
+
+
+def decoded_bytes(image: Image.Image, width: int, height: int) -> int:
+    """The memory decoding `image` (opened, not loaded; a JPEG already drafted) will hold.
+
+    Pixels x bands as Pillow holds them: 1 byte a pixel for greyscale; 4 for everything else
+    (RGB is kept in 4 bytes, and palette, 1-bit, 16-bit and greyscale-with-alpha images are
+    thumbnailed as RGB or RGBA). A progressive JPEG also keeps every DCT coefficient of the full
+    size image while it decodes, 2 bytes a sample, whatever the reduced scale.
+    """
+    drafted_width, drafted_height = image.size
+    cost = drafted_width * drafted_height * (1 if image.mode == "L" else 4)
+    if image.format == "JPEG" and image.info.get("progressive"):
+        layers = getattr(image, "layer", None) or []  # (component, h sampling, v sampling, table)
+        h_max = max((layer[1] for layer in layers), default=1) or 1
+        v_max = max((layer[2] for layer in layers), default=1) or 1
+        samples = (
+            sum(layer[1] * layer[2] for layer in layers) / (h_max * v_max)
+            if layers
+            else len(image.getbands())
+        )
+        cost = max(cost, int(width * height * samples * 2))
+    return cost
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
@@ -97,12 +143,11 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
 
 def _thumbnail(image: Image.Image, size: int) -> tuple[Image.Image, bool]:
     """The thumbnail, and whether EXIF orientation turned the image a quarter turn."""
-    if image.format == "JPEG":
-        # Decode at a reduced DCT scale (1/2, 1/4, 1/8) instead of full size: about twice as fast.
-        image.draft("RGB", (size, size))
     image.load()  # decodes everything that is left: truncation and corruption raise here
     turned = image.getexif().get(ExifTags.Base.Orientation) in _QUARTER_TURNS
-    oriented = ImageOps.exif_transpose(image)
+    # In place: no full-size copy when there is nothing to turn (the usual case).
+    ImageOps.exif_transpose(image, in_place=True)
+    oriented = image
     if oriented.mode not in ("RGB", "RGBA", "L", "LA"):
         has_alpha = oriented.mode in ("P", "PA") and "transparency" in oriented.info
         oriented = oriented.convert("RGBA" if has_alpha or "A" in oriented.mode else "RGB")

@@ -8,11 +8,13 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from image_core import idempotency, images
+from image_core import idempotency, images, location
+from image_core.decoding import DecodeGate
 from image_core.errors import DependencyError, ImageCoreError, ImageNotFound
 from image_core.idempotency import IdempotencyStore
 from image_core.model import ImageRecord, Page
@@ -70,7 +72,9 @@ class UploadResult:
 class Limits:
     max_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 50_000_000
+    max_decode_bytes: int = images.MAX_DECODE_BYTES
     thumbnail_size: int = 400
+    strip_location: bool = True
     idempotency_ttl_seconds: int = 24 * 3600
     idempotency_in_progress_seconds: int = 60
 
@@ -88,6 +92,7 @@ class ImageService:
         cache: GalleryCache | None = None,
         legacy: LegacyWriter | None = None,
         limits: Limits = Limits(),
+        gate: DecodeGate | None = None,
         clock: Callable[[], float] = time.time,
         parallel_writes: bool = True,
     ) -> None:
@@ -100,6 +105,7 @@ class ImageService:
         self._cache = cache
         self._legacy = legacy
         self.limits = limits
+        self.gate = gate
         self._clock = clock
         self._parallel_writes = parallel_writes
 
@@ -147,8 +153,15 @@ class ImageService:
         synthetic: bool,
     ) -> UploadResult:
         processed = images.process(
-            data, max_pixels=self.limits.max_pixels, thumbnail_size=self.limits.thumbnail_size
+            data,
+            max_pixels=self.limits.max_pixels,
+            max_decode_bytes=self.limits.max_decode_bytes,
+            thumbnail_size=self.limits.thumbnail_size,
+            decode_slot=self.gate.slot if self.gate is not None else nullcontext,
         )
+        if self.limits.strip_location:
+            # The stored original, as served: its size and digest are of these bytes.
+            data = location.strip_location(data, processed.content_type)
         image_id = uuid.uuid4().hex
         thumb_ext = "png" if processed.thumbnail_content_type == "image/png" else "jpg"
         record = ImageRecord(

@@ -92,11 +92,47 @@ def test_region_falls_back_to_the_aws_variables() -> None:
         ("IMAGE_LEGACY_DATABASE_URL", "mysql://db"),
         ("IMAGE_CDN_BASE_URL", "cdn.example.com"),
         ("IMAGE_METRICS_SINK", "prometheus"),
+        ("IMAGE_MAX_DECODE_BYTES", "0"),
+        ("IMAGE_DECODE_CONCURRENCY", "0"),
+        ("IMAGE_DECODE_QUEUE", "-1"),
+        ("IMAGE_DECODE_WAIT_SECONDS", "0"),
+        ("IMAGE_DECODE_WAIT_SECONDS", "nan"),
+        ("IMAGE_DECODE_WAIT_SECONDS", "inf"),
+        ("IMAGE_SYNTHETIC_USER_IDS", "probe user"),
+        ("IMAGE_SYNTHETIC_USER_IDS", "probe,,other"),
+        ("IMAGE_STRIP_LOCATION", "sometimes"),
     ],
 )
 def test_an_invalid_value_names_its_variable(variable: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         Settings.from_env({variable: raw})
+
+
+def test_security_settings_default_to_the_safe_side() -> None:
+    settings = Settings.from_env({})
+    assert settings.max_decode_bytes == 128 * 1024 * 1024
+    assert (settings.decode_concurrency, settings.decode_queue) == (2, 16)
+    assert settings.decode_wait_seconds == 10.0
+    assert settings.synthetic_user_ids == ()  # the synthetic marker is believed from nobody
+    assert settings.strip_location is True
+
+
+def test_security_settings_are_parsed() -> None:
+    settings = Settings.from_env(
+        {
+            "IMAGE_MAX_DECODE_BYTES": "1048576",
+            "IMAGE_DECODE_CONCURRENCY": "4",
+            "IMAGE_DECODE_QUEUE": "0",
+            "IMAGE_DECODE_WAIT_SECONDS": "0.5",
+            "IMAGE_SYNTHETIC_USER_IDS": " watchtower-probe , canary@example.com,watchtower-probe",
+            "IMAGE_STRIP_LOCATION": "false",
+        }
+    )
+    assert settings.max_decode_bytes == 1_048_576
+    assert (settings.decode_concurrency, settings.decode_queue) == (4, 0)
+    assert settings.decode_wait_seconds == 0.5
+    assert settings.synthetic_user_ids == ("watchtower-probe", "canary@example.com")
+    assert settings.strip_location is False
 
 
 def test_dual_write_needs_the_legacy_database() -> None:
@@ -120,6 +156,8 @@ def test_every_variable_is_read() -> None:
         str: "custom",
         bool: "true",
         int: "7",
+        float: "2.5",
+        tuple: "probe-user",
     }
     urls = {
         "aws_endpoint_url": "http://127.0.0.1:1",
@@ -127,6 +165,7 @@ def test_every_variable_is_read() -> None:
         "legacy_database_url": "postgresql://h/db",
         "cdn_base_url": "https://cdn.example.com",
         "metrics_sink": "emf",
+        "strip_location": "false",  # on by default
     }
     defaults = Settings()
     for field in dataclasses.fields(Settings):

@@ -22,6 +22,7 @@ from tests.readback import image_items, metric
 from watchtower.sandbox import servers
 
 UPLOAD_USER = {"Operation": "upload", "Traffic": "user"}
+PROBE = "watchtower-probe"  # the one user whose X-Synthetic-Traffic is believed here
 
 
 @pytest.fixture
@@ -121,7 +122,9 @@ def test_a_failed_flush_is_dropped_not_raised(caplog: pytest.LogCaptureFixture) 
 
 @pytest.fixture
 def components(make_components: Callable[..., Components], settings: Settings) -> Components:
-    return make_components(metrics_namespace=settings.metrics_namespace)
+    return make_components(
+        metrics_namespace=settings.metrics_namespace, synthetic_user_ids=(PROBE,)
+    )
 
 
 @pytest.fixture
@@ -178,7 +181,7 @@ def test_errors_are_counted_by_outcome_and_reason(
 def test_synthetic_traffic_is_marked_apart_from_users(
     client: FlaskClient, components: Components
 ) -> None:
-    synthetic = post(client, {"X-Synthetic-Traffic": "1"}).json["id"]
+    synthetic = post(client, {"X-User-Id": PROBE, "X-Synthetic-Traffic": "1"}).json["id"]
     user = post(client, {}).json["id"]
     settings = flushed(components)
     probe = {"Operation": "upload", "Traffic": "synthetic"}

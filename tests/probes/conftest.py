@@ -97,6 +97,12 @@ def http() -> Iterator[urllib3.PoolManager]:
 
 
 @pytest.fixture
+def components(make_components: Callable[..., Components]) -> Components:
+    """The image core as the sandbox runs it: the probe's X-Synthetic-Traffic is believed."""
+    return make_components(synthetic_user_ids=(PROBE_USER,))
+
+
+@pytest.fixture
 def image_api(components: Components, serve_api: Callable[[Components], str]) -> str:
     return serve_api(components)
 

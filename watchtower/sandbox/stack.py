@@ -188,6 +188,7 @@ def start(
             "IMAGE_BUCKET": BUCKET,
             "IMAGE_REGION": REGION,
             "IMAGE_TRUST_USER_HEADER": "true",
+            "IMAGE_SYNTHETIC_USER_IDS": "watchtower-probe",  # the probe (WATCHTOWER_PROBE_USER)
             "IMAGE_METRICS_SINK": "cloudwatch",
             "IMAGE_METRICS_FLUSH_SECONDS": str(metrics_flush_seconds),
             FLAG: "true" if postgres else "false",
