@@ -11,11 +11,11 @@ import importlib
 import pkgutil
 from collections.abc import Iterable
 from types import ModuleType
-from typing import Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 
 class Named(Protocol):
-    name: str
+    name: ClassVar[str]
 
 
 P = TypeVar("P", bound=Named)
