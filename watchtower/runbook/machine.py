@@ -157,23 +157,15 @@ def _move(
 
 
 def entry(
-    record: Record,
-    actor: str,
-    action: str,
-    now: datetime,
-    step_id: str | None = None,
+    record: Record, actor: str, action: str, now: datetime, step_id: str | None = None,
     comment: str = "",
-) -> AuditEntry:
-    execution = record.execution
+) -> AuditEntry:  # fmt: skip
+    """An audit entry about this run."""
+    run = record.execution
     return AuditEntry(
-        at=now,
-        execution_id=execution.id,
-        runbook_id=execution.runbook_id,
-        actor=actor,
-        action=action,
-        step_id=step_id,
-        comment=comment,
-    )
+        at=now, execution_id=run.id, runbook_id=run.runbook_id, actor=actor, action=action,
+        step_id=step_id, comment=comment,
+    )  # fmt: skip
 
 
 # -- intake ------------------------------------------------------------------------------------
@@ -254,22 +246,15 @@ def approve(record: Record, *, by: str, comment: str, now: datetime) -> Transiti
                 f"{by} started this run and cannot approve it alone: a second operator must"
             ),
         )
-    decision: Literal["confirmed", "approved"] = (
-        "confirmed" if step.kind == "manual" else "approved"
-    )
+    decision: Literal["confirmed", "approved"] = "approved"
+    if step.kind == "manual":
+        decision = "confirmed"
+    reason = f"step {step.step_id!r} {decision} by {by}"
+    change = StepChange(decision=decision, decided_by=by, decided_at=now, comment=comment)
     return _move(
         record,
-        RunChange(
-            status=ExecutionStatus.RUNNING,
-            reason=f"step {step.step_id!r} {decision} by {by}",
-            owner=None,
-        ),
-        (
-            (
-                step.step_id,
-                StepChange(decision=decision, decided_by=by, decided_at=now, comment=comment),
-            ),
-        ),
+        RunChange(status=ExecutionStatus.RUNNING, reason=reason, owner=None),
+        ((step.step_id, change),),
         [entry(record, by, decision, now, step.step_id, comment)],
         requires=(ExecutionStatus.WAITING,),
     )
@@ -279,27 +264,20 @@ def reject(record: Record, *, by: str, comment: str, now: datetime) -> Transitio
     """Refuse the waiting step: the run ends, cancelled, saying who refused and why."""
     step = waiting(record.execution)
     said = f": {comment}" if comment else ""
+    reason = f"step {step.step_id!r} rejected by {by}{said}"
+    change = StepChange(
+        status=StepStatus.REJECTED,
+        decision="rejected",
+        decided_by=by,
+        decided_at=now,
+        comment=comment,
+        finished_at=now,
+    )
+    end = RunChange(status=ExecutionStatus.CANCELLED, reason=reason, finished_at=now, owner=None)
     return _move(
         record,
-        RunChange(
-            status=ExecutionStatus.CANCELLED,
-            reason=f"step {step.step_id!r} rejected by {by}{said}",
-            finished_at=now,
-            owner=None,
-        ),
-        (
-            (
-                step.step_id,
-                StepChange(
-                    status=StepStatus.REJECTED,
-                    decision="rejected",
-                    decided_by=by,
-                    decided_at=now,
-                    comment=comment,
-                    finished_at=now,
-                ),
-            ),
-        ),
+        end,
+        ((step.step_id, change),),
         [entry(record, by, "rejected", now, step.step_id, comment)],
         requires=(ExecutionStatus.WAITING,),
     )
@@ -307,22 +285,15 @@ def reject(record: Record, *, by: str, comment: str, now: datetime) -> Transitio
 
 def expire(record: Record, step_id: str, *, now: datetime) -> Transition:
     """Nobody answered the approval request in time: the run fails."""
+    reason = f"nobody answered the approval request of step {step_id!r} in time"
+    change = StepChange(
+        status=StepStatus.EXPIRED, decision="expired", decided_at=now, finished_at=now
+    )
+    end = RunChange(status=ExecutionStatus.FAILED, reason=reason, finished_at=now, owner=None)
     return _move(
         record,
-        RunChange(
-            status=ExecutionStatus.FAILED,
-            reason=f"nobody answered the approval request of step {step_id!r} in time",
-            finished_at=now,
-            owner=None,
-        ),
-        (
-            (
-                step_id,
-                StepChange(
-                    status=StepStatus.EXPIRED, decision="expired", decided_at=now, finished_at=now
-                ),
-            ),
-        ),
+        end,
+        ((step_id, change),),
         [entry(record, SYSTEM, "expired", now, step_id)],
         requires=(ExecutionStatus.WAITING,),
     )
@@ -346,12 +317,14 @@ def stop(
     waiting_step = record.execution.waiting_step
     steps: StepChanges = ()
     if waiting_step is not None:
-        steps = ((waiting_step.step_id, StepChange(status=StepStatus.CANCELLED, finished_at=now)),)
+        cancelled = StepChange(status=StepStatus.CANCELLED, finished_at=now)
+        steps = ((waiting_step.step_id, cancelled),)
+    end = RunChange(
+        status=ExecutionStatus.CANCELLED, reason=reason, finished_at=now, stop_reason=None
+    )
     close = _move(
         record,
-        RunChange(
-            status=ExecutionStatus.CANCELLED, reason=reason, finished_at=now, stop_reason=None
-        ),
+        end,
         steps,
         [entry(record, actor, "cancelled", now, comment=reason)],
         requires=OPEN_STATUSES,

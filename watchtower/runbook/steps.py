@@ -74,6 +74,9 @@ class StepRunner:
     approval_timeout: timedelta = timedelta(hours=1)
     retry_delay: float = 1.0
 
+    def __post_init__(self) -> None:
+        self.verifier = Verifier(self.catalog, self.checks, self.clock, self.context)
+
     def step(self, record: Record, runbook: Runbook, step: Step, apply: Apply) -> Outcome:
         """Take the step at the run's cursor one move on."""
         execution = record.execution
@@ -261,14 +264,14 @@ class StepRunner:
                 return end(StepStatus.FAILED, why)
         if step.post_check is None:
             return end(StepStatus.SUCCEEDED)
-        verified, evidence = self._verify(step, execution, names, outputs)
+        verified, evidence = self.verifier.verify(step, execution, names, outputs)
         outputs["post_check"] = evidence
         if verified:
             return end(StepStatus.SUCCEEDED)
         why = f"post-check failed: {evidence.get('error', 'its expectation did not hold')}"
         if step.compensate is None:
             return end(StepStatus.FAILED, why)
-        compensation = self._compensate(step, execution, names, outputs)
+        compensation = self.verifier.compensate(step, execution, names, outputs)
         outputs["compensation"] = compensation
         if compensation["ok"]:
             why += f"; compensated by {step.compensate.action}"
@@ -297,7 +300,42 @@ class StepRunner:
         assert action is not None
         return action.run(inputs, self.context(execution, step.id))
 
-    def _verify(
+    def context(self, execution: Execution, step_id: str) -> ActionContext:
+        def record(kind: str, detail: Mapping[str, Any]) -> None:
+            comment = ", ".join(f"{k}={v}" for k, v in detail.items())
+            self.audit(
+                AuditEntry(
+                    at=self.clock(),
+                    execution_id=execution.id,
+                    runbook_id=execution.runbook_id,
+                    actor=SYSTEM,
+                    action=kind,
+                    step_id=step_id,
+                    comment=comment,
+                )
+            )
+
+        return ActionContext(
+            settings=self.settings,
+            aws=self.aws,
+            redis=self.redis,
+            now=self.clock(),
+            execution_id=execution.id,
+            step_id=step_id,
+            record=record,
+        )
+
+
+@dataclass
+class Verifier:
+    """After an action: its post-check (looked at again a few times), and its compensation."""
+
+    catalog: Catalog
+    checks: CheckRunner
+    clock: Callable[[], datetime]
+    context: Callable[[Execution, str], ActionContext]
+
+    def verify(
         self,
         step: Step,
         execution: Execution,
@@ -341,7 +379,7 @@ class StepRunner:
         evidence["error"] = error
         return False, evidence
 
-    def _compensate(
+    def compensate(
         self,
         step: Step,
         execution: Execution,
@@ -360,31 +398,6 @@ class StepRunner:
         except Exception as exc:
             return {"action": compensate.action, "ok": False, "error": said(exc)}
         return {"action": compensate.action, "ok": True, "inputs": inputs, "outputs": result}
-
-    def context(self, execution: Execution, step_id: str) -> ActionContext:
-        def record(kind: str, detail: Mapping[str, Any]) -> None:
-            comment = ", ".join(f"{k}={v}" for k, v in detail.items())
-            self.audit(
-                AuditEntry(
-                    at=self.clock(),
-                    execution_id=execution.id,
-                    runbook_id=execution.runbook_id,
-                    actor=SYSTEM,
-                    action=kind,
-                    step_id=step_id,
-                    comment=comment,
-                )
-            )
-
-        return ActionContext(
-            settings=self.settings,
-            aws=self.aws,
-            redis=self.redis,
-            now=self.clock(),
-            execution_id=execution.id,
-            step_id=step_id,
-            record=record,
-        )
 
 
 def with_timeout(fn: Callable[[], Any], seconds: float) -> Any:
