@@ -35,7 +35,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from watchtower.errors import StoreUnavailable
 from watchtower.runbook.errors import ExecutionNotFound
@@ -147,7 +147,15 @@ class RunbookStore:
 
     def create_schema(self) -> None:
         with _guard("create the schema"):
-            metadata.create_all(self.engine)
+            for attempt in range(3):
+                try:
+                    metadata.create_all(self.engine)
+                    return
+                except DBAPIError:
+                    # Replicas starting together: another one created a table between this
+                    # one's look and its CREATE. Looking again finds it.
+                    if attempt == 2:
+                        raise
 
     # -- executions -------------------------------------------------------------------------------
 
@@ -281,16 +289,13 @@ class RunbookStore:
         conditions = [executions.c.id == execution_id, *_owned(held_by)]
         if statuses is not None:
             conditions.append(executions.c.status.in_([s.value for s in statuses]))
-        values = _run_values(run)
+        # With nothing to change on the run itself, owner=owner: still a write, so the check
+        # and the row lock are one statement (SQLite and PostgreSQL alike), never a read first.
+        values = _run_values(run) or {"owner": executions.c.owner}
         with _guard("change an execution"), self.engine.begin() as conn:
-            if values:
-                found = conn.execute(update(executions).where(*conditions).values(**values))
-                if found.rowcount != 1:
-                    return False
-            else:
-                held = select(executions.c.id).where(*conditions).with_for_update()
-                if conn.execute(held).first() is None:
-                    return False
+            found = conn.execute(update(executions).where(*conditions).values(**values))
+            if found.rowcount != 1:
+                return False
             for step_id, change in steps:
                 step_values = _step_values(change)
                 if step_values:
