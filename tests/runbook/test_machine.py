@@ -418,6 +418,16 @@ def test_a_worker_that_stops_lets_the_run_go() -> None:
     assert t.run == RunChange(owner=None) and t.record.owner is None and not t.strict
 
 
+def test_a_move_the_transitions_table_does_not_allow_is_refused() -> None:
+    ended = new(refused="bad label")
+    with pytest.raises(Refused, match="cannot go from failed to succeeded"):
+        machine.complete(ended, now=T0)
+    with pytest.raises(Refused, match="cannot go from failed to failed"):
+        machine.expire(ended, "set", now=T0)
+    with pytest.raises(Refused, match="cannot go from pending to waiting"):
+        machine.undecided(new())
+
+
 def test_a_change_leaves_what_it_does_not_name() -> None:
     record = machine.applied(at(new(), 1), RunChange(stop_reason="asked"))
     assert RunChange().owner is KEEP

@@ -290,8 +290,13 @@ def test_the_machines_transition_reads_back_as_the_machine_said(runs: RunbookSto
     )
 
 
+def running(runs: RunbookStore, record: Record) -> Record:
+    assert runs.apply("e1", RunChange(status=ExecutionStatus.RUNNING), held_by=None)
+    return machine.applied(record, RunChange(status=ExecutionStatus.RUNNING))
+
+
 def test_an_approver_and_a_canceller_racing_cannot_both_win(runs: RunbookStore) -> None:
-    record = make(runs)
+    record = running(runs, make(runs))
     asked = machine.ask(
         record,
         RUNBOOK.steps[1],
@@ -317,7 +322,7 @@ def test_an_approver_and_a_canceller_racing_cannot_both_win(runs: RunbookStore) 
 
 
 def test_expired_approval_requests(runs: RunbookStore) -> None:
-    record = make(runs)
+    record = running(runs, make(runs))
     asked = machine.ask(
         record, RUNBOOK.steps[1], inputs={}, plan=[], outputs={}, now=T0, timeout=timedelta(hours=1)
     )

@@ -5,7 +5,8 @@ Pure: no store, no clock, no thread, no client. Each function takes the run as i
 `Record`) and returns a `Transition`: what changes on the run and its steps (`RunChange`,
 `StepChange`, which the store writes in one transaction), the run as it is afterwards, the audit
 entries to append, the statuses the run must still be in for the change to apply, and where the
-worker goes next. The rules themselves are in `watchtower.runbook.engine`'s docstring.
+worker goes next. A move `model.TRANSITIONS` does not allow is refused (`Refused`), never
+written. The rules themselves are in `watchtower.runbook.engine`'s docstring.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from watchtower.runbook.model import (
     StepChange,
     StepRun,
     StepStatus,
+    allowed,
 )
 
 if TYPE_CHECKING:
@@ -151,6 +153,10 @@ def _move(
     **kw: Any,
 ) -> Transition:
     run = run or RunChange()
+    before = record.execution.status
+    to = run.status
+    if to is not None and (before.final or to is not before) and not allowed(before, to):
+        raise Refused(f"execution {record.execution.id} cannot go from {before} to {run.status}")
     return Transition(
         record=applied(record, run, steps), run=run, steps=steps, audit=tuple(audit), **kw
     )

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from watchtower.runbook import machine
-from watchtower.runbook.errors import RunbookError
+from watchtower.runbook.errors import Refused, RunbookError
 from watchtower.runbook.machine import Outcome, Transition
 from watchtower.runbook.model import ANY_OWNER, ExecutionStatus, Owner, Record, Runbook
 from watchtower.runbook.parser import parse_source
@@ -61,7 +61,11 @@ class Ledger:
 
     def expire(self, execution_id: str, step_id: str, *, now: datetime) -> bool:
         record = self.store.record(execution_id)
-        return self.apply(machine.expire(record, step_id, now=now), held_by=ANY_OWNER)
+        try:
+            transition = machine.expire(record, step_id, now=now)
+        except Refused:  # decided or cancelled since it was listed
+            return False
+        return self.apply(transition, held_by=ANY_OWNER)
 
 
 class Worker:
@@ -278,8 +282,12 @@ class Worker:
             log.exception("execution %s failed inside the engine", execution_id)
             try:
                 record = self.store.record(execution_id)
-                reason = f"engine error: {said(exc)}"
-                self.apply(machine.finish(record, ExecutionStatus.FAILED, reason, now=self.clock()))
+                if not record.execution.status.final:
+                    reason = f"engine error: {said(exc)}"
+                    failed = machine.finish(
+                        record, ExecutionStatus.FAILED, reason, now=self.clock()
+                    )
+                    self.apply(failed)
             except Exception:
                 log.exception("could not record the failure of execution %s", execution_id)
             return True
