@@ -228,14 +228,15 @@ class StepRunner:
             attempts=attempts + 1,
             error="",
         )
-        apply(machine.changed(record, step.id, started))
+        record = self._then(record, machine.changed(record, step.id, started), apply)
         tries = 1 + (step.retries if machine.reads(step, action) else 0)
         outputs: dict[str, Any] = {}
         error = ""
         for attempt in range(tries):
             if attempt:
                 self.stopping.wait(self.retry_delay * attempt)
-                apply(machine.changed(record, step.id, StepChange(attempts=attempts + 1 + attempt)))
+                again = StepChange(attempts=attempts + 1 + attempt)
+                record = self._then(record, machine.changed(record, step.id, again), apply)
             try:
                 outputs = scope.plain(
                     with_timeout(
@@ -282,6 +283,12 @@ class StepRunner:
         kind = "compensated" if compensation["ok"] else "compensation-failed"
         note = machine.entry(record, SYSTEM, kind, self.clock(), step.id, why)
         return end(StepStatus.FAILED, why, (note,))
+
+    @staticmethod
+    def _then(record: Record, transition: Transition, apply: Apply) -> Record:
+        """Write a move that does not end the step; the run as it is afterwards."""
+        apply(transition)
+        return transition.record
 
     def _perform(
         self, step: Step, action: Action | None, inputs: Mapping[str, Any], execution: Execution
