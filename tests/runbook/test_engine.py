@@ -19,7 +19,13 @@ from watchtower.errors import SourceError
 from watchtower.model import Alert, Result
 from watchtower.runbook.engine import CheckRunner
 from watchtower.runbook.errors import ApprovalExpired, ParamError, Refused, SelfApproval
-from watchtower.runbook.model import ExecutionStatus, StepStatus, execution_json
+from watchtower.runbook.model import (
+    ExecutionStatus,
+    RunChange,
+    StepChange,
+    StepStatus,
+    execution_json,
+)
 
 FLIP = """
 ---
@@ -421,8 +427,13 @@ def _interrupt(h: Harness, run_id: str, step_id: str) -> None:
     dead = "worker-that-died"
     assert h.store.take(run_id, owner=dead, now=h.clock(), stale_before=h.clock())
     position = [s.step_id for s in h.get(run_id).steps].index(step_id)
-    h.store.update(run_id, held_by=dead, status="running", cursor=position)
-    h.store.update_step(run_id, step_id, held_by=dead, status="running", started_at=h.clock())
+    running = StepChange(status=StepStatus.RUNNING, started_at=h.clock())
+    assert h.store.apply(
+        run_id,
+        RunChange(status=ExecutionStatus.RUNNING, cursor=position),
+        [(step_id, running)],
+        held_by=dead,
+    )
 
 
 def test_after_a_restart_a_read_in_flight_runs_again(

@@ -368,6 +368,76 @@ class AuditEntry:
     comment: str = ""
 
 
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """An execution with what only the engine needs: the runbook snapshot and the worker's lease."""
+
+    execution: Execution
+    source: str  # the runbook as it was when the run started
+    path: str
+    cursor: int = 0  # the next step's position
+    owner: str | None = None  # the worker advancing it now
+    heartbeat_at: datetime | None = None
+    stop_reason: str | None = None  # a cancel or resolution asked for while a step ran
+
+
+class Keep(enum.Enum):
+    """Marker: leave this field as it is (for fields that may be set to None)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+class Anyone(enum.Enum):
+    """Marker: a change that applies whoever holds the run (a person's decision, a cancel)."""
+
+    ANY = "any"
+
+
+ANY_OWNER = Anyone.ANY
+Owner = str | Anyone | None  # the worker that must hold the run for a change to apply
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunChange:
+    """What changes on an execution; a field left at None (or KEEP) stays as it is."""
+
+    status: ExecutionStatus | None = None
+    reason: str | None = None
+    cursor: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    resolved_at: datetime | None = None
+    owner: str | Keep | None = KEEP
+    stop_reason: str | Keep | None = KEEP
+
+    @property
+    def empty(self) -> bool:
+        return self == RunChange()
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepChange:
+    """What changes on one step of an execution; a field left at None stays as it is."""
+
+    status: StepStatus | None = None
+    inputs: Mapping[str, Any] | None = None
+    outputs: Mapping[str, Any] | None = None
+    plan: tuple[Mapping[str, Any], ...] | None = None
+    error: str | None = None
+    attempts: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    requested_at: datetime | None = None  # an approval asked for, until expires_at
+    expires_at: datetime | None = None
+    decision: Literal["approved", "rejected", "expired", "confirmed"] | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    comment: str | None = None
+
+
 def execution_json(execution: Execution) -> dict[str, Any]:
     """The execution as JSON (GET /api/v1/executions, `watchtower runbook run --json`)."""
 

@@ -2,16 +2,18 @@
 
 The tables live on `watchtower.store.metadata`, so `HistoryStore.create_schema()` creates them with
 the rest, in SQLite or PostgreSQL; several replicas share them. Every state change is one
-conditional UPDATE (`WHERE status IN … AND owner …`): two replicas, or an approver and a
-canceller, racing for the same execution cannot both win. The audit log is only ever inserted
-into: this adapter has no method that changes or deletes an entry.
+transaction led by a conditional UPDATE (`WHERE status IN … AND owner …`): two replicas, or an
+approver and a canceller, racing for the same execution cannot both win. The audit log is only
+ever inserted into: this adapter has no method that changes or deletes an entry. It speaks in the
+model's types (`Record`, `RunChange`, `StepChange`, `AuditEntry`); column dicts never leave this
+module, and SQLAlchemy's errors leave it only as `StoreUnavailable`.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,20 +30,26 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
-    exists,
     insert,
     or_,
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
+from watchtower.errors import StoreUnavailable
 from watchtower.runbook.errors import ExecutionNotFound
 from watchtower.runbook.model import (
+    ANY_OWNER,
+    KEEP,
     Approval,
     AuditEntry,
     Execution,
     ExecutionStatus,
+    Owner,
+    Record,
+    RunChange,
+    StepChange,
     StepRun,
     StepStatus,
 )
@@ -128,54 +136,42 @@ claims = Table(
 Index("runbook_claims_execution", claims.c.execution_id)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Record:
-    """An execution with what only the engine needs: the runbook snapshot and the worker's lease."""
-
-    execution: Execution
-    source: str
-    path: str
-    cursor: int
-    owner: str | None
-    heartbeat_at: datetime | None
-    stop_reason: str | None
-
-
-class _Any:
-    """Marker: the owner does not matter for this update."""
-
-
-ANY_OWNER = _Any()
-Owner = str | None | _Any
-
-
 class RunbookStore:
-    """Adapter over a ready SQLAlchemy engine (the caller owns it)."""
+    """Adapter over a ready SQLAlchemy engine (the caller owns it); speaks in the model's types.
+
+    Every SQLAlchemy error is translated here into `StoreUnavailable`, naming the operation.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+        with _guard("create the schema"):
+            for attempt in range(3):
+                try:
+                    metadata.create_all(self.engine)
+                    return
+                except DBAPIError:
+                    # Replicas starting together: another one created a table between this
+                    # one's look and its CREATE. Looking again finds it.
+                    if attempt == 2:
+                        raise
 
     # -- executions -------------------------------------------------------------------------------
 
-    def create(
-        self, execution: Mapping[str, Any], steps: Iterable[Mapping[str, Any]], claim: str | None
-    ) -> bool:
+    def create(self, record: Record, claim: str | None) -> bool:
         """Insert a run and its steps; False (nothing written) when `claim` is already held."""
+        execution = record.execution
         try:
-            with self.engine.begin() as conn:
+            with _guard("create an execution"), self.engine.begin() as conn:
                 if claim is not None:
                     conn.execute(
                         insert(claims).values(
-                            key=claim,
-                            execution_id=execution["id"],
-                            created_at=execution["created_at"],
+                            key=claim, execution_id=execution.id, created_at=execution.created_at
                         )
                     )
-                conn.execute(insert(executions).values(**execution))
-                rows = [{"execution_id": execution["id"], **s} for s in steps]
+                conn.execute(insert(executions).values(**_execution_row(record)))
+                rows = [_step_row(execution.id, s) for s in execution.steps]
                 if rows:
                     conn.execute(insert(step_runs), rows)
         except IntegrityError:
@@ -183,7 +179,7 @@ class RunbookStore:
         return True
 
     def record(self, execution_id: str) -> Record:
-        with self.engine.connect() as conn:
+        with _guard("read an execution"), self.engine.connect() as conn:
             row = conn.execute(select(executions).where(executions.c.id == execution_id)).first()
             if row is None:
                 raise ExecutionNotFound(execution_id)
@@ -217,7 +213,7 @@ class RunbookStore:
             query = query.where(executions.c.runbook_id == runbook_id)
         if statuses is not None:
             query = query.where(executions.c.status.in_([s.value for s in statuses]))
-        with self.engine.connect() as conn:
+        with _guard("list executions"), self.engine.connect() as conn:
             rows = conn.execute(query.limit(limit)).all()
             ids = [r.id for r in rows]
             steps: dict[str, list[Any]] = {i: [] for i in ids}
@@ -235,7 +231,7 @@ class RunbookStore:
             executions.c.alert_fingerprint == fingerprint,
             executions.c.status.in_(_OPEN),
         )
-        with self.engine.connect() as conn:
+        with _guard("list an alert's open executions"), self.engine.connect() as conn:
             return [r.id for r in conn.execute(query.order_by(executions.c.created_at))]
 
     def runnable(self, *, stale_before: datetime, limit: int) -> builtins.list[str]:
@@ -243,15 +239,13 @@ class RunbookStore:
         query = (
             select(executions.c.id)
             .where(
-                executions.c.status.in_(
-                    [ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value]
-                ),
+                executions.c.status.in_(_TAKEABLE),
                 or_(executions.c.owner.is_(None), executions.c.heartbeat_at < stale_before),
             )
             .order_by(executions.c.created_at)
             .limit(limit)
         )
-        with self.engine.connect() as conn:
+        with _guard("list runnable executions"), self.engine.connect() as conn:
             return [r.id for r in conn.execute(query)]
 
     def take(self, execution_id: str, *, owner: str, now: datetime, stale_before: datetime) -> bool:
@@ -260,95 +254,60 @@ class RunbookStore:
             update(executions)
             .where(
                 executions.c.id == execution_id,
-                executions.c.status.in_(
-                    [ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value]
-                ),
+                executions.c.status.in_(_TAKEABLE),
                 or_(executions.c.owner.is_(None), executions.c.heartbeat_at < stale_before),
             )
             .values(owner=owner, heartbeat_at=now)
         )
-        with self.engine.begin() as conn:
+        with _guard("take an execution"), self.engine.begin() as conn:
             return conn.execute(query).rowcount == 1
 
     def heartbeat(self, *, owner: str, ids: Iterable[str], now: datetime) -> None:
-        ids = list(ids)
+        ids = builtins.list(ids)
         if ids:
-            with self.engine.begin() as conn:
+            with _guard("send a heartbeat"), self.engine.begin() as conn:
                 conn.execute(
                     update(executions)
                     .where(executions.c.id.in_(ids), executions.c.owner == owner)
                     .values(heartbeat_at=now)
                 )
 
-    def update(
+    def apply(
         self,
         execution_id: str,
+        run: RunChange,
+        steps: Iterable[tuple[str, StepChange]] = (),
         *,
         held_by: Owner,
         statuses: Iterable[ExecutionStatus] | None = None,
-        **values: Any,
     ) -> bool:
-        """Change a run if it is (still) in one of `statuses` and held by `held_by`.
+        """Change a run and its steps at once, if it is (still) in one of `statuses` and held by
+        `held_by`; False (nothing written) otherwise.
 
-        When `values` makes it final, its claims are released in the same transaction.
+        When `run` makes it final, its claims are released in the same transaction.
         """
         conditions = [executions.c.id == execution_id, *_owned(held_by)]
         if statuses is not None:
             conditions.append(executions.c.status.in_([s.value for s in statuses]))
-        final = values.get("status") in _FINAL
-        with self.engine.begin() as conn:
-            changed = conn.execute(update(executions).where(*conditions).values(**values))
-            if changed.rowcount != 1:
+        # With nothing to change on the run itself, owner=owner: still a write, so the check
+        # and the row lock are one statement (SQLite and PostgreSQL alike), never a read first.
+        values = _run_values(run) or {"owner": executions.c.owner}
+        with _guard("change an execution"), self.engine.begin() as conn:
+            found = conn.execute(update(executions).where(*conditions).values(**values))
+            if found.rowcount != 1:
                 return False
-            if final:
-                conn.execute(delete(claims).where(claims.c.execution_id == execution_id))
-        return True
-
-    def update_step(
-        self, execution_id: str, step_id: str, *, held_by: Owner, **values: Any
-    ) -> bool:
-        """Change a step's row, if the run is still held by `held_by`."""
-        held = exists().where(executions.c.id == execution_id, *_owned(held_by))
-        with self.engine.begin() as conn:
-            changed = conn.execute(
-                update(step_runs)
-                .where(
-                    step_runs.c.execution_id == execution_id,
-                    step_runs.c.step_id == step_id,
-                    held,
-                )
-                .values(**values)
-            )
-            return changed.rowcount == 1
-
-    def decide(
-        self,
-        execution_id: str,
-        step_id: str,
-        *,
-        to: ExecutionStatus,
-        step_values: Mapping[str, Any],
-        values: Mapping[str, Any],
-    ) -> bool:
-        """Record a person's decision on a waiting step and move the run on, atomically."""
-        final = to in _FINAL_STATUSES
-        with self.engine.begin() as conn:
-            changed = conn.execute(
-                update(executions)
-                .where(
-                    executions.c.id == execution_id,
-                    executions.c.status == ExecutionStatus.WAITING.value,
-                )
-                .values(status=to.value, **values)
-            )
-            if changed.rowcount != 1:
-                return False
-            conn.execute(
-                update(step_runs)
-                .where(step_runs.c.execution_id == execution_id, step_runs.c.step_id == step_id)
-                .values(**step_values)
-            )
-            if final:
+            for step_id, change in steps:
+                step_values = _step_values(change)
+                if step_values:
+                    conn.execute(
+                        update(step_runs)
+                        .where(
+                            step_runs.c.execution_id == execution_id,
+                            step_runs.c.step_id == step_id,
+                        )
+                        .values(**step_values)
+                    )
+            if run.status is not None and run.status.final:
                 conn.execute(delete(claims).where(claims.c.execution_id == execution_id))
         return True
 
@@ -363,7 +322,7 @@ class RunbookStore:
                 step_runs.c.expires_at < now,
             )
         )
-        with self.engine.connect() as conn:
+        with _guard("list expired approvals"), self.engine.connect() as conn:
             return [(r.execution_id, r.step_id) for r in conn.execute(query)]
 
     # -- claims (locks) ---------------------------------------------------------------------------
@@ -371,7 +330,7 @@ class RunbookStore:
     def claim(self, key: str, *, execution_id: str, now: datetime) -> bool:
         """Take `key` for this run; True also when the run already holds it."""
         try:
-            with self.engine.begin() as conn:
+            with _guard("take a claim"), self.engine.begin() as conn:
                 conn.execute(
                     insert(claims).values(key=key, execution_id=execution_id, created_at=now)
                 )
@@ -380,14 +339,14 @@ class RunbookStore:
         return True
 
     def holder(self, key: str) -> str | None:
-        with self.engine.connect() as conn:
+        with _guard("read a claim"), self.engine.connect() as conn:
             row = conn.execute(select(claims.c.execution_id).where(claims.c.key == key)).first()
         return row.execution_id if row is not None else None
 
     # -- the audit log ----------------------------------------------------------------------------
 
     def audit(self, entry: AuditEntry) -> None:
-        with self.engine.begin() as conn:
+        with _guard("append to the audit log"), self.engine.begin() as conn:
             conn.execute(
                 insert(audit_log).values(
                     at=entry.at,
@@ -407,7 +366,7 @@ class RunbookStore:
         query = select(audit_log).order_by(audit_log.c.id)
         if execution_id is not None:
             query = query.where(audit_log.c.execution_id == execution_id)
-        with self.engine.connect() as conn:
+        with _guard("read the audit log"), self.engine.connect() as conn:
             return [
                 AuditEntry(
                     at=_utc(r.at) or datetime.min.replace(tzinfo=UTC),
@@ -425,12 +384,114 @@ class RunbookStore:
 _OPEN = [
     s.value for s in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.WAITING)
 ]
-_FINAL_STATUSES = (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)
-_FINAL = {s.value for s in _FINAL_STATUSES} | set(_FINAL_STATUSES)
+_TAKEABLE = [ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value]
+
+
+@contextlib.contextmanager
+def _guard(operation: str) -> Iterator[None]:
+    """SQLAlchemy's errors become StoreUnavailable, naming the store and the operation (never the
+    database URL: it may carry a password). An IntegrityError is the caller's to read."""
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except SQLAlchemyError as exc:
+        cause = type(getattr(exc, "orig", None) or exc).__name__
+        raise StoreUnavailable(f"runbook store: could not {operation} ({cause})") from exc
+
+
+def _execution_row(record: Record) -> dict[str, Any]:
+    execution = record.execution
+    return {
+        "id": execution.id,
+        "runbook_id": execution.runbook_id,
+        "title": execution.title,
+        "status": execution.status.value,
+        "mode": execution.mode,
+        "dry_run": execution.dry_run,
+        "params": dict(execution.params),
+        "started_by": execution.started_by,
+        "alert_fingerprint": execution.alert_fingerprint,
+        "alert_name": execution.alert_name,
+        "source": record.source,
+        "path": record.path,
+        "lock_key": execution.lock_key,
+        "reason": execution.reason,
+        "cursor": record.cursor,
+        "owner": record.owner,
+        "heartbeat_at": record.heartbeat_at,
+        "stop_reason": record.stop_reason,
+        "created_at": execution.created_at,
+        "started_at": execution.started_at,
+        "finished_at": execution.finished_at,
+        "resolved_at": execution.resolved_at,
+    }
+
+
+def _step_row(execution_id: str, step: StepRun) -> dict[str, Any]:
+    approval = step.approval
+    return {
+        "execution_id": execution_id,
+        "step_id": step.step_id,
+        "position": step.position,
+        "kind": step.kind,
+        "title": step.title,
+        "status": step.status.value,
+        "inputs": dict(step.inputs),
+        "outputs": dict(step.outputs),
+        "plan": [dict(c) for c in step.plan],
+        "error": step.error,
+        "attempts": step.attempts,
+        "started_at": step.started_at,
+        "finished_at": step.finished_at,
+        "requested_at": approval.requested_at if approval else None,
+        "expires_at": approval.expires_at if approval else None,
+        "decision": approval.decision if approval else None,
+        "decided_by": approval.decided_by if approval else None,
+        "decided_at": approval.decided_at if approval else None,
+        "comment": approval.comment if approval else "",
+    }
+
+
+def _run_values(change: RunChange) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "status": change.status.value if change.status is not None else None,
+        "reason": change.reason,
+        "cursor": change.cursor,
+        "started_at": change.started_at,
+        "finished_at": change.finished_at,
+        "resolved_at": change.resolved_at,
+    }
+    out = {k: v for k, v in values.items() if v is not None}
+    if change.owner is not KEEP:
+        out["owner"] = change.owner
+    if change.stop_reason is not KEEP:
+        out["stop_reason"] = change.stop_reason
+    return out
+
+
+def _step_values(change: StepChange) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "status": change.status.value if change.status is not None else None,
+        "inputs": dict(change.inputs) if change.inputs is not None else None,
+        "outputs": dict(change.outputs) if change.outputs is not None else None,
+        "plan": [dict(c) for c in change.plan] if change.plan is not None else None,
+        "error": change.error,
+        "attempts": change.attempts,
+        "started_at": change.started_at,
+        "finished_at": change.finished_at,
+        "requested_at": change.requested_at,
+        "expires_at": change.expires_at,
+        "decision": change.decision,
+        "decided_by": change.decided_by,
+        "decided_at": change.decided_at,
+        "comment": change.comment,
+    }
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _owned(owner: Owner) -> builtins.list[Any]:
-    if isinstance(owner, _Any):
+    if owner is ANY_OWNER:
         return []
     if owner is None:
         return [executions.c.owner.is_(None)]
