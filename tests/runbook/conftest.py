@@ -25,9 +25,9 @@ from watchtower.runbook.engine import CheckRunner, Engine
 from watchtower.runbook.model import Execution, ExecutionStatus
 from watchtower.runbook.parser import catalog, load
 from watchtower.runbook.store import RunbookStore
+from watchtower.runtime import build_sources
 from watchtower.sandbox.servers import MotoServer
 from watchtower.store import engine_for
-from watchtower.wiring import build_sources
 
 FUNCTION = "image-api"
 TABLE = "images"

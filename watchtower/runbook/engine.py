@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from watchtower.errors import WatchtowerError
 from watchtower.model import Alert, Result
-from watchtower.runbook.actions.base import Action, ActionContext
+from watchtower.runbook.actions.base import Action, ActionContext, CutoverPort
 from watchtower.runbook.errors import (
     ApprovalExpired,
     ExpressionError,
@@ -150,8 +150,10 @@ class Engine:
         poll_seconds: float = 0.5,
         retry_delay: float = 1.0,
         worker_id: str | None = None,
+        cutover: CutoverPort | None = None,
     ) -> None:
         self.store = store
+        self.cutover = cutover
         self.runbooks = dict(runbooks)
         self.catalog = catalog
         self.settings = settings
@@ -1227,6 +1229,7 @@ class Engine:
             settings=self.settings,
             aws=self.aws,
             redis=self.redis,
+            cutover=self.cutover,
             now=self.now(),
             execution_id=execution.id,
             step_id=step_id,
