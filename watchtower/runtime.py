@@ -237,12 +237,14 @@ def build(
         closers.append(http.clear)
         sources = build_sources(settings, make)
         checks = check_registry()
+        runs = RunbookStore(engine)
+        runs.create_schema()
         service = build_cutover(
-            settings, cutover or CutoverSettings(), engine, store, sources, make
+            settings, cutover or CutoverSettings(), engine, store, sources, make, runs=runs
         )
         runbooks = build_engine(
             settings,
-            engine,
+            runs,
             sources=sources,
             checks=checks,
             http=http,
@@ -310,8 +312,11 @@ def build_cutover(
     history: HistoryStore,
     sources: Sources,
     make_client: MakeClient,
+    *,
+    runs: RunbookStore,
 ) -> CutoverService:
-    """The cutover service over the history store's database and the checks' sources."""
+    """The cutover service over the history store's database and the checks' sources; it reads
+    the runbook engine's cutover events from `runs`."""
     store = CutoverStore(database)
     store.create_schema()
     # Clients are cheap to make and only connect when first used: a web start does not Scan.
@@ -333,14 +338,14 @@ def build_cutover(
             legacy_sql=sources.legacy_sql,
         ),
         results=history,
-        runbook_events=RunbookAuditEvents(database),
+        runbook_events=RunbookAuditEvents(database, runs),
         costs=CostExplorer(make_client("ce", region=COST_EXPLORER_REGION)),
     )
 
 
 def build_engine(
     settings: Settings,
-    database: SqlEngine,
+    store: RunbookStore,
     *,
     sources: Sources,
     checks: Mapping[str, Check],
@@ -350,8 +355,6 @@ def build_engine(
     closers: list[Callable[[], None]],
 ) -> Engine:
     """The runbook engine over the settings' runbooks directory; the scheduler starts its worker."""
-    store = RunbookStore(database)
-    store.create_schema()
     known = catalog()
     directory = Path(settings.runbooks_dir) if settings.runbooks_dir else default_dir()
     runbooks, problems = load([directory], known)

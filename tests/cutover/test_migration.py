@@ -14,8 +14,9 @@ from tests.cutover.evidence import samples, window
 from watchtower.config import Settings
 from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.markdown import migration_markdown
+from watchtower.cutover.migration import migration_report
 from watchtower.cutover.render import migration_html
-from watchtower.cutover.service import CutoverService, migration_report
+from watchtower.cutover.service import CutoverService
 from watchtower.model import Alert
 from watchtower.store import HistoryStore
 

@@ -251,6 +251,7 @@ def make_harness(moto: MotoServer, tmp_path: Path) -> Iterator[MakeHarness]:
             history,
             sources,
             lambda service, region=None: client(service),
+            runs=store,
         )
         engine = Engine(
             store=store,

@@ -233,8 +233,8 @@ def report_group() -> None:
 def migration(fmt: str, output: str | None) -> None:
     """The final migration report of Story 6.5."""
     from watchtower.cutover.markdown import migration_markdown
+    from watchtower.cutover.migration import migration_report
     from watchtower.cutover.render import migration_html
-    from watchtower.cutover.service import migration_report
 
     with _service() as service:
         doc = migration_report(service, now=_now())

@@ -583,34 +583,3 @@ def parse_moment(text: str) -> datetime:
         raise Refused(
             f"{text!r} is not a date and time (ISO 8601, e.g. 2026-06-01T10:03:27Z)"
         ) from None
-
-
-def migration_report(service: CutoverService, *, now: datetime) -> dict[str, Any]:
-    """The final migration report's document (Story 6.5), from the service's records."""
-    from watchtower.cutover import migration
-
-    windows = service.store.windows()
-    verdicts = {}
-    for window in windows:
-        verdict = service.verdict(window.id, now=now)
-        verdicts[window.id] = (verdict.state.value, verdict.headline)
-    collected = migration.collect(
-        settings=service.settings,
-        windows=windows,
-        verdicts=verdicts,
-        signoffs={
-            w.id: [
-                {"name": s.name, "role": s.role, "at": iso(s.at), "comment": s.comment}
-                for s in service.signoffs(w.id)
-            ]
-            for w in windows
-        },
-        audit=service.store.audit(),
-        metrics=service.evidence_ports.metrics,
-        results=service.results,
-        alert_log=migration.SqlAlertLog(service.store.engine),
-        costs=service.costs,
-        cost_tag=service.cutover.cost_tag,
-        now=now,
-    )
-    return migration.migration_document(collected)

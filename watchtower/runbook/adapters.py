@@ -210,8 +210,9 @@ class RunbookAuditEvents:
     """The cutover's `RunbookEvents` port: `cutover.record_event` entries of the engine's audit
     log, with who started and approved each run (read-only)."""
 
-    def __init__(self, engine: SqlEngine) -> None:
+    def __init__(self, engine: SqlEngine, runs: RunbookStore) -> None:
         self._engine = engine
+        self._runs = runs
 
     def cutover_events(self) -> list[RunbookEvent]:
         query = (
@@ -219,7 +220,7 @@ class RunbookAuditEvents:
         )
         with self._engine.connect() as conn:
             rows = list(conn.execute(query))
-        runs = RunbookStore(self._engine)
+        runs = self._runs
         out = []
         for row in rows:
             started_by, approved = "", tuple[str, ...]()
