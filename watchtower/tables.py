@@ -24,7 +24,6 @@ from watchtower.errors import StoreUnavailable
 P = ParamSpec("P")
 T = TypeVar("T")
 
-ATTEMPTS = 3
 # One advisory lock key for every store's DDL: creating tables is rare and quick.
 LOCK_KEY = zlib.crc32(b"watchtower.tables") & 0x7FFFFFFF
 
@@ -34,7 +33,9 @@ def create_tables(
 ) -> None:
     """Create the tables (all of `metadata`'s when None) that do not exist yet."""
     chosen = list(tables) if tables is not None else None
-    for attempt in range(1, ATTEMPTS + 1):
+    # A conflict means another creator made one more of these tables: one retry per table ends it.
+    attempts = len(chosen if chosen is not None else metadata.sorted_tables) + 1
+    for attempt in range(1, attempts + 1):
         try:
             with engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
@@ -44,7 +45,7 @@ def create_tables(
             return
         except DBAPIError as exc:
             # Another creator made a table between this one's look and its CREATE: look again.
-            if attempt == ATTEMPTS:
+            if attempt == attempts:
                 raise StoreUnavailable(
                     f"the {store} store's tables could not be created: {reason(exc)}"
                 ) from exc
