@@ -9,7 +9,6 @@ scheduler and the web edge read the clock; everything below takes `now`.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -17,7 +16,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -207,16 +206,6 @@ def from_environ(environ: Mapping[str, str], *, client: MakeClient | None = None
     """The Watchtower a process runs, from this environ only (ConfigError names a bad variable)."""
     settings = Settings.from_env(environ, checks=tunables())
     return build(settings, cutover=CutoverSettings.from_env(environ), client=client)
-
-
-@contextlib.contextmanager
-def running(environ: Mapping[str, str]) -> Iterator[Watchtower]:
-    """`from_environ`, closed on exit: for a command that does one thing and ends."""
-    wt = from_environ(environ)
-    try:
-        yield wt
-    finally:
-        wt.close()
 
 
 def build(
