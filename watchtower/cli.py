@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from watchtower import wiring
-from watchtower.config import Settings
 from watchtower.cutover import cli as cutover_cli
 from watchtower.errors import ConfigError
 from watchtower.model import Result, Status
@@ -27,46 +26,72 @@ from watchtower.sandbox import commands as sandbox_commands
 from watchtower.scheduler_main import scheduler as scheduler_command
 
 if TYPE_CHECKING:
+    from watchtower.cutover.service import CutoverService
+    from watchtower.runbook.engine import Engine
     from watchtower.runtime import Watchtower
 
 
+class Process:
+    """What every command receives (click's context object): the environ this process was
+    started with, and the composition root over it. A command never builds its collaborators:
+    it asks for them here, and an invalid setting ends it with exit code 2, naming the variable.
+    """
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def build(self) -> Watchtower:
+        from watchtower.runtime import from_environ
+
+        try:
+            return from_environ(self.environ)
+        except ConfigError as exc:
+            _invalid(exc)
+
+    @contextmanager
+    def watchtower(self) -> Iterator[Watchtower]:
+        wt = self.build()
+        try:
+            yield wt
+        finally:
+            wt.close()
+
+    @contextmanager
+    def runbooks(self) -> Iterator[Engine]:
+        with self.watchtower() as wt:
+            yield wt.runbooks
+
+    @contextmanager
+    def cutover(self) -> Iterator[CutoverService]:
+        with self.watchtower() as wt:
+            yield wt.cutover
+
+
+def _invalid(exc: ConfigError) -> NoReturn:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(2)
+
+
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Watchtower: probes, checks and runbooks for the image service."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-
-
-@contextmanager
-def _watchtower() -> Iterator[Watchtower]:
-    from watchtower.runtime import build
-
-    wt = build(_settings())
-    try:
-        yield wt
-    finally:
-        wt.close()
+    ctx.obj = Process(os.environ)
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--no-scheduler", is_flag=True, help="Serve only; another process schedules.")
-def serve(host: str, port: int, no_scheduler: bool) -> None:
+@click.pass_obj
+def serve(process: Process, host: str, port: int, no_scheduler: bool) -> None:
     """Serve the web app (/metrics, /healthz, /readyz) and run the scheduler."""
     from werkzeug.serving import make_server
 
-    from watchtower.runtime import build
     from watchtower.web import create_app
 
-    wt = build(_settings())
+    wt = process.build()
     scheduler = None if no_scheduler else wt.scheduler()
     server = make_server(host, port, create_app(wt, scheduler=scheduler), threaded=True)
     if scheduler is not None:
@@ -93,9 +118,10 @@ def probe() -> None:
 @probe.command("run")
 @click.argument("names", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def probe_run(names: tuple[str, ...], as_json: bool) -> None:
+@click.pass_obj
+def probe_run(process: Process, names: tuple[str, ...], as_json: bool) -> None:
     """Run probes (all when none are named) once; exit 1 on critical or unknown."""
-    with _watchtower() as wt:
+    with process.watchtower() as wt:
         chosen = _choose(names, dict(wt.probes), "probe")
         results = [r for name in chosen for r in wt.run_probe(name)]
     _report(results, as_json)
@@ -109,12 +135,15 @@ def check() -> None:
 @check.command("run")
 @click.argument("names", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def check_run(names: tuple[str, ...], as_json: bool) -> None:
+@click.pass_obj
+def check_run(process: Process, names: tuple[str, ...], as_json: bool) -> None:
     """Run checks (all when none are named) once; exit 1 on critical or unknown."""
-    with _watchtower() as wt:
+    from watchtower.runtime import api_calls
+
+    with process.watchtower() as wt:
         chosen = _choose(names, dict(wt.checks), "check")
         results = wt.run_checks(chosen)
-        calls = {api: n for api, n in wiring.api_calls(wt.sources).items() if n}
+        calls = {api: n for api, n in api_calls(wt.sources).items() if n}
     _report(results, as_json, footer=f"AWS API calls this cycle: {calls or 'none'}")
 
 

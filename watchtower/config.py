@@ -3,7 +3,8 @@
 Every check's thresholds and interval can be overridden with
 `WATCHTOWER_CHECK_<CHECK>_<THRESHOLD>` (e.g. `WATCHTOWER_CHECK_UPLOAD_SUCCESS_MIN_SUCCESS_RATIO`)
 and `WATCHTOWER_CHECK_<CHECK>_INTERVAL` (`WATCHTOWER_CHECKS_INTERVAL` sets every check's); unknown
-names fail start-up with the variable's name.
+names fail start-up with the variable's name. Which checks there are, and what each takes, is
+handed in (`checks=watchtower.checks.tunables()`): settings sit below the checks, never above.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -216,7 +217,14 @@ class Settings:
         return self.lambda_log_group or f"/aws/lambda/{self.lambda_function}"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        checks: Mapping[str, Collection[str]] | None = None,
+    ) -> Settings:
+        """The settings in `environ` (`os.environ` when None). `checks` names each check and
+        the thresholds it takes: WATCHTOWER_CHECK_* variables are refused without it."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for field_name, (variable, parse) in _VARIABLES.items():
@@ -228,7 +236,7 @@ class Settings:
         overrides: dict[str, dict[str, float]] = {}
         for variable, raw in env.items():
             if variable.startswith(CHECK_PREFIX):
-                check, key = _split_check_variable(variable)
+                check, key = _split_check_variable(variable, checks)
                 overrides.setdefault(check, {})[key] = _number(variable, raw)
         values["check_overrides"] = overrides
         return cls(**values)
@@ -245,19 +253,21 @@ def _without_password(value: Any) -> Any:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
-def _split_check_variable(variable: str) -> tuple[str, str]:
+def _split_check_variable(
+    variable: str, checks: Mapping[str, Collection[str]] | None
+) -> tuple[str, str]:
     """WATCHTOWER_CHECK_UPLOAD_SUCCESS_MIN_SUCCESS_RATIO -> (upload_success, min_success_ratio)."""
-    from watchtower.checks import registry  # the registered checks name what may be overridden
-
+    if checks is None:
+        raise ConfigError(f"{variable}: check settings are read only with the checks' catalog")
     rest = variable[len(CHECK_PREFIX) :].lower()
-    for name, check in registry().items():
+    for name in sorted(checks):
         if rest.startswith(name + "_"):
             key = rest[len(name) + 1 :]
-            if key == "interval" or key in check.defaults:
+            if key == "interval" or key in checks[name]:
                 return name, key
-            allowed = ", ".join(sorted([*check.defaults, "interval"]))
+            allowed = ", ".join(sorted([*checks[name], "interval"]))
             raise ConfigError(f"{variable}: check {name!r} has no setting {key!r} ({allowed})")
-    raise ConfigError(f"{variable}: no check is named by it (checks: {', '.join(registry())})")
+    raise ConfigError(f"{variable}: no check is named by it (checks: {', '.join(sorted(checks))})")
 
 
 _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {

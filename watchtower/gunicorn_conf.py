@@ -59,11 +59,12 @@ def on_starting(server: Any) -> None:
     naming the variable (exit 2, as the CLI), before any worker boots."""
     import sys
 
+    from watchtower.checks import tunables
     from watchtower.config import Settings
     from watchtower.errors import ConfigError
 
     try:
-        Settings.from_env()
+        Settings.from_env(checks=tunables())
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

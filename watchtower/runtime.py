@@ -1,7 +1,10 @@
-"""The running Watchtower: probes and checks, what they feed (history, metrics), and the schedule.
+"""The composition root: the one place that builds a Watchtower process from its environ.
 
-`build(settings)` wires it from settings; tests build it from their own parts. Only the scheduler
-and the web edge read the clock; everything below takes `now`.
+`from_environ(environ)` reads the settings (Watchtower's and the cutover's) from the environ it
+is given, never from `os.environ`, and `build(settings)` makes everything a process needs: the
+history store, the job lock, the AWS sources, the runbook engine, the cutover service and the
+scheduled jobs. Blueprints, actions and commands receive what they use from here. Only the
+scheduler and the web edge read the clock; everything below takes `now`.
 """
 
 from __future__ import annotations
@@ -13,27 +16,49 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import urllib3
+from sqlalchemy import Engine as SqlEngine
 
-from watchtower import wiring
+from watchtower import aws
 from watchtower.checks import registry as check_registry
+from watchtower.checks import tunables
 from watchtower.checks.base import Check, Sources
 from watchtower.checks.runner import interval_for, run_checks
 from watchtower.config import Settings
+from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.jobs import schedule_cutover
+from watchtower.cutover.ports import (
+    CloudWatchCatalog,
+    CostExplorer,
+    DynamoDbImages,
+    EvidencePorts,
+    PreflightPorts,
+)
+from watchtower.cutover.service import CutoverService
+from watchtower.cutover.store import CutoverStore
 from watchtower.metrics import Metrics
 from watchtower.model import Result
 from watchtower.probes import registry as probe_registry
 from watchtower.probes.base import Probe, ProbeContext
 from watchtower.probes.runner import run_probe
-from watchtower.runbook.adapters import build_engine
+from watchtower.runbook.adapters import PlatformQueries, RunbookAuditEvents, WatchtowerChecks
 from watchtower.runbook.engine import Engine
+from watchtower.runbook.parser import catalog, default_dir, load
+from watchtower.runbook.store import RunbookStore
 from watchtower.scheduler import JobLock, LocalJobLock, RedisJobLock, Scheduler
+from watchtower.sources import CloudWatchLogs, CloudWatchMetrics, LambdaConfig, PostgresSql
 from watchtower.store import HistoryStore, engine_for
+
+MakeClient = Callable[..., Any]  # (service, region=None) -> a boto3 client
+
+CLOUDFRONT_METRICS_REGION = "us-east-1"  # CloudFront's metrics live there, whatever the region
+COST_EXPLORER_REGION = "us-east-1"  # Cost Explorer has one endpoint
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +78,7 @@ class Watchtower:
     lock: JobLock
     http: urllib3.PoolManager
     runbooks: Engine
+    cutover: CutoverService
     clock: Callable[[], float] = time.time
     closers: list[Callable[[], None]] = field(default_factory=list)
     _unstored: deque[Result] = field(
@@ -100,10 +126,10 @@ class Watchtower:
         return self._cycle(due, now) if due else []
 
     def _cycle(self, checks: list[Check], now: float | None = None) -> list[Result]:
-        before = wiring.api_calls(self.sources)
+        before = api_calls(self.sources)
         at = datetime.fromtimestamp(now, UTC) if now is not None else self.now()
         results = run_checks(checks, settings=self.settings, sources=self.sources, now=at)
-        for api, count in wiring.api_calls(self.sources).items():
+        for api, count in api_calls(self.sources).items():
             if count > before.get(api, 0):
                 self.metrics.aws_api_calls.labels(api).inc(count - before.get(api, 0))
         self.record(results)
@@ -166,7 +192,8 @@ class Watchtower:
         scheduler.add("retention", 3600, self.prune)
         # At start-up, then hourly: the runbook worker runs (again) wherever jobs are scheduled.
         scheduler.add("runbooks", 3600, self.runbooks.start_worker, locked=False)
-        schedule_cutover(self, scheduler)  # evidence samples while a cutover window is open
+        # Evidence samples while a cutover window is open.
+        schedule_cutover(scheduler, self.cutover, self.now)
         return scheduler
 
     def close(self) -> None:
@@ -175,27 +202,49 @@ class Watchtower:
         self.closers.clear()
 
 
-def build(settings: Settings) -> Watchtower:
-    engine = engine_for(settings.database_url)
-    store = HistoryStore(engine)
-    store.create_schema()
-    closers: list[Callable[[], None]] = [engine.dispose]
-    lock: JobLock = LocalJobLock()
-    if settings.redis_url:
-        import redis
+def from_environ(environ: Mapping[str, str], *, client: MakeClient | None = None) -> Watchtower:
+    """The Watchtower a process runs, from this environ only (ConfigError names a bad variable)."""
+    settings = Settings.from_env(environ, checks=tunables())
+    return build(settings, cutover=CutoverSettings.from_env(environ), client=client)
 
-        client = redis.Redis.from_url(
-            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+
+def build(
+    settings: Settings,
+    *,
+    cutover: CutoverSettings | None = None,
+    client: MakeClient | None = None,
+) -> Watchtower:
+    """Everything a process needs, from settings; `client` makes the boto3 clients (tests)."""
+    make = client or functools.partial(aws.client, settings=settings)
+    engine = engine_for(settings.database_url)
+    closers: list[Callable[[], None]] = [engine.dispose]
+    try:
+        store = HistoryStore(engine)
+        store.create_schema()
+        lock = _job_lock(settings, closers)
+        http = urllib3.PoolManager(num_pools=4, maxsize=4)
+        closers.append(http.clear)
+        sources = build_sources(settings, make)
+        checks = check_registry()
+        runs = RunbookStore(engine)
+        runs.create_schema()
+        service = build_cutover(
+            settings, cutover or CutoverSettings(), engine, store, sources, make, runs=runs
         )
-        closers.append(client.close)
-        lock = RedisJobLock(client, owner=f"{socket.gethostname()}:{os.getpid()}")
-    http = urllib3.PoolManager(num_pools=4, maxsize=4)
-    closers.append(http.clear)
-    sources = wiring.build_sources(settings)
-    checks = check_registry()
-    runbooks = build_engine(
-        settings, engine, sources=sources, checks=checks, http=http, closers=closers
-    )
+        runbooks = build_engine(
+            settings,
+            runs,
+            sources=sources,
+            checks=checks,
+            http=http,
+            make_client=make,
+            cutover=service,
+            closers=closers,
+        )
+    except BaseException:
+        for close in reversed(closers):
+            close()
+        raise
     return Watchtower(
         settings=settings,
         store=store,
@@ -206,5 +255,148 @@ def build(settings: Settings) -> Watchtower:
         lock=lock,
         http=http,
         runbooks=runbooks,
+        cutover=service,
         closers=closers,
     )
+
+
+def _job_lock(settings: Settings, closers: list[Callable[[], None]]) -> JobLock:
+    if not settings.redis_url:
+        return LocalJobLock()
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    closers.append(client.close)
+    return RedisJobLock(client, owner=f"{socket.gethostname()}:{os.getpid()}")
+
+
+def build_sources(settings: Settings, make_client: MakeClient | None = None) -> Sources:
+    """The checks' sources (CloudWatch, Logs, Lambda, the legacy PostgreSQL) from settings."""
+    make = make_client or functools.partial(aws.client, settings=settings)
+    regions = {settings.region, CLOUDFRONT_METRICS_REGION}
+    return Sources(
+        metrics=CloudWatchMetrics({r: make("cloudwatch", region=r) for r in regions}),
+        logs=CloudWatchLogs(make("logs")),
+        functions=LambdaConfig(make("lambda")),
+        legacy_sql=PostgresSql(settings.legacy_database_url)
+        if settings.legacy_database_url
+        else None,
+    )
+
+
+def api_calls(sources: Sources) -> dict[str, int]:
+    """AWS API calls made through these sources so far, by API: a monitor should cost little."""
+    calls = {"GetMetricData": getattr(sources.metrics, "calls", 0)}
+    if sources.logs is not None:
+        calls["FilterLogEvents"] = getattr(sources.logs, "calls", 0)
+    if sources.functions is not None:
+        calls["GetFunctionConfiguration"] = getattr(sources.functions, "calls", 0)
+    return calls
+
+
+def build_cutover(
+    settings: Settings,
+    cutover: CutoverSettings,
+    database: SqlEngine,
+    history: HistoryStore,
+    sources: Sources,
+    make_client: MakeClient,
+    *,
+    runs: RunbookStore,
+) -> CutoverService:
+    """The cutover service over the history store's database and the checks' sources; it reads
+    the runbook engine's cutover events from `runs`."""
+    store = CutoverStore(database)
+    store.create_schema()
+    # Clients are cheap to make and only connect when first used: a web start does not Scan.
+    return CutoverService(
+        settings=settings,
+        cutover=cutover,
+        store=store,
+        evidence_ports=EvidencePorts(
+            metrics=sources.metrics,
+            results=history,
+            functions=sources.functions,
+            legacy_sql=sources.legacy_sql,
+            alerts=history,
+        ),
+        preflight_ports=PreflightPorts(
+            metrics=sources.metrics,
+            catalog=CloudWatchCatalog(make_client("cloudwatch")),
+            images=DynamoDbImages(make_client("dynamodb"), settings.table),
+            legacy_sql=sources.legacy_sql,
+        ),
+        results=history,
+        runbook_events=RunbookAuditEvents(database, runs),
+        costs=CostExplorer(make_client("ce", region=COST_EXPLORER_REGION)),
+    )
+
+
+def build_engine(
+    settings: Settings,
+    store: RunbookStore,
+    *,
+    sources: Sources,
+    checks: Mapping[str, Check],
+    http: urllib3.PoolManager,
+    make_client: MakeClient,
+    cutover: CutoverService,
+    closers: list[Callable[[], None]],
+) -> Engine:
+    """The runbook engine over the settings' runbooks directory; the scheduler starts its worker."""
+    known = catalog()
+    directory = Path(settings.runbooks_dir) if settings.runbooks_dir else default_dir()
+    runbooks, problems = load([directory], known)
+    engine = Engine(
+        store=store,
+        runbooks=runbooks,
+        catalog=known,
+        settings=settings,
+        checks=WatchtowerChecks(checks, settings, sources),
+        queries=PlatformQueries(
+            settings=settings,
+            sources=sources,
+            http=http,
+            prometheus_url=settings.prometheus_url,
+            legacy_database_url=settings.legacy_database_url,
+        ),
+        aws=functools.cache(lambda service: make_client(service)),
+        redis=_image_redis(settings, closers),
+        problems=problems,
+        approval_timeout=timedelta(seconds=settings.runbook_approval_timeout),
+        workers=settings.runbook_workers,
+        lease=timedelta(seconds=settings.runbook_lease_seconds),
+        cutover=cutover,
+    )
+    closers.append(engine.stop_worker)
+    return engine
+
+
+def _image_redis(settings: Settings, closers: list[Callable[[], None]]) -> Callable[[], Any] | None:
+    """The image service's Redis for the cache actions, connected on first use."""
+    if not settings.image_redis_url:
+        return None
+    url = str(settings.image_redis_url)
+    lock = threading.Lock()
+    made: list[Any] = []
+
+    def redis_client() -> Any:
+        with lock:
+            if not made:
+                import redis
+
+                made.append(
+                    redis.Redis.from_url(
+                        url, socket_timeout=5, socket_connect_timeout=2, decode_responses=True
+                    )
+                )
+            return made[0]
+
+    def close_redis() -> None:
+        with lock:
+            for made_client in made:
+                made_client.close()
+            made.clear()
+
+    closers.append(close_redis)
+    return redis_client

@@ -12,20 +12,22 @@ runs once per interval.
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from contextlib import suppress
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 from flask import Flask, current_app, jsonify
 
-from watchtower.config import Settings
-from watchtower.errors import ConfigError
-
 if TYPE_CHECKING:
     from watchtower.runtime import Watchtower
     from watchtower.scheduler import Scheduler
+
+
+class Process(Protocol):
+    """What this command receives from the command line's root (watchtower.cli.Process)."""
+
+    def build(self) -> Watchtower: ...
 
 
 @click.command()
@@ -33,18 +35,12 @@ if TYPE_CHECKING:
 @click.option(
     "--port", default=8080, show_default=True, type=int, help="/healthz, /readyz, /metrics"
 )
-def scheduler(host: str, port: int) -> None:
+@click.pass_obj
+def scheduler(process: Process, host: str, port: int) -> None:
     """Run only the scheduler (probes, checks, runbook worker, cutover sampler)."""
     from werkzeug.serving import make_server
 
-    from watchtower.runtime import build
-
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    wt = build(settings)
+    wt = process.build()
     schedule = wt.scheduler()
     server = make_server(host, port, create_app(wt, schedule), threaded=True)
     schedule.start()

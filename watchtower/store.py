@@ -1,5 +1,6 @@
 """The history store: every result, and the latest state of every alert received, through
-SQLAlchemy Core (SQLite file or PostgreSQL)."""
+SQLAlchemy Core (SQLite file or PostgreSQL). Its methods raise StoreUnavailable, never
+SQLAlchemy's errors."""
 
 from __future__ import annotations
 
@@ -29,9 +30,9 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError
 
 from watchtower.model import Alert, Result, Status, StatusCount, StepResult
+from watchtower.tables import create_tables, translated
 
 metadata = MetaData()
 
@@ -86,6 +87,9 @@ def engine_for(url: str) -> Engine:
     return engine
 
 
+STORE = "history"
+
+
 class HistoryStore:
     """Adapter over a ready SQLAlchemy engine (the caller owns it)."""
 
@@ -93,22 +97,17 @@ class HistoryStore:
         self.engine = engine
 
     def create_schema(self) -> None:
-        for attempt in range(3):
-            try:
-                metadata.create_all(self.engine)
-                return
-            except DBAPIError:
-                # Replicas starting together: another one created a table between this one's
-                # look and its CREATE. Looking again finds it.
-                if attempt == 2:
-                    raise
+        """Every table on `metadata` (the runbook and cutover tables too, once imported)."""
+        create_tables(self.engine, metadata, store=STORE)
 
+    @translated(STORE)
     def add(self, items: Iterable[Result]) -> None:
         rows = [_row(r) for r in items]
         if rows:
             with self.engine.begin() as conn:
                 conn.execute(results.insert(), rows)
 
+    @translated(STORE)
     def latest(self) -> dict[str, Result]:
         """The newest result of every probe and check."""
         newest = (
@@ -120,6 +119,7 @@ class HistoryStore:
         with self.engine.connect() as conn:
             return {row.name: _result(row) for row in conn.execute(query)}
 
+    @translated(STORE)
     def history(
         self, name: str | None = None, *, since: datetime, until: datetime | None = None
     ) -> list[Result]:
@@ -132,6 +132,7 @@ class HistoryStore:
         with self.engine.connect() as conn:
             return [_result(row) for row in conn.execute(query.order_by(results.c.observed_at))]
 
+    @translated(STORE)
     def status_counts(self, *, since: datetime, until: datetime | None = None) -> list[StatusCount]:
         """First attempts per name, UTC hour and status in [since, until), counted in SQL.
 
@@ -157,6 +158,7 @@ class HistoryStore:
                 for row in conn.execute(query)
             ]
 
+    @translated(STORE)
     def newest(self, name: str, *, count: int = 1) -> list[Result]:
         """The `count` newest results of `name`, oldest first: one index seek, whatever the size."""
         query = (
@@ -168,6 +170,7 @@ class HistoryStore:
         with self.engine.connect() as conn:
             return [_result(row) for row in conn.execute(query)][::-1]
 
+    @translated(STORE)
     def problems(
         self, name: str, *, since: datetime, until: datetime | None = None
     ) -> list[Result]:
@@ -185,6 +188,7 @@ class HistoryStore:
 
     # -- alerts ---------------------------------------------------------------------------------
 
+    @translated(STORE)
     def record_alert(self, alert: Alert, *, received_at: datetime) -> bool:
         """Keep the alert's latest state; False (nothing written) when it is older than that.
 
@@ -222,17 +226,20 @@ class HistoryStore:
             # RETURNING, not rowcount: against PostgreSQL, a skipped update still counted 1 row.
             return conn.execute(upsert.returning(alerts.c.fingerprint)).first() is not None
 
+    @translated(STORE)
     def alert(self, fingerprint: str) -> Alert | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(alerts).where(alerts.c.fingerprint == fingerprint)).first()
         return _alert(row) if row is not None else None
 
+    @translated(STORE)
     def firing_alerts(self) -> list[Alert]:
         """Every alert whose latest notification said firing, oldest first."""
         query = select(alerts).where(alerts.c.status == "firing").order_by(alerts.c.starts_at)
         with self.engine.connect() as conn:
             return [_alert(row) for row in conn.execute(query)]
 
+    @translated(STORE)
     def prune(self, *, before: datetime) -> int:
         """Delete results and resolved alerts older than `before` (retention); returns how many."""
         with self.engine.begin() as conn:
@@ -245,6 +252,7 @@ class HistoryStore:
                 ).rowcount
             )
 
+    @translated(STORE)
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(select(1))

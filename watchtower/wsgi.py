@@ -15,12 +15,14 @@ from flask import Flask
 
 
 def create_app(environ: Mapping[str, str] | None = None) -> Flask:
-    """The web app, from the environment (or `environ`); `close` it with `close_app`."""
-    from watchtower import web
-    from watchtower.config import Settings
-    from watchtower.runtime import build
+    """The web app, from `environ` (the process's environment when None) and nothing else;
+    `close` it with `close_app`."""
+    import os
 
-    return web.create_app(build(Settings.from_env(environ)), scheduler=None)
+    from watchtower import web
+    from watchtower.runtime import from_environ
+
+    return web.create_app(from_environ(os.environ if environ is None else environ), scheduler=None)
 
 
 def close_app(app: Flask) -> None:

@@ -18,8 +18,8 @@ from watchtower.checks.base import Sources
 from watchtower.checks.runner import run_checks
 from watchtower.config import Settings
 from watchtower.model import Result
+from watchtower.runtime import build_sources
 from watchtower.sandbox.servers import MotoServer
-from watchtower.wiring import build_sources
 
 FUNCTION = "image-api"
 DISTRIBUTION = "E2CHECKS0001"

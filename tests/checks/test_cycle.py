@@ -11,14 +11,14 @@ import pytest
 from tests.checks.conftest import World, run, settings_for
 from tests.checks.test_postgres_inserts import insert_rows
 from watchtower import aws
-from watchtower.checks import registry
+from watchtower.checks import registry, tunables
 from watchtower.checks.base import Sources
 from watchtower.checks.runner import params_for
 from watchtower.config import Settings
 from watchtower.model import Status
+from watchtower.runtime import api_calls, build_sources
 from watchtower.sandbox.servers import MotoServer, free_port
 from watchtower.sources import CloudWatchLogs, CloudWatchMetrics, LambdaConfig, PostgresSql
-from watchtower.wiring import api_calls, build_sources
 
 AWS_CHECKS = {
     "cloudfront_hit_rate",
@@ -197,5 +197,5 @@ def test_every_threshold_can_be_set_from_the_environment() -> None:
     for name, check in registry().items():
         for key in check.defaults:
             variable = f"WATCHTOWER_CHECK_{name.upper()}_{key.upper()}"
-            settings = Settings.from_env({variable: "7"})
+            settings = Settings.from_env({variable: "7"}, checks=tunables())
             assert params_for(check, settings)[key] == 7, variable

@@ -13,7 +13,7 @@ from watchtower.checks.gallery_cache import judge
 from watchtower.checks.runner import run_checks
 from watchtower.config import Settings
 from watchtower.model import Status
-from watchtower.wiring import build_sources
+from watchtower.runtime import build_sources
 
 PARAMS = {"window_seconds": 300, "warning_bypass_ratio": 0.01, "critical_bypass_ratio": 0.9}
 

@@ -8,8 +8,9 @@ DynamoDB table the way the image core writes them.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,9 @@ import pytest
 from image_core.legacy import SCHEMA
 from tests.checks.conftest import DISTRIBUTION, FUNCTION, World
 from watchtower.config import Settings
-from watchtower.cutover.api import standalone
 from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.service import CutoverService
+from watchtower.runtime import build
 from watchtower.sandbox.servers import MotoServer
 
 TABLE = "images"
@@ -123,9 +124,24 @@ def settings(moto: MotoServer, legacy_url: str, tmp_path: Path) -> Settings:
     )
 
 
+@contextlib.contextmanager
+def running_cutover(
+    settings: Settings,
+    *,
+    cutover: CutoverSettings | None = None,
+    client: Callable[..., Any] | None = None,
+) -> Iterator[CutoverService]:
+    """The cutover service as the composition root builds it, closed on exit."""
+    wt = build(settings, cutover=cutover or CutoverSettings(), client=client)
+    try:
+        yield wt.cutover
+    finally:
+        wt.close()
+
+
 @pytest.fixture
 def service(settings: Settings, cutover_settings: CutoverSettings) -> Iterator[CutoverService]:
-    with standalone(settings, cutover=cutover_settings) as built:
+    with running_cutover(settings, cutover=cutover_settings) as built:
         yield built
 
 

@@ -76,11 +76,11 @@ def test_status_in_every_format(env, store) -> None:
 
 
 def test_the_signed_report_verifies_and_an_edit_fails_it(env, store, tmp_path: Path) -> None:
+    from tests.cutover.conftest import running_cutover
     from watchtower.config import Settings
-    from watchtower.cutover.api import standalone
 
     settings = Settings(database_url=str(env["WATCHTOWER_DATABASE_URL"]))
-    with standalone(settings, cutover=CutoverSettings()) as service:
+    with running_cutover(settings, cutover=CutoverSettings()) as service:
         service.sign(window().id, name="O", role="Operations lead", comment="", user="o", now=AFTER)
         service.sign(
             window().id, name="A", role="Engineering lead", comment="", user="a", now=AFTER

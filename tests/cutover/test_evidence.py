@@ -10,9 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.checks.conftest import World
-from tests.cutover.conftest import Legacy
+from tests.cutover.conftest import Legacy, running_cutover
 from watchtower.config import Settings
-from watchtower.cutover.api import standalone
 from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.judge import CriterionStatus, State, slot_at
 from watchtower.cutover.model import CloseReason
@@ -127,7 +126,7 @@ def test_an_unreadable_source_is_recorded_as_such(
     settings: Settings, cutover_settings: CutoverSettings, world: World, now: datetime
 ) -> None:
     broken = replace(settings, legacy_database_url="postgresql://nobody@127.0.0.1:9/none")
-    with standalone(broken, cutover=cutover_settings) as service:
+    with running_cutover(broken, cutover=cutover_settings) as service:
         service.open_window(flipped_by="olive", at=flip_before(now), now=now, via="cli")
         sample = service.tick(now=now)
         assert sample is not None

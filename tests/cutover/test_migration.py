@@ -9,14 +9,14 @@ from datetime import datetime, timedelta
 import pytest
 
 from tests.checks.conftest import World
-from tests.cutover.conftest import post_json
+from tests.cutover.conftest import post_json, running_cutover
 from tests.cutover.evidence import samples, window
 from watchtower.config import Settings
-from watchtower.cutover.api import standalone
 from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.markdown import migration_markdown
+from watchtower.cutover.migration import migration_report
 from watchtower.cutover.render import migration_html
-from watchtower.cutover.service import CutoverService, migration_report
+from watchtower.cutover.service import CutoverService
 from watchtower.model import Alert
 from watchtower.store import HistoryStore
 
@@ -170,7 +170,7 @@ def test_without_cost_explorer_the_report_says_so(
             config=Config(connect_timeout=1, retries={"max_attempts": 1}),
         )
 
-    with standalone(settings, cutover=CutoverSettings(), client=dead_ce) as service:
+    with running_cutover(settings, cutover=CutoverSettings(), client=dead_ce) as service:
         doc = migration_report(service, now=now)
     assert doc["cost"]["available"] is False
     assert "Cost Explorer could not be read" in doc["cost"]["note"]

@@ -109,11 +109,11 @@ def test_an_unreadable_legacy_database_fails_the_gate(
 ) -> None:
     from dataclasses import replace
 
-    from watchtower.cutover.api import standalone
+    from tests.cutover.conftest import running_cutover
 
     healthy_week(world)
     broken = replace(settings, legacy_database_url="postgresql://nobody@127.0.0.1:9/none")
-    with standalone(broken, cutover=cutover_settings) as service:
+    with running_cutover(broken, cutover=cutover_settings) as service:
         result = service.preflight(now=now)
     assert not result.gate.passed
     assert "could not be reconciled: PostgreSQL could not be read" in result.gate.failures[0]
@@ -154,7 +154,9 @@ def test_an_override_is_recorded_in_the_audit_log_with_who_and_why(
 # -- the runbook action -------------------------------------------------------------------------
 
 
-def _context(settings: Settings, moto_url: str, now: datetime, records: list) -> ActionContext:
+def _context(
+    settings: Settings, moto_url: str, now: datetime, records: list, cutover: CutoverService
+) -> ActionContext:
     def aws(service: str) -> Any:
         return boto3.client(service, endpoint_url=moto_url, region_name="us-east-1")
 
@@ -162,6 +164,7 @@ def _context(settings: Settings, moto_url: str, now: datetime, records: list) ->
         settings=settings,
         aws=aws,
         redis=None,
+        cutover=cutover,
         now=now,
         execution_id="run-1",
         step_id="preflight",
@@ -182,7 +185,7 @@ def test_the_runbook_action_refuses_a_failed_gate_unless_overridden(
     same_images(images, legacy, now)
     action = registry()["cutover.preflight"]
     records: list = []
-    ctx = _context(settings, moto.url, now, records)
+    ctx = _context(settings, moto.url, now, records, service)
     assert [c.service for c in action.plan(action.validate({}), ctx)] == [
         "cloudwatch",
         "dynamodb",
@@ -218,11 +221,13 @@ def test_the_runbook_action_passes_a_healthy_week(
     legacy: Legacy,
     now: datetime,
     moto: Any,
+    service: CutoverService,
 ) -> None:
     healthy_week(world)
     same_images(images, legacy, now)
     action = registry()["cutover.preflight"]
-    outputs = action.run(action.validate({"days": 7}), _context(settings, moto.url, now, []))
+    ctx = _context(settings, moto.url, now, [], service)
+    outputs = action.run(action.validate({"days": 7}), ctx)
     assert outputs["gate"] == "passed"
     assert outputs["reconciliation"]["difference"] == 0
     assert outputs["report_url"].endswith("/cutover/preflight?days=7")

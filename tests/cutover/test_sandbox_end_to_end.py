@@ -20,10 +20,11 @@ import psycopg
 import pytest
 
 from tests.conftest import IN_CI
+from watchtower.checks import tunables
 from watchtower.config import Settings
 from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.judge import CriterionStatus, State
-from watchtower.cutover.service import CutoverService, build
+from watchtower.cutover.service import CutoverService
 from watchtower.runbook.model import ExecutionStatus
 from watchtower.runtime import Watchtower
 from watchtower.runtime import build as build_watchtower
@@ -77,7 +78,10 @@ def wt(stack: sandbox_stack.Stack, tmp_path: Path) -> Iterator[Watchtower]:
     env = demo.settings_environment(
         stack, port=free_port(), token="e2e-token", workdir=tmp_path, environ={}
     )
-    built = build_watchtower(Settings.from_env(env))
+    built = build_watchtower(
+        Settings.from_env(env, checks=tunables()),
+        cutover=CutoverSettings(sample_interval=SLOT, metrics_lag_seconds=0, grace_seconds=GRACE),
+    )
     yield built
     built.close()
 
@@ -85,9 +89,7 @@ def wt(stack: sandbox_stack.Stack, tmp_path: Path) -> Iterator[Watchtower]:
 def test_disable_dual_write_then_legacy_writes_fails_the_window_at_the_inserts_time(
     stack: sandbox_stack.Stack, wt: Watchtower
 ) -> None:
-    cutover: CutoverService = build(
-        wt, CutoverSettings(sample_interval=SLOT, metrics_lag_seconds=0, grace_seconds=GRACE)
-    )
+    cutover: CutoverService = wt.cutover
     legacy_url = stack.postgres.url  # type: ignore[union-attr]
 
     def dual_writing() -> bool:

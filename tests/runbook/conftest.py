@@ -20,14 +20,15 @@ from sqlalchemy import Engine as SqlEngine
 from tests.helpers import create_function
 from watchtower.checks import registry as check_registry
 from watchtower.config import Settings
+from watchtower.cutover.config import CutoverSettings
 from watchtower.runbook.adapters import PlatformQueries, WatchtowerChecks
 from watchtower.runbook.engine import CheckRunner, Engine
 from watchtower.runbook.model import Execution, ExecutionStatus
 from watchtower.runbook.parser import catalog, load
 from watchtower.runbook.store import RunbookStore
+from watchtower.runtime import build_cutover, build_sources
 from watchtower.sandbox.servers import MotoServer
-from watchtower.store import engine_for
-from watchtower.wiring import build_sources
+from watchtower.store import HistoryStore, engine_for
 
 FUNCTION = "image-api"
 TABLE = "images"
@@ -241,6 +242,17 @@ def make_harness(moto: MotoServer, tmp_path: Path) -> Iterator[MakeHarness]:
         client = aws_clients or functools.cache(
             lambda service: boto3.client(service, endpoint_url=moto.url, region_name="us-east-1")
         )
+        history = HistoryStore(database)
+        history.create_schema()
+        cutover = build_cutover(
+            settings,
+            CutoverSettings(),
+            database,
+            history,
+            sources,
+            lambda service, region=None: client(service),
+            runs=store,
+        )
         engine = Engine(
             store=store,
             runbooks=found,
@@ -262,6 +274,7 @@ def make_harness(moto: MotoServer, tmp_path: Path) -> Iterator[MakeHarness]:
             poll_seconds=poll_seconds,
             retry_delay=0.01,
             worker_id=worker_id,
+            cutover=cutover,
         )
         harness = Harness(
             engine=engine, store=store, clock=clock, settings=settings, database=database

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from watchtower.checks import registry
+from watchtower.checks import registry, tunables
 from watchtower.checks.lambda_cold_starts import parse_report, summarise
 from watchtower.config import Settings
 from watchtower.model import Status
@@ -298,7 +298,7 @@ def test_demo_settings_point_at_the_sandbox_whatever_the_shell_says(tmp_path: Pa
         "WATCHTOWER_USERS": "alice:admin:s3cret",
     }
     env = demo.settings_environment(stack, port=8123, token="tok", workdir=tmp_path, environ=shell)
-    settings = Settings.from_env(env)
+    settings = Settings.from_env(env, checks=tunables())
     assert settings.sandbox is True
     assert settings.aws_endpoint_url == "http://127.0.0.1:5001"
     assert settings.database_url == f"sqlite:///{tmp_path / 'watchtower.sqlite'}"

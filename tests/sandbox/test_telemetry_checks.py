@@ -12,12 +12,12 @@ from watchtower.checks import registry
 from watchtower.checks.runner import run_checks
 from watchtower.config import Settings
 from watchtower.model import Result, Status
+from watchtower.runtime import build_sources
 from watchtower.sandbox import resources
 from watchtower.sandbox.gateway import Invocation, Invocations
 from watchtower.sandbox.scenarios import SCENARIOS
 from watchtower.sandbox.servers import MotoServer
 from watchtower.sandbox.telemetry import HEALTHY, Profile, TelemetrySimulator
-from watchtower.wiring import build_sources
 
 SIMULATED_CHECKS = ("dynamodb_throttling", "lambda_cold_starts", "cloudfront_hit_rate")
 

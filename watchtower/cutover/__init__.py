@@ -8,7 +8,8 @@
                  frozen as canonical JSON with its sha256, verified on every read
 
 Modules: config, model, judge, gate, figures, canonical, document, markdown, charts (pure);
-evidence, ports, store, service, api, migration, render, jobs, cli (edges).
+evidence, ports, store, service, migration, render, jobs, cli (edges). The composition root
+(watchtower.runtime) builds the service; nothing in this package builds clients or stores.
 This package imports lazily: `watchtower.cutover.judge` alone loads no database or AWS library.
 """
 
@@ -18,11 +19,6 @@ import importlib
 from typing import Any
 
 _PUBLIC = {
-    "preflight": "watchtower.cutover.api",
-    "record_preflight": "watchtower.cutover.api",
-    "open_window": "watchtower.cutover.api",
-    "record_rollback": "watchtower.cutover.api",
-    "standalone": "watchtower.cutover.api",
     "CutoverService": "watchtower.cutover.service",
     "schedule_cutover": "watchtower.cutover.jobs",
     "CutoverSettings": "watchtower.cutover.config",

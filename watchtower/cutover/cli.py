@@ -16,18 +16,18 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
-from watchtower.config import Settings
-from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.errors import CutoverError, NoWindow
 from watchtower.cutover.markdown import STATE_LABELS, preflight_markdown, window_markdown
-from watchtower.errors import ConfigError
+
+if TYPE_CHECKING:
+    from watchtower.cutover.service import CutoverService
 
 BAD_STATES = {"failed", "not_met", "insufficient_coverage", "rolled_back", "abandoned"}
 
@@ -36,17 +36,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@contextmanager
-def _service() -> Iterator[Any]:
-    from watchtower.cutover.api import standalone
+class Process(Protocol):
+    """What these commands receive from the command line's root (watchtower.cli.Process): the
+    service, built by the composition root from this process's environ (exit 2 when invalid)."""
 
-    try:
-        settings = Settings.from_env()
-        cutover_settings = CutoverSettings.from_env()
-    except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    with standalone(settings, cutover=cutover_settings) as service:
+    def cutover(self) -> AbstractContextManager[CutoverService]: ...
+
+
+@contextmanager
+def _service() -> Iterator[CutoverService]:
+    process: Process = click.get_current_context().obj
+    with process.cutover() as service:
         try:
             yield service
         except CutoverError as exc:
@@ -233,8 +233,8 @@ def report_group() -> None:
 def migration(fmt: str, output: str | None) -> None:
     """The final migration report of Story 6.5."""
     from watchtower.cutover.markdown import migration_markdown
+    from watchtower.cutover.migration import migration_report
     from watchtower.cutover.render import migration_html
-    from watchtower.cutover.service import migration_report
 
     with _service() as service:
         doc = migration_report(service, now=_now())

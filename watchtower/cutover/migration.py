@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Engine, select
 
@@ -30,6 +30,9 @@ from watchtower.cutover.model import LATENCY_THRESHOLDS_MS, AuditEntry, Window, 
 from watchtower.cutover.ports import CostRow, CostSource, ResultHistory
 from watchtower.errors import SourceError
 from watchtower.model import Status
+
+if TYPE_CHECKING:
+    from watchtower.cutover.service import CutoverService
 
 PERIOD_DAYS = 7
 COST_MONTHS = 3  # months before the flip's month, with it and after it up to today
@@ -533,3 +536,32 @@ def key_metric_text(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         + (f" ({r['change']})" if r["change"] else "")
         for r in rows
     ]
+
+
+def migration_report(service: CutoverService, *, now: datetime) -> dict[str, Any]:
+    """The final migration report's document (Story 6.5), from the service's records."""
+    windows = service.store.windows()
+    verdicts = {}
+    for window in windows:
+        verdict = service.verdict(window.id, now=now)
+        verdicts[window.id] = (verdict.state.value, verdict.headline)
+    collected = collect(
+        settings=service.settings,
+        windows=windows,
+        verdicts=verdicts,
+        signoffs={
+            w.id: [
+                {"name": s.name, "role": s.role, "at": iso(s.at), "comment": s.comment}
+                for s in service.signoffs(w.id)
+            ]
+            for w in windows
+        },
+        audit=service.store.audit(),
+        metrics=service.evidence_ports.metrics,
+        results=service.results,
+        alert_log=SqlAlertLog(service.store.engine),
+        costs=service.costs,
+        cost_tag=service.cutover.cost_tag,
+        now=now,
+    )
+    return migration_document(collected)

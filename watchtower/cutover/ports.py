@@ -3,20 +3,19 @@
 The evidence sampler also reads through the checks' ports (`watchtower.checks.base`: metrics,
 Lambda configuration, SQL) and the history store (probe results, alerts). Every adapter takes a
 ready client and translates its library's errors into SourceError naming what could not be read.
+The runbook engine's audit log is read through `RunbookEvents`, implemented in
+`watchtower.runbook.adapters` (the runbook package depends on this one, never the other way).
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from watchtower.checks.base import FunctionConfigSource, MetricSource, SqlSource
-from watchtower.config import Settings
 from watchtower.errors import SourceError
 from watchtower.model import Alert, Result
 
@@ -202,30 +201,6 @@ def _cost_row(item: dict[str, Any]) -> CostRow:
     )
 
 
-class Adapters:
-    """The cutover's own AWS adapters, built from settings on first use (a Scan client is not
-    needed to serve /cutover, so an app start does not pay for it)."""
-
-    def __init__(self, settings: Settings, make_client: Callable[..., Any] | None = None) -> None:
-        from watchtower import aws
-
-        self._settings = settings
-        self._client = make_client or functools.partial(aws.client, settings=settings)
-
-    @functools.cached_property
-    def images(self) -> ImageCounter:
-        return DynamoDbImages(self._client("dynamodb"), self._settings.table)
-
-    @functools.cached_property
-    def catalog(self) -> MetricCatalog:
-        return CloudWatchCatalog(self._client("cloudwatch"))
-
-    @functools.cached_property
-    def costs(self) -> CostSource:
-        # Cost Explorer has one endpoint, in us-east-1.
-        return CostExplorer(self._client("ce", region="us-east-1"))
-
-
 # -- the runbook engine's cutover events ----------------------------------------------------------
 
 RUNBOOK_EVENTS = ("cutover.window_started", "cutover.rolled_back")
@@ -263,52 +238,3 @@ def parse_event_comment(comment: str) -> dict[str, str]:
         if sep:
             detail[key.strip()] = value.strip()
     return detail
-
-
-class RunbookAuditEvents:
-    """Reads `cutover.record_event` entries from the runbook engine's audit log (read-only)."""
-
-    def __init__(self, engine: Any) -> None:
-        self._engine = engine
-
-    def cutover_events(self) -> list[RunbookEvent]:
-        from sqlalchemy import select
-
-        from watchtower.runbook.errors import ExecutionNotFound
-        from watchtower.runbook.store import RunbookStore, audit_log
-
-        query = (
-            select(audit_log).where(audit_log.c.action.in_(RUNBOOK_EVENTS)).order_by(audit_log.c.id)
-        )
-        with self._engine.connect() as conn:
-            rows = list(conn.execute(query))
-        runs = RunbookStore(self._engine)
-        out = []
-        for row in rows:
-            started_by, approved = "", tuple[str, ...]()
-            try:
-                execution = runs.get(row.execution_id)
-                started_by = execution.started_by
-                approved = tuple(
-                    s.approval.decided_by
-                    for s in execution.steps
-                    if s.approval is not None
-                    and s.approval.decision == "approved"
-                    and s.approval.decided_by
-                )
-            except ExecutionNotFound:
-                pass
-            at = row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=UTC)
-            out.append(
-                RunbookEvent(
-                    id=row.id,
-                    at=at,
-                    kind=row.action.removeprefix("cutover."),
-                    execution_id=row.execution_id,
-                    runbook_id=row.runbook_id,
-                    detail=parse_event_comment(row.comment or ""),
-                    started_by=started_by,
-                    approved_by=approved,
-                )
-            )
-        return out

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from watchtower.config import Settings
 from watchtower.cutover import evidence
@@ -33,18 +33,14 @@ from watchtower.cutover.model import (
     parse_iso,
 )
 from watchtower.cutover.ports import (
-    Adapters,
+    CostSource,
     EvidencePorts,
     PreflightPorts,
     ResultHistory,
-    RunbookAuditEvents,
     RunbookEvent,
     RunbookEvents,
 )
 from watchtower.cutover.store import CutoverStore
-
-if TYPE_CHECKING:
-    from watchtower.runtime import Watchtower
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +102,7 @@ class CutoverService:
         preflight_ports: PreflightPorts,
         results: ResultHistory,
         runbook_events: RunbookEvents | None = None,
-        adapters: Adapters | None = None,
+        costs: CostSource | None = None,
     ) -> None:
         self.settings = settings
         self.cutover = cutover
@@ -115,7 +111,7 @@ class CutoverService:
         self.preflight_ports = preflight_ports
         self.results = results
         self.runbook_events = runbook_events
-        self.adapters = adapters
+        self.costs = costs
 
     # -- the window -----------------------------------------------------------------------------
 
@@ -587,74 +583,3 @@ def parse_moment(text: str) -> datetime:
         raise Refused(
             f"{text!r} is not a date and time (ISO 8601, e.g. 2026-06-01T10:03:27Z)"
         ) from None
-
-
-def build(wt: Watchtower, cutover: CutoverSettings | None = None) -> CutoverService:
-    """The service over a running Watchtower's store and sources (and the cutover's adapters)."""
-    cutover = cutover or CutoverSettings.from_env()
-    store = CutoverStore(wt.store.engine)
-    store.create_schema()
-    adapters = Adapters(wt.settings)
-    return CutoverService(
-        settings=wt.settings,
-        cutover=cutover,
-        store=store,
-        evidence_ports=EvidencePorts(
-            metrics=wt.sources.metrics,
-            results=wt.store,
-            functions=wt.sources.functions,
-            legacy_sql=wt.sources.legacy_sql,
-            alerts=wt.store,
-        ),
-        preflight_ports=PreflightPorts(
-            metrics=wt.sources.metrics,
-            catalog=_Lazy(adapters, "catalog"),
-            images=_Lazy(adapters, "images"),
-            legacy_sql=wt.sources.legacy_sql,
-        ),
-        results=wt.store,
-        runbook_events=RunbookAuditEvents(wt.store.engine),
-        adapters=adapters,
-    )
-
-
-class _Lazy:
-    """Forwards calls to one of the adapters, building it on first use."""
-
-    def __init__(self, adapters: Adapters, name: str) -> None:
-        self._adapters = adapters
-        self._name = name
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(getattr(self._adapters, self._name), attr)
-
-
-def migration_report(service: CutoverService, *, now: datetime) -> dict[str, Any]:
-    """The final migration report's document (Story 6.5), from the service's records."""
-    from watchtower.cutover import migration
-
-    windows = service.store.windows()
-    verdicts = {}
-    for window in windows:
-        verdict = service.verdict(window.id, now=now)
-        verdicts[window.id] = (verdict.state.value, verdict.headline)
-    collected = migration.collect(
-        settings=service.settings,
-        windows=windows,
-        verdicts=verdicts,
-        signoffs={
-            w.id: [
-                {"name": s.name, "role": s.role, "at": iso(s.at), "comment": s.comment}
-                for s in service.signoffs(w.id)
-            ]
-            for w in windows
-        },
-        audit=service.store.audit(),
-        metrics=service.evidence_ports.metrics,
-        results=service.results,
-        alert_log=migration.SqlAlertLog(service.store.engine),
-        costs=service.adapters.costs if service.adapters is not None else None,
-        cost_tag=service.cutover.cost_tag,
-        now=now,
-    )
-    return migration.migration_document(collected)

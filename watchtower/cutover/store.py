@@ -6,7 +6,8 @@
     cutover_reports   the frozen report of a signed window: canonical JSON and its sha256
 
 Only inserts touch the audit log; its `prev_hash` is unique, so two replicas appending at once
-cannot both extend the same entry (the loser retries on the new head).
+cannot both extend the same entry (the loser retries on the new head). Methods raise
+StoreUnavailable when the database fails, never SQLAlchemy's errors.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError
 
 from watchtower.cutover.canonical import GENESIS, entry_hash
 from watchtower.cutover.errors import NoWindow, Refused
@@ -44,6 +45,7 @@ from watchtower.cutover.model import (
     Window,
 )
 from watchtower.store import metadata
+from watchtower.tables import create_tables, translated
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,7 @@ reports = Table(
 )
 
 TABLES = (windows, samples, audit, reports)
+STORE = "cutover"
 
 
 class CutoverStore:
@@ -113,14 +116,11 @@ class CutoverStore:
         self.engine = engine
 
     def create_schema(self) -> None:
-        try:
-            metadata.create_all(self.engine, tables=list(TABLES))
-        except (OperationalError, ProgrammingError, IntegrityError):
-            # Another replica created them at the same moment: check again, then trust it.
-            metadata.create_all(self.engine, tables=list(TABLES))
+        create_tables(self.engine, metadata, TABLES, store=STORE)
 
     # -- windows --------------------------------------------------------------------------------
 
+    @translated(STORE)
     def add_window(self, window: Window) -> None:
         """Store a new window; refused while another one is open."""
         with self.engine.begin() as conn:
@@ -135,12 +135,14 @@ class CutoverStore:
                 )
             conn.execute(windows.insert().values(_window_row(window)))
 
+    @translated(STORE)
     def windows(self) -> list[Window]:
         """Every window, newest first."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(windows).order_by(windows.c.opened_at.desc()))
             return [_window(row) for row in rows]
 
+    @translated(STORE)
     def window(self, window_id: str) -> Window:
         with self.engine.connect() as conn:
             row = conn.execute(select(windows).where(windows.c.id == window_id)).first()
@@ -148,17 +150,20 @@ class CutoverStore:
             raise NoWindow(f"no cutover window {window_id!r}")
         return _window(row)
 
+    @translated(STORE)
     def open_window(self) -> Window | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(windows).where(windows.c.closed_at.is_(None))).first()
         return _window(row) if row is not None else None
 
+    @translated(STORE)
     def set_baseline(self, window_id: str, baseline: Baseline) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 update(windows).where(windows.c.id == window_id).values(baseline=baseline.as_json())
             )
 
+    @translated(STORE)
     def close(
         self, window_id: str, *, reason: CloseReason, by: str, at: datetime, comment: str
     ) -> None:
@@ -178,6 +183,7 @@ class CutoverStore:
 
     # -- samples --------------------------------------------------------------------------------
 
+    @translated(STORE)
     def add_sample(self, sample: Sample) -> bool:
         """False when the slot already has its sample (another replica took it)."""
         row = {
@@ -195,6 +201,7 @@ class CutoverStore:
             return False
         return True
 
+    @translated(STORE)
     def has_sample(self, window_id: str, at: datetime) -> bool:
         with self.engine.connect() as conn:
             return (
@@ -206,6 +213,7 @@ class CutoverStore:
                 is not None
             )
 
+    @translated(STORE)
     def samples(self, window_id: str) -> list[Sample]:
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -225,6 +233,7 @@ class CutoverStore:
 
     # -- the audit log --------------------------------------------------------------------------
 
+    @translated(STORE)
     def append(
         self,
         *,
@@ -277,6 +286,7 @@ class CutoverStore:
             )
         raise RuntimeError("could not append to the cutover audit log after 5 attempts")
 
+    @translated(STORE)
     def audit(self, window_id: str | None = None) -> list[AuditEntry]:
         """The audit log, oldest first: all of it, or one window's entries."""
         query = select(audit).order_by(audit.c.id)
@@ -299,6 +309,7 @@ class CutoverStore:
 
     # -- frozen reports -------------------------------------------------------------------------
 
+    @translated(STORE)
     def freeze(self, report: StoredReport) -> None:
         try:
             with self.engine.begin() as conn:
@@ -313,6 +324,7 @@ class CutoverStore:
         except IntegrityError:
             raise Refused(f"the report of window {report.window_id!r} is frozen already") from None
 
+    @translated(STORE)
     def report(self, window_id: str) -> StoredReport | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(reports).where(reports.c.window_id == window_id)).first()

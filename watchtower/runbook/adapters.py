@@ -1,5 +1,6 @@
 """The engine's ports, implemented over Watchtower's checks and sources, Prometheus' HTTP API and
-the legacy PostgreSQL; and `build_engine`, which wires an Engine from settings.
+the legacy PostgreSQL; and the cutover's reader of the engine's audit log. The composition root
+(watchtower.runtime) builds them.
 
 Each adapter translates its library's errors into SourceError with a message that names what
 could not be read.
@@ -7,28 +8,25 @@ could not be read.
 
 from __future__ import annotations
 
-import functools
 import json
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import urllib3
 from sqlalchemy import Engine as SqlEngine
+from sqlalchemy import select
 
-from watchtower import aws
 from watchtower.checks.base import Check, MetricQuery, Sources
 from watchtower.checks.runner import run_checks
 from watchtower.config import Settings
+from watchtower.cutover.ports import RUNBOOK_EVENTS, RunbookEvent, parse_event_comment
 from watchtower.errors import SourceError
 from watchtower.model import Result
-from watchtower.runbook.engine import Engine
-from watchtower.runbook.parser import catalog, default_dir, load
-from watchtower.runbook.store import RunbookStore
+from watchtower.runbook.errors import ExecutionNotFound
+from watchtower.runbook.store import RunbookStore, audit_log
 
 MAX_ROWS = 100
 MAX_MESSAGES = 50
@@ -208,73 +206,47 @@ def _cell(value: Any) -> Any:
     return str(value)
 
 
-def build_engine(
-    settings: Settings,
-    database: SqlEngine,
-    *,
-    sources: Sources,
-    checks: Mapping[str, Check],
-    http: urllib3.PoolManager,
-    closers: list[Callable[[], None]],
-) -> Engine:
-    """The engine over the settings' runbooks directory; its worker is started by the caller."""
-    store = RunbookStore(database)
-    store.create_schema()
-    known = catalog()
-    directory = Path(settings.runbooks_dir) if settings.runbooks_dir else default_dir()
-    runbooks, problems = load([directory], known)
+class RunbookAuditEvents:
+    """The cutover's `RunbookEvents` port: `cutover.record_event` entries of the engine's audit
+    log, with who started and approved each run (read-only)."""
 
-    @functools.cache
-    def client(service: str) -> Any:
-        return aws.client(service, settings)
+    def __init__(self, engine: SqlEngine, runs: RunbookStore) -> None:
+        self._engine = engine
+        self._runs = runs
 
-    redis_client: Callable[[], Any] | None = None
-    if settings.image_redis_url:
-        lock = threading.Lock()
-        made: list[Any] = []
-
-        def redis_client() -> Any:
-            with lock:
-                if not made:
-                    import redis
-
-                    made.append(
-                        redis.Redis.from_url(
-                            str(settings.image_redis_url),
-                            socket_timeout=5,
-                            socket_connect_timeout=2,
-                            decode_responses=True,
-                        )
-                    )
-                return made[0]
-
-        def close_redis() -> None:
-            with lock:
-                for made_client in made:
-                    made_client.close()
-                made.clear()
-
-        closers.append(close_redis)
-
-    engine = Engine(
-        store=store,
-        runbooks=runbooks,
-        catalog=known,
-        settings=settings,
-        checks=WatchtowerChecks(checks, settings, sources),
-        queries=PlatformQueries(
-            settings=settings,
-            sources=sources,
-            http=http,
-            prometheus_url=settings.prometheus_url,
-            legacy_database_url=settings.legacy_database_url,
-        ),
-        aws=client,
-        redis=redis_client,
-        problems=problems,
-        approval_timeout=timedelta(seconds=settings.runbook_approval_timeout),
-        workers=settings.runbook_workers,
-        lease=timedelta(seconds=settings.runbook_lease_seconds),
-    )
-    closers.append(engine.stop_worker)
-    return engine
+    def cutover_events(self) -> list[RunbookEvent]:
+        query = (
+            select(audit_log).where(audit_log.c.action.in_(RUNBOOK_EVENTS)).order_by(audit_log.c.id)
+        )
+        with self._engine.connect() as conn:
+            rows = list(conn.execute(query))
+        runs = self._runs
+        out = []
+        for row in rows:
+            started_by, approved = "", tuple[str, ...]()
+            try:
+                execution = runs.get(row.execution_id)
+                started_by = execution.started_by
+                approved = tuple(
+                    s.approval.decided_by
+                    for s in execution.steps
+                    if s.approval is not None
+                    and s.approval.decision == "approved"
+                    and s.approval.decided_by
+                )
+            except ExecutionNotFound:
+                pass
+            at = row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=UTC)
+            out.append(
+                RunbookEvent(
+                    id=row.id,
+                    at=at,
+                    kind=row.action.removeprefix("cutover."),
+                    execution_id=row.execution_id,
+                    runbook_id=row.runbook_id,
+                    detail=parse_event_comment(row.comment or ""),
+                    started_by=started_by,
+                    approved_by=approved,
+                )
+            )
+        return out

@@ -13,9 +13,9 @@ import getpass
 import json
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
@@ -23,7 +23,15 @@ from watchtower.runbook.errors import ParamError, Refused, RunbookError
 from watchtower.runbook.model import Execution, ExecutionStatus, StepRun, StepStatus
 
 if TYPE_CHECKING:
-    from watchtower.runtime import Watchtower
+    from watchtower.runbook.engine import Engine
+
+
+class Process(Protocol):
+    """What these commands receive from the command line's root (watchtower.cli.Process)."""
+
+    environ: Mapping[str, str]
+
+    def runbooks(self) -> AbstractContextManager[Engine]: ...
 
 
 @click.group("runbooks")
@@ -33,11 +41,12 @@ def runbooks() -> None:
 
 @runbooks.command("validate")
 @click.argument("paths", nargs=-1, type=click.Path())
-def validate(paths: tuple[str, ...]) -> None:
+@click.pass_obj
+def validate(process: Process, paths: tuple[str, ...]) -> None:
     """Check runbook files (default: the runbooks directory); print `file:line: problem`."""
     from watchtower.runbook.parser import catalog, default_dir, load, runbook_files
 
-    targets: list[Any] = list(paths) or [_runbooks_dir() or default_dir()]
+    targets: list[Any] = list(paths) or [_runbooks_dir(process.environ) or default_dir()]
     files = runbook_files(targets)
     found, problems = load(files, catalog())
     for problem in problems:
@@ -51,12 +60,13 @@ def validate(paths: tuple[str, ...]) -> None:
     click.echo(f"{len(found)} runbooks, no problems", err=True)
 
 
-def _runbooks_dir() -> str | None:
+def _runbooks_dir(environ: Mapping[str, str]) -> str | None:
+    from watchtower.checks import tunables
     from watchtower.config import Settings
     from watchtower.errors import ConfigError
 
     try:
-        return Settings.from_env().runbooks_dir
+        return Settings.from_env(environ, checks=tunables()).runbooks_dir
     except ConfigError:
         return None
 
@@ -72,7 +82,9 @@ def runbook() -> None:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="A parameter.")
 @click.option("--as", "started_by", default=None, help="Who starts it (default: your login).")
 @click.option("--json", "as_json", is_flag=True, help="Print the execution as JSON at the end.")
+@click.pass_obj
 def run(
+    process: Process,
     runbook_id: str,
     dry_run: bool,
     params: tuple[str, ...],
@@ -87,15 +99,14 @@ def run(
             raise click.UsageError(f"--param {item!r}: use NAME=VALUE")
         values[name.strip()] = value
     who = started_by or f"{getpass.getuser()}@terminal"
-    with _watchtower() as wt:
-        engine = wt.runbooks
+    with process.runbooks() as engine:
         try:
             execution_id = engine.start(runbook_id, params=values, started_by=who, dry_run=dry_run)
         except (ParamError, RunbookError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         click.echo(f"execution {execution_id} of {runbook_id}{' (dry run)' if dry_run else ''}")
-        execution = _drive(wt, execution_id, who)
+        execution = _drive(engine, execution_id, who)
     if as_json:
         from watchtower.runbook.model import execution_json
 
@@ -104,20 +115,7 @@ def run(
     sys.exit(0 if execution.status is ExecutionStatus.SUCCEEDED else 1)
 
 
-@contextmanager
-def _watchtower() -> Iterator[Watchtower]:
-    from watchtower.cli import _settings
-    from watchtower.runtime import build
-
-    wt = build(_settings())
-    try:
-        yield wt
-    finally:
-        wt.close()
-
-
-def _drive(wt: Watchtower, execution_id: str, who: str) -> Execution:
-    engine = wt.runbooks
+def _drive(engine: Engine, execution_id: str, who: str) -> Execution:
     shown: set[str] = set()
     said = ""
     try:
@@ -131,7 +129,7 @@ def _drive(wt: Watchtower, execution_id: str, who: str) -> Execution:
             if execution.status.final:
                 return execution
             if execution.status is ExecutionStatus.WAITING:
-                _decide(wt, execution, who)
+                _decide(engine, execution, who)
                 continue
             if execution.reason and execution.reason != said:
                 click.echo(f"  … {execution.reason}")
@@ -170,8 +168,7 @@ def _can_ask() -> bool:
     return sys.stdin.isatty()
 
 
-def _decide(wt: Watchtower, execution: Execution, who: str) -> None:
-    engine = wt.runbooks
+def _decide(engine: Engine, execution: Execution, who: str) -> None:
     step = execution.waiting_step
     assert step is not None
     manual = step.kind == "manual"

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from watchtower.model import Alert
 from watchtower.runbook import machine, scope
+from watchtower.runbook.actions.base import CutoverPort
 from watchtower.runbook.errors import ExpressionError, ParamError, Refused, UnknownRunbook
 from watchtower.runbook.machine import (
     ALERTMANAGER,
@@ -95,8 +96,10 @@ class Engine:
         poll_seconds: float = 0.5,
         retry_delay: float = 1.0,
         worker_id: str | None = None,
+        cutover: CutoverPort | None = None,
     ) -> None:
         self.store = store
+        self.cutover = cutover
         self.runbooks = dict(runbooks)
         self.catalog = catalog
         self.settings = settings
@@ -125,6 +128,7 @@ class Engine:
             audit=store.audit,
             stopping=stopping,
             approval_timeout=approval_timeout,
+            cutover=cutover,
             retry_delay=retry_delay,
         )
         self.worker = Worker(

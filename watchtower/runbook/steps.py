@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from watchtower.errors import WatchtowerError
 from watchtower.model import Result
 from watchtower.runbook import machine, scope
-from watchtower.runbook.actions.base import Action, ActionContext
+from watchtower.runbook.actions.base import Action, ActionContext, CutoverPort
 from watchtower.runbook.errors import ExpressionError, ParamError, RunbookError
 from watchtower.runbook.expressions import evaluate, render
 from watchtower.runbook.machine import SYSTEM, Outcome, Transition
@@ -73,6 +73,7 @@ class StepRunner:
     stopping: threading.Event
     approval_timeout: timedelta = timedelta(hours=1)
     retry_delay: float = 1.0
+    cutover: CutoverPort | None = None  # the cutover service, for actions that record events
 
     def __post_init__(self) -> None:
         self.verifier = Verifier(self.catalog, self.checks, self.clock, self.context)
@@ -326,6 +327,7 @@ class StepRunner:
             settings=self.settings,
             aws=self.aws,
             redis=self.redis,
+            cutover=self.cutover,
             now=self.clock(),
             execution_id=execution.id,
             step_id=step_id,

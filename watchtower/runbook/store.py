@@ -35,8 +35,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from watchtower import tables
 from watchtower.errors import StoreUnavailable
 from watchtower.runbook.errors import ExecutionNotFound
 from watchtower.runbook.model import (
@@ -146,16 +147,7 @@ class RunbookStore:
         self.engine = engine
 
     def create_schema(self) -> None:
-        with _guard("create the schema"):
-            for attempt in range(3):
-                try:
-                    metadata.create_all(self.engine)
-                    return
-                except DBAPIError:
-                    # Replicas starting together: another one created a table between this
-                    # one's look and its CREATE. Looking again finds it.
-                    if attempt == 2:
-                        raise
+        tables.create_tables(self.engine, metadata, store="runbook")
 
     # -- executions -------------------------------------------------------------------------------
 

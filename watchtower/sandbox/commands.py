@@ -231,7 +231,9 @@ def _run(options: dict[str, Any], *, watchtower_port: int | None) -> None:
 
 
 def _start_watchtower(sandbox_demo: Any, stack: sandbox_stack.Stack, port: int) -> tuple[Any, Any]:
+    from watchtower.checks import tunables
     from watchtower.config import Settings
+    from watchtower.cutover.config import CutoverSettings
     from watchtower.errors import ConfigError
 
     sandbox_demo.use_sandbox_credentials()
@@ -240,10 +242,11 @@ def _start_watchtower(sandbox_demo: Any, stack: sandbox_stack.Stack, port: int) 
         stack, port=port, token=token, workdir=stack.workdir, environ=os.environ
     )
     try:
-        settings = Settings.from_env(environment)
+        settings = Settings.from_env(environment, checks=tunables())
+        cutover = CutoverSettings.from_env(environment)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    running = sandbox_demo.serve(stack, settings, port=port)
+    running = sandbox_demo.serve(stack, settings, port=port, cutover=cutover)
     state_file = sandbox_demo.write_state(
         port, {"url": running.url, "token": token, "pid": os.getpid()}
     )

@@ -27,6 +27,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from watchtower.checks import registry
 from watchtower.config import Settings
+from watchtower.cutover.config import CutoverSettings
 from watchtower.errors import ScenarioUnavailable
 from watchtower.runtime import Watchtower, build
 from watchtower.sandbox.resources import SANDBOX_CREDENTIALS
@@ -149,9 +150,11 @@ class RunningWatchtower:
         self.watchtower.close()
 
 
-def serve(stack: Stack, settings: Settings, *, port: int) -> RunningWatchtower:
+def serve(
+    stack: Stack, settings: Settings, *, port: int, cutover: CutoverSettings | None = None
+) -> RunningWatchtower:
     """Watchtower's web app and scheduler in this process, as `watchtower serve` runs them."""
-    wt = build(settings)
+    wt = build(settings, cutover=cutover)
     scheduler = wt.scheduler()
     app = create_app(wt, scheduler=scheduler)
     app.extensions[EXTENSION] = SandboxControl(stack)

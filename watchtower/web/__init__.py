@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Flask, current_app, jsonify, redirect, url_for
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.exc import SQLAlchemyError
 
+from watchtower.errors import StoreUnavailable
 from watchtower.model import Result
 from watchtower.runtime import Watchtower
 from watchtower.scheduler import Scheduler
@@ -25,8 +25,9 @@ def create_app(watchtower: Watchtower, *, scheduler: Scheduler | None = None) ->
     app.extensions["watchtower"] = watchtower
     auth.init_app(app, watchtower.settings)
     app.after_request(_security_headers)
-    app.register_error_handler(SQLAlchemyError, _store_unreachable)
+    app.register_error_handler(StoreUnavailable, _store_unreachable)
     app.extensions["watchtower.scheduler"] = scheduler
+    app.extensions[cutover.EXTENSION] = watchtower.cutover
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.add_url_rule("/metrics", view_func=metrics)
     app.add_url_rule("/healthz", view_func=healthz)
@@ -63,9 +64,9 @@ def metrics() -> Any:
     )
 
 
-def _store_unreachable(exc: SQLAlchemyError) -> Any:
-    """The history store is down: say so (503, retry), never a bare 500."""
-    current_app.logger.warning("history store unreachable: %s", type(exc).__name__)
+def _store_unreachable(exc: StoreUnavailable) -> Any:
+    """A store is down: say so (503, retry), never a bare 500. The one place it is mapped."""
+    current_app.logger.warning("store unreachable: %s", exc)
     response = jsonify(
         {
             "error": {

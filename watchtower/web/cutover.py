@@ -20,9 +20,7 @@ from flask import (
     request,
     url_for,
 )
-from flask.sansio.blueprints import BlueprintSetupState
 
-from watchtower.cutover import service as cutover_service
 from watchtower.cutover.errors import NoWindow, Refused
 from watchtower.cutover.markdown import preflight_markdown, window_markdown
 from watchtower.cutover.model import CloseReason, iso
@@ -36,12 +34,6 @@ REFRESH_SECONDS = 60
 FORMATS = ("html", "md", "json")
 
 bp = Blueprint("cutover", __name__)
-
-
-@bp.record_once
-def _set_up(state: BlueprintSetupState) -> None:
-    wt: Watchtower = state.app.extensions["watchtower"]
-    state.app.extensions[EXTENSION] = cutover_service.build(wt)
 
 
 def _service() -> CutoverService:

@@ -4,8 +4,9 @@ An action is one class in one module of this package, decorated with `@register`
 inputs (validated before anything runs), says whether it changes anything (`mutating`: a dry-run
 only plans it, and it is never retried or resumed after a restart) and whether it needs a
 person's approval unless the route allows automation (`gated`). `plan` returns the exact calls it
-would make; `run` makes them. Adapters (boto3, redis) are reached through the context, which the
-runtime builds from settings and tests build from their own clients.
+would make; `run` makes them. Adapters (boto3, redis) and the cutover service are reached
+through the context, which the engine fills from what the composition root handed it; tests
+build it from their own.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from watchtower.registry import Registry
 from watchtower.runbook.errors import ParamError
@@ -23,11 +24,28 @@ if TYPE_CHECKING:
     from watchtower.config import Settings
 
 
+class CutoverPort(Protocol):
+    """What the cutover actions use of the cutover service (watchtower.cutover.service)."""
+
+    def preflight(self, *, now: datetime, days: int | None = None) -> Any: ...
+
+    def record_preflight(
+        self,
+        preflight: Any,
+        *,
+        actor: str,
+        now: datetime,
+        override: Any = None,
+        execution_id: str | None = None,
+    ) -> Any: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class ActionContext:
     settings: Settings
     aws: Callable[[str], Any]  # service name -> a boto3 client (watchtower.aws builds them)
     redis: Callable[[], Any] | None  # the image service's Redis, when one is configured
+    cutover: CutoverPort | None = None  # the running Watchtower's cutover service
     now: datetime
     execution_id: str
     step_id: str

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from watchtower.cutover.gate import Override
 from watchtower.runbook.actions.base import Action, ActionContext, register
-from watchtower.runbook.errors import ActionError
+from watchtower.runbook.errors import ActionError, ParamError
 from watchtower.runbook.model import ApiCall, Param
 
 PERSON = r"[^\x00-\x1f]{1,200}"
@@ -36,8 +37,6 @@ class CutoverPreflight(Action):
     )
 
     def check(self, values: dict[str, Any]) -> None:
-        from watchtower.runbook.errors import ParamError
-
         if bool((values.get("override_by") or "").strip()) != bool(
             (values.get("override_reason") or "").strip()
         ):
@@ -70,24 +69,23 @@ class CutoverPreflight(Action):
         ]
 
     def run(self, values: Mapping[str, Any], ctx: ActionContext) -> dict[str, Any]:
-        from watchtower.cutover import api
-        from watchtower.cutover.gate import Override
-
+        service = ctx.cutover
+        if service is None:
+            raise ActionError("the cutover service is not available to this run")
         override = (
             Override(by=values["override_by"], reason=values["override_reason"])
             if (values.get("override_by") or "").strip()
             else None
         )
         try:
-            with api.standalone(ctx.settings, client=_client(ctx)) as service:
-                report = service.preflight(now=ctx.now, days=values["days"])
-                decision = service.record_preflight(
-                    report,
-                    actor=f"runbook run {ctx.execution_id}",
-                    now=ctx.now,
-                    override=override,
-                    execution_id=ctx.execution_id,
-                )
+            report = service.preflight(now=ctx.now, days=values["days"])
+            decision = service.record_preflight(
+                report,
+                actor=f"runbook run {ctx.execution_id}",
+                now=ctx.now,
+                override=override,
+                execution_id=ctx.execution_id,
+            )
         except Exception as exc:  # the cutover's store or sources: say which, stop the run
             raise ActionError(f"the pre-flight report could not be made: {exc}") from exc
         doc = report.document
@@ -127,10 +125,3 @@ class CutoverPreflight(Action):
         if not decision.proceed:
             raise ActionError(decision.text)
         return outputs
-
-
-def _client(ctx: ActionContext) -> Any:
-    def make(service: str, region: str | None = None) -> Any:
-        return ctx.aws(service)
-
-    return make
