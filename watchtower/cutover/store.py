@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Column,
+    Connection,
     DateTime,
     Engine,
     Index,
@@ -27,7 +28,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
@@ -113,17 +116,22 @@ class CutoverStore:
         self.engine = engine
 
     def create_schema(self) -> None:
-        try:
-            metadata.create_all(self.engine, tables=list(TABLES))
-        except (OperationalError, ProgrammingError, IntegrityError):
-            # Another replica created them at the same moment: check again, then trust it.
-            metadata.create_all(self.engine, tables=list(TABLES))
+        for attempt in range(len(TABLES) + 1):
+            try:
+                metadata.create_all(self.engine, tables=list(TABLES))
+                return
+            except (OperationalError, ProgrammingError, IntegrityError):
+                # Another replica created one at the same moment: look again (each clash is a
+                # table it has made, so this ends).
+                if attempt == len(TABLES):
+                    raise
 
     # -- windows --------------------------------------------------------------------------------
 
     def add_window(self, window: Window) -> None:
-        """Store a new window; refused while another one is open."""
+        """Store a new window; refused while another one is open, or opening on a replica."""
         with self.engine.begin() as conn:
+            _lock(conn, windows)
             existing = conn.execute(
                 select(windows.c.id, windows.c.opened_at).where(windows.c.closed_at.is_(None))
             ).first()
@@ -238,6 +246,7 @@ class CutoverStore:
         for _attempt in range(5):
             try:
                 with self.engine.begin() as conn:
+                    _lock(conn, audit)  # replicas append in turn, not 5 tries and out
                     head = conn.execute(
                         select(audit.c.hash).order_by(audit.c.id.desc()).limit(1)
                     ).scalar()
@@ -324,6 +333,15 @@ class CutoverStore:
             document=row.document,
             sha256=row.sha256,
         )
+
+
+def _lock(conn: Connection, table: Table) -> None:
+    """Hold `table`'s write lock to the end of the transaction: a replica writing to it at the
+    same moment waits, then sees what this transaction wrote."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"LOCK TABLE {table.name} IN SHARE ROW EXCLUSIVE MODE"))
+    else:  # SQLite locks the whole database for any write, even one that changes no row
+        conn.execute(update(table).where(false()).values(id=table.c.id))
 
 
 def _utc(moment: datetime) -> datetime:
