@@ -93,14 +93,15 @@ class HistoryStore:
         self.engine = engine
 
     def create_schema(self) -> None:
-        for attempt in range(3):
+        attempts = len(metadata.tables) + 1
+        for attempt in range(attempts):
             try:
                 metadata.create_all(self.engine)
                 return
             except DBAPIError:
                 # Replicas starting together: another one created a table between this one's
-                # look and its CREATE. Looking again finds it.
-                if attempt == 2:
+                # look and its CREATE. Looking again finds it (each clash is a table made).
+                if attempt == attempts - 1:
                     raise
 
     def add(self, items: Iterable[Result]) -> None:
