@@ -7,10 +7,13 @@ writing at once get what the store promises.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 
 import pytest
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from tests.contracts.concurrent import race
@@ -190,8 +193,8 @@ def test_two_replicas_opening_a_window_at_once_open_one(
 ) -> None:
     for n in range(5):
         outcomes = race(
-            lambda n=n: cutover.add_window(window(f"a{n}", hours=n)),  # type: ignore[misc]
-            lambda n=n: replica.add_window(window(f"b{n}", hours=n)),  # type: ignore[misc]
+            partial(cutover.add_window, window(f"a{n}", hours=n)),
+            partial(replica.add_window, window(f"b{n}", hours=n)),
         )
         assert sorted(type(o).__name__ for o in outcomes) == ["NoneType", "Refused"], outcomes
         opened = [w for w in cutover.windows() if w.is_open]
@@ -205,11 +208,9 @@ def test_two_replicas_closing_one_window_at_once_close_it_once(
     for n in range(5):
         cutover.add_window(window(f"w{n}", hours=n))
         outcomes = race(
-            lambda n=n: cutover.close(  # type: ignore[misc]
-                f"w{n}", reason=CloseReason.SIGNED, by="a", at=T0, comment=""
-            ),
-            lambda n=n: replica.close(  # type: ignore[misc]
-                f"w{n}", reason=CloseReason.ROLLED_BACK, by="b", at=T0, comment=""
+            partial(cutover.close, f"w{n}", reason=CloseReason.SIGNED, by="a", at=T0, comment=""),
+            partial(
+                replica.close, f"w{n}", reason=CloseReason.ROLLED_BACK, by="b", at=T0, comment=""
             ),
         )
         assert sorted(type(o).__name__ for o in outcomes) == ["NoneType", "Refused"], outcomes
@@ -262,9 +263,7 @@ def test_two_replicas_sampling_one_slot_store_one_sample(
     for slot in range(1, 8):
         ours = sample("w1", slot, flag=Reading(figures={"by": "a"}))
         theirs = sample("w1", slot, flag=Reading(figures={"by": "b"}))
-        outcomes = race(
-            lambda s=ours: cutover.add_sample(s), lambda s=theirs: replica.add_sample(s)
-        )  # type: ignore[misc]
+        outcomes = race(partial(cutover.add_sample, ours), partial(replica.add_sample, theirs))
         assert sorted(outcomes) == [False, True], outcomes
         stored = cutover.samples("w1")[-1]
         assert stored == (ours if outcomes[0] else theirs)
@@ -322,7 +321,7 @@ def test_two_replicas_appending_at_once_keep_one_unbroken_chain(
                 at=T0 + timedelta(seconds=i), actor=actor, action="preflight", detail={"i": i}
             )
 
-    assert race(lambda: appends(cutover, "a"), lambda: appends(replica, "b")) == [None, None]
+    assert race(partial(appends, cutover, "a"), partial(appends, replica, "b")) == [None, None]
     entries = cutover.audit()
     assert len(entries) == 24
     assert verify_chain(entries) == []
@@ -351,7 +350,7 @@ def test_two_replicas_freezing_one_report_at_once_freeze_it_once(
     cutover: CutoverStore, replica: CutoverStore
 ) -> None:
     ours, theirs = report("w1", "a"), report("w1", "b")
-    outcomes = race(lambda: cutover.freeze(ours), lambda: replica.freeze(theirs))
+    outcomes = race(partial(cutover.freeze, ours), partial(replica.freeze, theirs))
     assert sorted(type(o).__name__ for o in outcomes) == ["NoneType", "Refused"], outcomes
     assert cutover.report("w1") == (ours if outcomes[0] is None else theirs)
 
@@ -359,7 +358,9 @@ def test_two_replicas_freezing_one_report_at_once_freeze_it_once(
 # -- the schema ---------------------------------------------------------------------------------
 
 
-def test_two_replicas_creating_the_tables_at_once_both_start(engine, make_engine) -> None:  # type: ignore[no-untyped-def]
+def test_two_replicas_creating_the_tables_at_once_both_start(
+    engine: Engine, make_engine: Callable[[], Engine]
+) -> None:
     first, second = CutoverStore(engine), CutoverStore(make_engine())
     assert race(first.create_schema, second.create_schema) == [None, None]
     first.create_schema()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine
@@ -149,14 +150,14 @@ def test_alert_times_round_trip_as_utc_instants(history: HistoryStore) -> None:
 
 
 def test_two_replicas_recording_one_alert_at_once_keep_the_resolution(
-    history: HistoryStore, engine: Engine, make_engine: Any
+    history: HistoryStore, make_engine: Any
 ) -> None:
     other = HistoryStore(make_engine())
     for starts in range(0, 50, 10):
         firing, resolved = alert(starts=starts), alert(status="resolved", starts=starts)
         outcomes = race(
-            lambda f=firing: history.record_alert(f, received_at=T0),  # type: ignore[misc]
-            lambda r=resolved: other.record_alert(r, received_at=T0),  # type: ignore[misc]
+            partial(history.record_alert, firing, received_at=T0),
+            partial(other.record_alert, resolved, received_at=T0),
         )
         assert outcomes[1] is True, outcomes  # the resolution always lands
         assert history.alert("aa") == resolved  # whichever came second, resolved is the state
@@ -165,10 +166,12 @@ def test_two_replicas_recording_one_alert_at_once_keep_the_resolution(
 
 def test_two_replicas_adding_at_once_lose_nothing(history: HistoryStore, make_engine: Any) -> None:
     other = HistoryStore(make_engine())
-    race(
-        lambda: [history.add([result("a", m)]) for m in range(0, 40, 2)],
-        lambda: [other.add([result("b", m)]) for m in range(1, 40, 2)],
-    )
+
+    def adds(store: HistoryStore, name: str, minutes: range) -> None:
+        for m in minutes:
+            store.add([result(name, m)])
+
+    race(partial(adds, history, "a", range(0, 40, 2)), partial(adds, other, "b", range(1, 40, 2)))
     back = history.history(since=T0)
     assert len(back) == 40
     assert [r.observed_at for r in back] == sorted(r.observed_at for r in back)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -86,7 +87,7 @@ def test_each_slot_goes_to_exactly_one_of_many_racing_holders(holders: Holders) 
     racers = [holders() for _ in range(6)]
     for n in range(10):
         now = 600.0 + 60 * n + n  # anywhere in the slot
-        won = race(*(lambda r=r, now=now: r.acquire("j", interval=60, now=now) for r in racers))
+        won = race(*(partial(r.acquire, "j", interval=60, now=now) for r in racers))
         assert won.count(True) == 1 and won.count(False) == 5, won
 
 
