@@ -36,18 +36,20 @@ def slot(now: float, interval: int) -> int:
 
 
 class LocalJobLock:
-    """One replica: remembers the last slot each job ran in."""
+    """One replica: remembers the last two slots each job ran in (as Redis keeps a slot's key
+    for two intervals), so a clock stepping back into the slot before does not run it again."""
 
     def __init__(self) -> None:
-        self._last: dict[str, int] = {}
+        self._taken: dict[str, list[int]] = {}
         self._lock = threading.Lock()
 
     def acquire(self, job: str, *, interval: int, now: float) -> bool:
         current = slot(now, interval)
         with self._lock:
-            if self._last.get(job) == current:
+            taken = self._taken.setdefault(job, [])
+            if current in taken:
                 return False
-            self._last[job] = current
+            taken[:] = [*taken[-1:], current]
             return True
 
 

@@ -124,9 +124,9 @@ class HistoryStore:
         self, name: str | None = None, *, since: datetime, until: datetime | None = None
     ) -> list[Result]:
         """Results observed in [since, until), oldest first; one name or all."""
-        query = select(results).where(results.c.observed_at >= since)
+        query = select(results).where(results.c.observed_at >= _utc(since))
         if until is not None:
-            query = query.where(results.c.observed_at < until)
+            query = query.where(results.c.observed_at < _utc(until))
         if name is not None:
             query = query.where(results.c.name == name)
         with self.engine.connect() as conn:
@@ -142,10 +142,10 @@ class HistoryStore:
         """
         hour = _hour(self.engine).label("hour")
         query = select(results.c.name, hour, results.c.status, func.count().label("n")).where(
-            results.c.observed_at >= since, results.c.attempt == 1
+            results.c.observed_at >= _utc(since), results.c.attempt == 1
         )
         if until is not None:
-            query = query.where(results.c.observed_at < until)
+            query = query.where(results.c.observed_at < _utc(until))
         query = query.group_by(results.c.name, hour, results.c.status)
         with self.engine.connect() as conn:
             return [
@@ -177,12 +177,12 @@ class HistoryStore:
         """First attempts of `name` in [since, until) that were not ok, oldest first."""
         query = select(results).where(
             results.c.name == name,
-            results.c.observed_at >= since,
+            results.c.observed_at >= _utc(since),
             results.c.attempt == 1,
             results.c.status != Status.OK.value,
         )
         if until is not None:
-            query = query.where(results.c.observed_at < until)
+            query = query.where(results.c.observed_at < _utc(until))
         with self.engine.connect() as conn:
             return [_result(row) for row in conn.execute(query.order_by(results.c.observed_at))]
 
@@ -242,6 +242,7 @@ class HistoryStore:
     @translated(STORE)
     def prune(self, *, before: datetime) -> int:
         """Delete results and resolved alerts older than `before` (retention); returns how many."""
+        before = _utc(before)
         with self.engine.begin() as conn:
             gone = conn.execute(delete(results).where(results.c.observed_at < before)).rowcount
             return gone + (
@@ -271,8 +272,8 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _aware(moment: datetime) -> datetime:
-    # SQLite keeps no zone; we only ever write UTC.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    # SQLite keeps no zone; we only ever write UTC. PostgreSQL answers in its session's zone.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _alert(row: Any) -> Alert:
@@ -293,7 +294,7 @@ def _row(r: Result) -> dict[str, Any]:
         "name": r.name,
         "status": r.status.value,
         "reason": r.reason,
-        "observed_at": r.observed_at,
+        "observed_at": _utc(r.observed_at),
         "figures": r.figures,
         "thresholds": r.thresholds,
         "steps": [
@@ -305,15 +306,12 @@ def _row(r: Result) -> dict[str, Any]:
 
 
 def _result(row: Any) -> Result:
-    observed = row.observed_at
-    if observed.tzinfo is None:  # SQLite keeps no zone; we only ever write UTC
-        observed = observed.replace(tzinfo=UTC)
     return Result(
         name=row.name,
         kind=row.kind,
         status=Status(row.status),
         reason=row.reason,
-        observed_at=observed,
+        observed_at=_aware(row.observed_at),
         figures=dict(row.figures),
         thresholds=dict(row.thresholds),
         steps=tuple(StepResult(**s) for s in row.steps),

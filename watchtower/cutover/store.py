@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Column,
+    Connection,
     DateTime,
     Engine,
     Index,
@@ -28,7 +29,9 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -122,8 +125,9 @@ class CutoverStore:
 
     @translated(STORE)
     def add_window(self, window: Window) -> None:
-        """Store a new window; refused while another one is open."""
+        """Store a new window; refused while another one is open, or opening on a replica."""
         with self.engine.begin() as conn:
+            _lock(conn, windows)
             existing = conn.execute(
                 select(windows.c.id, windows.c.opened_at).where(windows.c.closed_at.is_(None))
             ).first()
@@ -133,7 +137,10 @@ class CutoverStore:
                     f"cutover window {existing.id} (opened {opened} UTC) is still open: close it "
                     "(signed or rolled back) first"
                 )
-            conn.execute(windows.insert().values(_window_row(window)))
+            try:
+                conn.execute(windows.insert().values(_window_row(window)))
+            except IntegrityError as exc:
+                raise Refused(f"a cutover window {window.id!r} exists already") from exc
 
     @translated(STORE)
     def windows(self) -> list[Window]:
@@ -247,6 +254,7 @@ class CutoverStore:
         for _attempt in range(5):
             try:
                 with self.engine.begin() as conn:
+                    _lock(conn, audit)  # replicas append in turn, not 5 tries and out
                     head = conn.execute(
                         select(audit.c.hash).order_by(audit.c.id.desc()).limit(1)
                     ).scalar()
@@ -336,6 +344,15 @@ class CutoverStore:
             document=row.document,
             sha256=row.sha256,
         )
+
+
+def _lock(conn: Connection, table: Table) -> None:
+    """Hold `table`'s write lock to the end of the transaction: a replica writing to it at the
+    same moment waits, then sees what this transaction wrote."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"LOCK TABLE {table.name} IN SHARE ROW EXCLUSIVE MODE"))
+    else:  # SQLite locks the whole database for any write, even one that changes no row
+        conn.execute(update(table).where(false()).values(id=table.c.id))
 
 
 def _utc(moment: datetime) -> datetime:
