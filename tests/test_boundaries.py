@@ -286,6 +286,18 @@ def test_never_imports(row: str) -> None:
     assert not direct, f"{row} imports what it must not:\n" + "\n".join(direct)
 
 
+def test_docs_architecture_states_the_same_table() -> None:
+    """docs/architecture.md states the rule this test keeps: the same rows, the same verdicts."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = text.split("| module or package (with everything beneath it) | never imports |")[1]
+    stated: dict[str, frozenset[str]] = {}
+    for line in table.split("\n\n")[0].splitlines()[2:]:
+        names, verdict = line.strip("|").split("|")[:2]
+        never = IO if verdict.strip().startswith("I/O") else frozenset(verdict.split("`")[1::2])
+        stated |= {name: never for name in names.split("`")[1::2]}
+    assert stated == FORBIDDEN
+
+
 # -- the package graph -----------------------------------------------------------------------
 
 Graph = Mapping[str, Mapping[str, tuple[Import, ...]]]
