@@ -310,7 +310,9 @@ def node_of(module: str) -> str:
     `image_core.service`); a package directly in them is one node with everything beneath it,
     sub-packages included (`watchtower.runbook` holds `watchtower.runbook.actions.base`). The
     parts of one package may use each other; two nodes may not need each other, however
-    indirectly.
+    indirectly. Sub-packages are not nodes of their own because a plugin package and its parent
+    need each other by design: the engine loads the actions, which use the runbook model; the
+    judge composes the criteria, which read the cutover model.
     """
     return ".".join(module.split(".")[:2])
 
