@@ -240,7 +240,12 @@ def loaded() -> dict[str, Loaded]:
     }
     answers = {}
     for row, process in running.items():
-        out, err = process.communicate(timeout=120)
+        try:
+            out, err = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, err = process.communicate()
+            err += f"\nimporting {row} took over 120 s"
         names = json.loads(out) if process.returncode == 0 else []
         answers[row] = Loaded(frozenset(names), err)
     return answers
