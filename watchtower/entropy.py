@@ -2,8 +2,9 @@
 
 The estimate is deliberately conservative: a secret is credited with log2 of the size of the
 character classes it uses (lower case, upper case, digits, `-`/`_`, other punctuation) per
-character, and a secret of fewer than ten distinct characters is credited with nothing, so
-`aaaa…` or `changeme` repeated does not pass for random. `secrets.token_urlsafe(32)` (43
+character, at most what is left of it once compressed (zlib, 8 bits a byte, less the format's
+overhead), and nothing under ten distinct characters, so `aaaa…` or `changeme` repeated does not
+pass for random. `secrets.token_urlsafe(32)` (43
 characters, about 256 bits) and `secrets.token_hex(32)` (64 characters) pass; a word, a
 name or a short phrase does not.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import math
 import string
+import zlib
 
 from watchtower.errors import ConfigError
 
@@ -25,6 +27,7 @@ _CLASSES = (
 )
 _OTHER = 32  # the rest of printable ASCII punctuation, and anything else, counted as one class
 _MIN_DISTINCT = 10
+_ZLIB_OVERHEAD = 8  # bytes of header, checksum and block header around what a secret holds
 
 
 def estimated_bits(secret: str) -> float:
@@ -34,7 +37,8 @@ def estimated_bits(secret: str) -> float:
     pool = sum(len(chars) for chars in _CLASSES if chars.intersection(secret))
     if any(not any(c in chars for chars in _CLASSES) for c in secret):
         pool += _OTHER
-    return len(secret) * math.log2(pool)
+    compressed = len(zlib.compress(secret.encode("utf-8", "surrogatepass"), 9)) - _ZLIB_OVERHEAD
+    return min(len(secret) * math.log2(pool), 8.0 * compressed)
 
 
 def require_strong(variable: str, secret: str, what: str = "the value") -> str:

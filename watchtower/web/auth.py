@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hmac
+import io
 import ipaddress
 import logging
 import secrets
@@ -275,13 +276,20 @@ def csrf_token() -> str:
 
 
 def _limit_body() -> Any:
-    """413 for a body over WATCHTOWER_MAX_BODY_BYTES, told by its Content-Length before any of
-    it is read (a body sent without one is cut off at the limit as it is read)."""
+    """413 for a body over WATCHTOWER_MAX_BODY_BYTES before any of it is parsed: told by its
+    Content-Length, or, sent in chunks without one, by reading at most one byte past the limit
+    (werkzeug would cut such a form off at the limit and parse the rest silently)."""
     if request.endpoint in OWN_TOKEN_ENDPOINTS:
         return None  # the webhook reads its body under its own, larger limit
+    limit = _settings().max_body_bytes
     length = request.content_length
-    if length is not None and length > _settings().max_body_bytes:
+    if length is not None and length > limit:
         return _too_large(None)
+    if length is None and request.environ.get("wsgi.input_terminated"):
+        body = request.environ["wsgi.input"].read(limit + 1)
+        if len(body) > limit:
+            return _too_large(None)
+        request.environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
     return None
 
 
@@ -343,12 +351,14 @@ _LOGIN = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Lo
 
 def safe_next(raw: str | None) -> str:
     """`raw` when it is a path on this site, else "/": one leading slash, no scheme or host, no
-    backslash, whitespace or control character, neither as sent nor once percent-decoded."""
+    backslash, whitespace or control character, as sent nor in its path percent-decoded (a
+    browser drops a tab or newline, making `/%09/evil.example` the host `//evil.example`). Its
+    query may hold an encoded space: it cannot move the host."""
     if not raw:
         return "/"
     seen, candidate = [raw], raw
     for _ in range(3):  # a double-encoded "%2509" is a tab to whoever decodes twice
-        candidate = unquote(candidate)
+        candidate = unquote(candidate.split("?", 1)[0].split("#", 1)[0])
         seen.append(candidate)
     for text in seen:
         if not text.startswith("/") or text.startswith("//") or "\\" in text:
