@@ -98,13 +98,14 @@ def init_app(app: Flask, settings: Settings) -> None:
     ledger, close = ledger_for(settings.redis_url)
     if close is not None and wt is not None:
         wt.closers.append(close)
-    app.extensions["watchtower.accounts"] = Accounts(settings.users)
+    accounts = app.extensions["watchtower.accounts"] = Accounts(settings.users)
     app.extensions["watchtower.throttle"] = SigninThrottle(
         ledger,
         per_name=settings.signin_max_failures,
         per_address=settings.signin_max_failures_per_address,
         window=settings.signin_window_seconds,
         counter=wt.metrics.signins if wt is not None else None,
+        known=lambda name: accounts.get(name) is not None,
     )
     app.extensions["watchtower.sessions"] = Sessions(
         ledger,

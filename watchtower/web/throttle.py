@@ -8,13 +8,15 @@ WATCHTOWER_SIGNIN_MAX_FAILURES_PER_ADDRESS for an address, sign-ins are answered
 guessing on cannot tell when it was right). A success clears the name's count. Bearer tokens are
 not counted: 32 random bytes are not guessed.
 
-Every failure and refusal is logged and counted in `watchtower_signins_total`.
+Every failure and refusal is logged (with the name when it is a configured one, never what was
+typed otherwise) and counted in `watchtower_signins_total`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from watchtower.web.ledger import Ledger
@@ -36,11 +38,18 @@ class SigninThrottle:
         per_address: int,
         window: int,
         counter: Any = None,
+        known: Callable[[str], bool] = lambda name: False,
     ) -> None:
         self._ledger = ledger
         self._limits = (per_name, per_address)
         self._window = window
         self._counter = counter
+        self._known = known
+
+    def _shown(self, name: str) -> str:
+        """The name for the log: a configured one, never what someone typed (a password typed
+        into the name field would otherwise be logged)."""
+        return repr(name) if self._known(name) else "an unknown name"
 
     def _keys(self, name: str, address: str) -> tuple[tuple[str, int], tuple[str, int]]:
         return (_name_key(name), self._limits[0]), (f"fail:addr:{address}", self._limits[1])
@@ -51,9 +60,9 @@ class SigninThrottle:
             count, left = self._ledger.peek(key)
             if count >= limit:
                 log.warning(
-                    "sign-in refused (%s) for %r from %s: %d failures, %d s left",
+                    "sign-in refused (%s) for %s from %s: %d failures, %d s left",
                     via,
-                    name[:64],
+                    self._shown(name),
                     address,
                     count,
                     left,
@@ -65,7 +74,7 @@ class SigninThrottle:
     def failed(self, name: str, address: str, via: str) -> None:
         for key, _ in self._keys(name, address):
             self._ledger.hit(key, self._window)
-        log.warning("failed sign-in (%s) for %r from %s", via, name[:64], address)
+        log.warning("failed sign-in (%s) for %s from %s", via, self._shown(name), address)
         self._count(via, "failed")
 
     def succeeded(self, name: str, via: str) -> None:
