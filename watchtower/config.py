@@ -177,8 +177,8 @@ class Settings:
     retention_days: int = 90
     scheduler_jitter: int = 5
     sandbox: bool = False  # the demo: some telemetry is simulated, and the UI says so
-    # Who may do what: name:role:secret entries (role viewer, operator or admin). The secret is a
-    # bearer token, or a basic-auth / login password; plain, or a werkzeug password hash.
+    # Who may do what: name:role:secret entries (role viewer, operator or admin). A plain secret
+    # (32 random bytes or more) is a bearer token and a password; a werkzeug hash a password only.
     users: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
     anonymous_role: str | None = "viewer"  # what a visitor who is not logged in may do
     # Single sign-on by a reverse proxy: the header carrying the name of the user it signed in,
@@ -194,11 +194,11 @@ class Settings:
     secret_key: str | None = field(
         default=None, repr=False
     )  # signs session cookies; random per process when unset
-    # Sign-in limits (docs/security.md): failed sign-ins (login form, basic auth) per user name
-    # and per client address within signin_window_seconds; beyond them, 429 until it ends.
-    signin_max_failures: int = 10
-    signin_max_failures_per_address: int = 50
-    signin_window_seconds: int = 900
+    # Failed sign-ins (login form, basic auth; docs/security.md) allowed per user name, and per
+    # client address, in a window of signin_window_seconds; beyond them, 429 until it ends.
+    signin_max_failures: int = 10  # failed sign-ins per user name in a window, then 429
+    signin_max_failures_per_address: int = 50  # failed sign-ins per client address in a window
+    signin_window_seconds: int = 900  # opened by a first failure; the refusals last until its end
     session_idle_seconds: int = 43_200  # a login session unused this long has ended
     max_body_bytes: int = 65_536  # the largest request body of any page but the webhook (413)
     public_url: str = "http://127.0.0.1:8080"  # where people reach Watchtower (runbook links)
