@@ -58,7 +58,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from watchtower.config import ROLES, Settings
 from watchtower.web.accounts import Account, Accounts
-from watchtower.web.ledger import ledger_for
+from watchtower.web.ledger import Ledger, ledger_for
 from watchtower.web.sessions import Sessions
 from watchtower.web.throttle import SigninThrottle
 
@@ -82,7 +82,9 @@ class User:
         return _RANK[self.role] >= _RANK[role]
 
 
-def init_app(app: Flask, settings: Settings) -> None:
+def init_app(app: Flask, settings: Settings, *, ledger: Ledger | None = None) -> None:
+    """Sign-in for `app`. `ledger` holds sign-in limits and ended sessions; by default Redis at
+    WATCHTOWER_REDIS_URL (closed with the Watchtower), else this process's memory."""
     app.config["SECRET_KEY"] = settings.secret_key or secrets.token_hex(32)
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
@@ -95,9 +97,10 @@ def init_app(app: Flask, settings: Settings) -> None:
         ipaddress.ip_network(n) for n in settings.trusted_proxies
     )
     wt = app.extensions.get("watchtower")
-    ledger, close = ledger_for(settings.redis_url)
-    if close is not None and wt is not None:
-        wt.closers.append(close)
+    if ledger is None:
+        ledger, close = ledger_for(settings.redis_url)
+        if close is not None and wt is not None:
+            wt.closers.append(close)
     accounts = app.extensions["watchtower.accounts"] = Accounts(settings.users)
     app.extensions["watchtower.throttle"] = SigninThrottle(
         ledger,
