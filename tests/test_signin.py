@@ -495,3 +495,15 @@ def test_ordinary_forms_are_unaffected(make_app: Any, caplog: pytest.LogCaptureF
     client = make_app().test_client()
     assert login(client, "ada", ADA_PASSWORD, "/runbooks").headers["Location"] == "/runbooks"
     assert client.get("/api/v1/whoami").json == {"name": "ada", "role": "admin", "via": "session"}
+
+
+def test_a_ledger_that_does_not_answer_refuses_rather_than_skips_its_checks(
+    make_app: Any,
+) -> None:
+    client = make_app(redis_url="redis://127.0.0.1:9/0").test_client()  # nothing listens on 9
+    answer = client.get("/api/v1/whoami", auth=("ada", ADA_PASSWORD))
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
+    assert answer.json["error"]["code"] == "unavailable"
+    # Bearer tokens need no ledger: machines keep working while Redis is away.
+    ok = client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {OLIVE_TOKEN}"})
+    assert ok.json["name"] == "olive"

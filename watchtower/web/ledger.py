@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any, Protocol
 
-from flask import abort
+from flask import abort, jsonify
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,11 @@ class RedisLedger:
                 return result
         except redis.RedisError as exc:
             log.warning("the sign-in ledger's Redis did not answer: %s", type(exc).__name__)
-            abort(503, description="sign-in checks are unavailable; retry shortly")
+            message = "sign-in checks are unavailable; retry shortly"
+            answer = jsonify({"error": {"code": "unavailable", "message": message}})
+            answer.status_code = 503
+            answer.headers["Retry-After"] = "5"
+            abort(answer)
 
     def hit(self, key: str, window: int) -> tuple[int, int]:
         def build(pipe: Any) -> None:
