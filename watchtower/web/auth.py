@@ -58,7 +58,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from watchtower.config import ROLES, Settings
 from watchtower.web.accounts import Account, Accounts
-from watchtower.web.ledger import Ledger, ledger_for
+from watchtower.web.ledger import Ledger, LedgerUnavailable, ledger_for
 from watchtower.web.sessions import Sessions
 from watchtower.web.throttle import SigninThrottle
 
@@ -120,6 +120,7 @@ def init_app(app: Flask, settings: Settings, *, ledger: Ledger | None = None) ->
     app.before_request(_limit_body)  # first: nothing may read a body before it
     app.before_request(_check_csrf)
     app.register_error_handler(RequestEntityTooLarge, _too_large)
+    app.register_error_handler(LedgerUnavailable, _ledger_unavailable)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["current_user"] = current_user
     app.register_blueprint(bp)
@@ -295,6 +296,12 @@ def _limit_body() -> Any:
             return _too_large(None)
         request.environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
     return None
+
+
+def _ledger_unavailable(_: LedgerUnavailable) -> Any:
+    response = _json_error(503, "unavailable", "sign-in checks are unavailable; retry shortly")
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 def _too_large(_: Exception | None) -> Any:

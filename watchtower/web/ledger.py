@@ -4,7 +4,8 @@ With WATCHTOWER_REDIS_URL set every web replica reads and writes the same keys, 
 limit reached on one replica holds on all, and a session ended on one is ended on all. Without
 it the ledger lives in this process (one replica; a restart forgets it).
 
-A Redis that does not answer is answered 503 (retry), never a sign-in that skipped its checks.
+A Redis that does not answer raises LedgerUnavailable (a StoreUnavailable), answered 503 with
+`Retry-After` (watchtower.web.auth): never a sign-in that skipped its checks.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import threading
 import time
 from typing import Any, Protocol
 
-from flask import abort, jsonify
+from watchtower.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 PREFIX = "watchtower:auth:"
+
+
+class LedgerUnavailable(StoreUnavailable):
+    """The sign-in ledger's Redis did not answer."""
 
 
 class Ledger(Protocol):
@@ -109,11 +114,9 @@ class RedisLedger:
                 return result
         except redis.RedisError as exc:
             log.warning("the sign-in ledger's Redis did not answer: %s", type(exc).__name__)
-            message = "sign-in checks are unavailable; retry shortly"
-            answer = jsonify({"error": {"code": "unavailable", "message": message}})
-            answer.status_code = 503
-            answer.headers["Retry-After"] = "5"
-            abort(answer)
+            raise LedgerUnavailable(
+                f"the sign-in ledger's Redis did not answer ({type(exc).__name__})"
+            ) from exc
 
     def hit(self, key: str, window: int) -> tuple[int, int]:
         def build(pipe: Any) -> None:
