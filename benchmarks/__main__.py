@@ -38,6 +38,7 @@ BENCHMARKS = [
     "webhook_intake",
     "status_and_metrics",
     "image_api_throughput",
+    "auth",
 ]
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,7 @@ from watchtower.sandbox import servers
 from watchtower.sandbox.servers import LOOPBACK, ServerUnavailable
 
 NAME = "webhook_intake"
-TOKEN = "bench-webhook-token"  # a throwaway token for a loopback server
+TOKEN = secrets.token_urlsafe(40)  # a throwaway token for a loopback server
 TIMEOUT = 10.0  # Alertmanager's notify.MinTimeout
 
 # Alert kinds in turn: the first three start a runbook (two automatic, one suggested), the

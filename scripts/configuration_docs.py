@@ -81,8 +81,9 @@ DESCRIPTIONS: dict[str, str] = {
     "WATCHTOWER_SCHEDULER_JITTER": "at most this many seconds' random wait before a locked job, "
     "so replicas do not fire together",
     "WATCHTOWER_SANDBOX": "the demo: simulated telemetry is labelled as such on the pages",
-    "WATCHTOWER_USERS": "who may do what; the secret is a bearer token or a basic-auth / login "
-    "password, plain or a werkzeug hash (`pbkdf2:`/`scrypt:`). Secret: pass it at run time",
+    "WATCHTOWER_USERS": "who may do what; a plain secret is a bearer token (and the password for "
+    "basic auth and the login form), a werkzeug hash (`pbkdf2:`/`scrypt:`) a password only. "
+    "Secret: pass it at run time",
     "WATCHTOWER_ANONYMOUS_ROLE": "what a visitor who is not logged in may do",
     "WATCHTOWER_TRUSTED_USER_HEADER": "single sign-on: the header in which your reverse proxy "
     "names the user it signed in (e.g. `X-Forwarded-User`); unset: off. Believed only from "
@@ -148,8 +149,10 @@ ACCEPTS: dict[str, str] = {
     "_ratio": "a number from 0 to 1",
     "_name": "text",
     "_text": "text",
+    "_strong": "text of 32 random bytes or more, e.g. `secrets.token_urlsafe(32)`",
     "_metrics_sink": "`auto`, `cloudwatch`, `emf` or `none`",
-    "_users": "`name:role:secret`, comma-separated; role `viewer`, `operator` or `admin`",
+    "_users": "`name:role:secret`, comma-separated; role `viewer`, `operator` or `admin`; a "
+    "plain secret of 32 random bytes or more, or a password hash",
     "_anonymous_role": "`none`, `viewer`, `operator` or `admin`",
     "_header_name": "an HTTP header name",
     "_networks": "addresses or CIDR blocks, comma-separated (IPv4 or IPv6)",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -28,8 +29,8 @@ from watchtower.sandbox.servers import free_port
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 BIN = Path(sys.executable).parent
-WEBHOOK_TOKEN = "test-webhook-token"
-OPERATOR_TOKEN = "test-operator-token"
+WEBHOOK_TOKEN = secrets.token_urlsafe(40)  # start-up refuses weak tokens
+OPERATOR_TOKEN = secrets.token_urlsafe(40)
 SECRETISH = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|USERS|ACCESS_KEY", re.I)
 
 

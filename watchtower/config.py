@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from watchtower.alerting import DEFAULT_ROUTES, Route, parse_routes
+from watchtower.entropy import require_strong
 from watchtower.errors import ConfigError
 
 CHECK_PREFIX = "WATCHTOWER_CHECK_"
@@ -80,11 +81,17 @@ def _users(name: str, raw: str) -> tuple[tuple[str, str, str], ...]:
             raise ConfigError(
                 f"{name}: entry {n + 1} has role {parts[1]!r}; use {', '.join(ROLES)}"
             )
+        if not parts[2].startswith(("pbkdf2:", "scrypt:")):  # a plain secret is a bearer token
+            require_strong(name, parts[2], f"the secret of entry {n + 1} ({parts[0]})")
         users.append((parts[0], parts[1], parts[2]))
     names = [u[0] for u in users]
     if len(set(names)) != len(names):
         raise ConfigError(f"{name}: a user is named twice")
     return tuple(users)
+
+
+def _strong(name: str, raw: str) -> str:
+    return require_strong(name, _text(name, raw))
 
 
 def _routes_file(name: str, raw: str) -> tuple[Route, ...]:
@@ -171,8 +178,8 @@ class Settings:
     retention_days: int = 90
     scheduler_jitter: int = 5
     sandbox: bool = False  # the demo: some telemetry is simulated, and the UI says so
-    # Who may do what: name:role:secret entries (role viewer, operator or admin). The secret is a
-    # bearer token, or a basic-auth / login password; plain, or a werkzeug password hash.
+    # Who may do what: name:role:secret entries (role viewer, operator or admin). A plain secret
+    # (32 random bytes or more) is a bearer token and a password; a werkzeug hash a password only.
     users: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)
     anonymous_role: str | None = "viewer"  # what a visitor who is not logged in may do
     # Single sign-on by a reverse proxy: the header carrying the name of the user it signed in,
@@ -188,6 +195,13 @@ class Settings:
     secret_key: str | None = field(
         default=None, repr=False
     )  # signs session cookies; random per process when unset
+    # Failed sign-ins (login form, basic auth; docs/security.md) allowed per user name, and per
+    # client address, in a window of signin_window_seconds; beyond them, 429 until it ends.
+    signin_max_failures: int = 10  # failed sign-ins per user name in a window, then 429
+    signin_max_failures_per_address: int = 50  # failed sign-ins per client address in a window
+    signin_window_seconds: int = 900  # opened by a first failure; the refusals last until its end
+    session_idle_seconds: int = 43_200  # a login session unused this long has ended
+    max_body_bytes: int = 65_536  # the largest request body of any page but the webhook (413)
     public_url: str = "http://127.0.0.1:8080"  # where people reach Watchtower (runbook links)
     prometheus_url: str | None = None  # runbook `query` steps' PromQL goes to its HTTP API
     image_redis_url: str | None = None  # the image service's Redis (gallery cache invalidation)
@@ -297,8 +311,13 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "trusted_proxies": ("WATCHTOWER_TRUSTED_PROXIES", _networks),
     "proxy_users": ("WATCHTOWER_PROXY_USERS", _proxy_users),
     "proxy_default_role": ("WATCHTOWER_PROXY_DEFAULT_ROLE", _anonymous_role),
-    "webhook_token": ("WATCHTOWER_WEBHOOK_TOKEN", _text),
-    "secret_key": ("WATCHTOWER_SECRET_KEY", _text),
+    "webhook_token": ("WATCHTOWER_WEBHOOK_TOKEN", _strong),
+    "secret_key": ("WATCHTOWER_SECRET_KEY", _strong),
+    "signin_max_failures": ("WATCHTOWER_SIGNIN_MAX_FAILURES", positive_int),
+    "signin_max_failures_per_address": ("WATCHTOWER_SIGNIN_MAX_FAILURES_PER_ADDRESS", positive_int),
+    "signin_window_seconds": ("WATCHTOWER_SIGNIN_WINDOW_SECONDS", positive_int),
+    "session_idle_seconds": ("WATCHTOWER_SESSION_IDLE_SECONDS", positive_int),
+    "max_body_bytes": ("WATCHTOWER_MAX_BODY_BYTES", positive_int),
     "public_url": ("WATCHTOWER_PUBLIC_URL", _url("http", "https")),
     "webhook_max_bytes": ("WATCHTOWER_WEBHOOK_MAX_BYTES", positive_int),
     "webhook_max_in_flight": ("WATCHTOWER_WEBHOOK_MAX_IN_FLIGHT", positive_int),

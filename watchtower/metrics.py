@@ -98,6 +98,13 @@ class Metrics:
             ["api"],
             registry=r,
         )
+        self.signins = Counter(
+            "watchtower_signins_total",
+            "Password sign-ins (login form, basic auth), by how and outcome (ok, failed, "
+            "throttled).",
+            ["via", "outcome"],
+            registry=r,
+        )
         self.alert_notifications = Counter(
             "watchtower_alert_notifications_total",
             "Alertmanager webhook calls, by outcome (accepted, unauthenticated, forbidden, "

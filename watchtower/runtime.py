@@ -42,6 +42,7 @@ from watchtower.cutover.ports import (
 )
 from watchtower.cutover.service import CutoverService
 from watchtower.cutover.store import CutoverStore
+from watchtower.ledger import Ledger, ledger_for
 from watchtower.metrics import Metrics
 from watchtower.model import Result
 from watchtower.probes import registry as probe_registry
@@ -79,6 +80,7 @@ class Watchtower:
     http: urllib3.PoolManager
     runbooks: Engine
     cutover: CutoverService
+    ledger: Ledger  # sign-in limits and ended sessions, shared by the web replicas
     clock: Callable[[], float] = time.time
     closers: list[Callable[[], None]] = field(default_factory=list)
     _unstored: deque[Result] = field(
@@ -222,6 +224,9 @@ def build(
         store = HistoryStore(engine)
         store.create_schema()
         lock = _job_lock(settings, closers)
+        ledger, close_ledger = ledger_for(settings.redis_url)
+        if close_ledger is not None:
+            closers.append(close_ledger)
         http = urllib3.PoolManager(num_pools=4, maxsize=4)
         closers.append(http.clear)
         sources = build_sources(settings, make)
@@ -256,6 +261,7 @@ def build(
         http=http,
         runbooks=runbooks,
         cutover=service,
+        ledger=ledger,
         closers=closers,
     )
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 import subprocess
 import sys
 import time
@@ -60,7 +61,7 @@ SEEN = 20.0  # the most an outage may take to show in the results
 RECOVERED = 60.0  # the most the results may take to be all ok again after a restart
 PROBE = "upload_get"
 CHECKS = sorted(registry())
-HOOK_TOKEN = "faults-hook"
+HOOK_TOKEN = secrets.token_urlsafe(40)  # start-up refuses weak tokens
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 import threading
 import time
 from collections import Counter
@@ -36,9 +37,12 @@ pytestmark = pytest.mark.slow
 INTERVAL = 2  # seconds: every probe and check
 LEASE = 3  # seconds without a heartbeat before a replica's runs are taken over
 WAIT = 30.0  # the most any wait here lasts
-HOOK = {"Authorization": "Bearer replica-hook", "Content-Type": "application/json"}
-OLIVE = {"Authorization": "Bearer olive-token"}  # an operator
-VIEWER = {"Authorization": "Bearer vic-token"}
+# Start-up refuses weak secrets: random ones, shared by every replica of this run.
+HOOK_TOKEN, OLIVE_TOKEN, VIC_TOKEN = (secrets.token_urlsafe(40) for _ in range(3))
+SECRET_KEY = secrets.token_hex(32)
+HOOK = {"Authorization": f"Bearer {HOOK_TOKEN}", "Content-Type": "application/json"}
+OLIVE = {"Authorization": f"Bearer {OLIVE_TOKEN}"}  # an operator
+VIEWER = {"Authorization": f"Bearer {VIC_TOKEN}"}
 
 DRILL = """---
 id: replica-drill
@@ -108,10 +112,10 @@ def settings(
         "WATCHTOWER_RUNBOOK_LEASE_SECONDS": str(LEASE),
         "WATCHTOWER_RUNBOOKS_DIR": str(books),
         "WATCHTOWER_ROUTES_FILE": str(routes),
-        "WATCHTOWER_WEBHOOK_TOKEN": "replica-hook",
-        "WATCHTOWER_USERS": "olive:operator:olive-token,vic:viewer:vic-token",
+        "WATCHTOWER_WEBHOOK_TOKEN": HOOK_TOKEN,
+        "WATCHTOWER_USERS": f"olive:operator:{OLIVE_TOKEN},vic:viewer:{VIC_TOKEN}",
         "WATCHTOWER_ANONYMOUS_ROLE": "none",
-        "WATCHTOWER_SECRET_KEY": "the-same-on-every-replica",
+        "WATCHTOWER_SECRET_KEY": SECRET_KEY,  # the same on every replica
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -277,6 +278,10 @@ def test_a_mix_of_requests_at_a_bounded_rate() -> None:
 # -- the demo's settings ----------------------------------------------------------------------
 
 
+ALICE = secrets.token_urlsafe(40)  # start-up refuses weak tokens
+TOK = secrets.token_urlsafe(40)
+
+
 def test_demo_settings_point_at_the_sandbox_whatever_the_shell_says(tmp_path: Path) -> None:
     stack: Any = SimpleNamespace(
         moto=SimpleNamespace(url="http://127.0.0.1:5001"),
@@ -295,9 +300,9 @@ def test_demo_settings_point_at_the_sandbox_whatever_the_shell_says(tmp_path: Pa
         "AWS_ENDPOINT_URL": "https://example.com",
         "WATCHTOWER_PROBE_INTERVAL": "7",
         "WATCHTOWER_CHECK_UPLOAD_SUCCESS_WINDOW_SECONDS": "120",
-        "WATCHTOWER_USERS": "alice:admin:s3cret",
+        "WATCHTOWER_USERS": f"alice:admin:{ALICE}",
     }
-    env = demo.settings_environment(stack, port=8123, token="tok", workdir=tmp_path, environ=shell)
+    env = demo.settings_environment(stack, port=8123, token=TOK, workdir=tmp_path, environ=shell)
     settings = Settings.from_env(env, checks=tunables())
     assert settings.sandbox is True
     assert settings.aws_endpoint_url == "http://127.0.0.1:5001"
@@ -311,6 +316,6 @@ def test_demo_settings_point_at_the_sandbox_whatever_the_shell_says(tmp_path: Pa
     assert settings.check_overrides["upload_success"]["window_seconds"] == 120
     assert settings.check_overrides["lambda_cold_starts"]["window_seconds"] == 60
     assert settings.users == (
-        ("alice", "admin", "s3cret"),
-        ("demo-operator", "operator", "tok"),
+        ("alice", "admin", ALICE),
+        ("demo-operator", "operator", TOK),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -37,11 +38,12 @@ from watchtower.sandbox.servers import free_port, which
 pytestmark = pytest.mark.slow
 
 EVERY_RESULT = set(registry()) | set(probe_registry())
+VIEWER_TOKEN = secrets.token_urlsafe(40)  # start-up refuses weak tokens
 DEMO_ENV = {
     "WATCHTOWER_PROBE_INTERVAL": "5",
     "WATCHTOWER_CHECKS_INTERVAL": "5",
     "WATCHTOWER_CHECKS_TICK": "1",
-    "WATCHTOWER_USERS": "vic:viewer:viewer-token",  # the demo adds its operator beside
+    "WATCHTOWER_USERS": f"vic:viewer:{VIEWER_TOKEN}",  # the demo adds its operator beside
     # The hit rate is an average of datapoints: a shorter window lets misses dominate sooner.
     "WATCHTOWER_CHECK_CLOUDFRONT_HIT_RATE_WINDOW_SECONDS": "30",
 }
@@ -185,7 +187,7 @@ def test_the_sandbox_endpoints_say_what_is_simulated_and_need_an_operator(demo: 
         "POST",
         f"{demo.url}/api/v1/sandbox/scenario",
         json={"scenario": "throttling"},
-        headers={"Authorization": "Bearer viewer-token"},
+        headers={"Authorization": f"Bearer {VIEWER_TOKEN}"},
     )
     assert viewer.status == 403
     unknown = demo.switch("meltdown")

@@ -176,7 +176,7 @@ def serve(
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(24)
+    return secrets.token_urlsafe(40)  # start-up refuses tokens under 32 bytes of entropy
 
 
 def state_path(port: int) -> Path:

@@ -23,7 +23,7 @@ CONTENT_SECURITY_POLICY = (
 def create_app(watchtower: Watchtower, *, scheduler: Scheduler | None = None) -> Flask:
     app = Flask(__name__)
     app.extensions["watchtower"] = watchtower
-    auth.init_app(app, watchtower.settings)
+    auth.init_app(app, watchtower.settings, ledger=watchtower.ledger)
     app.after_request(_security_headers)
     app.register_error_handler(StoreUnavailable, _store_unreachable)
     app.extensions["watchtower.scheduler"] = scheduler

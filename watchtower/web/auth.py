@@ -16,6 +16,14 @@ both need the form's token. A request whose `Authorization` header holds a user'
 webhook's token needs none: no cross-site form can add that header (and Watchtower never asks a
 browser for basic auth, so no browser has credentials cached to attach). Any other
 `Authorization` header, such as an access token the proxy passes on, proves nothing.
+
+Sign-in costs are bounded (docs/security.md): a bearer token is looked up by its digest, never
+through a password hash (watchtower.web.accounts); a password is checked for the one user it
+names, and failed ones are limited per name and address (watchtower.web.throttle). A login
+session can be ended from the server (watchtower.web.sessions). Alertmanager's webhook has its
+own token and never runs user authentication. Every body but the webhook's is limited to
+WATCHTOWER_MAX_BODY_BYTES before anything reads it, and `next` after a login is only ever a
+path on this site.
 """
 
 from __future__ import annotations
@@ -23,12 +31,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import hmac
+import io
 import ipaddress
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from flask import (
     Blueprint,
@@ -43,16 +54,22 @@ from flask import (
     session,
     url_for,
 )
-from werkzeug.security import check_password_hash
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from watchtower.config import ROLES, Settings
+from watchtower.ledger import Ledger, LedgerUnavailable, MemoryLedger
+from watchtower.web.accounts import Account, Accounts
+from watchtower.web.sessions import Sessions
+from watchtower.web.throttle import SigninThrottle
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _RANK = {role: n for n, role in enumerate(ROLES)}
-_HASHED = ("pbkdf2:", "scrypt:")
+# Routes that authenticate with their own token and never run user authentication (nor CSRF,
+# which no cross-site form passes without that token), and read their bodies under own limits.
+OWN_TOKEN_ENDPOINTS = frozenset({"alerts.receive"})
 
 
 @dataclass(frozen=True)
@@ -65,18 +82,44 @@ class User:
         return _RANK[self.role] >= _RANK[role]
 
 
-def init_app(app: Flask, settings: Settings) -> None:
+def init_app(app: Flask, settings: Settings, *, ledger: Ledger | None = None) -> None:
+    """Sign-in for `app`. `ledger` holds sign-in limits and ended sessions: the composition root
+    hands in the Watchtower's (Redis at WATCHTOWER_REDIS_URL, shared by replicas); without one,
+    this process's memory."""
     app.config["SECRET_KEY"] = settings.secret_key or secrets.token_hex(32)
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,  # bodies without a Content-Length too
     )
     app.extensions["watchtower.settings"] = settings
     app.extensions["watchtower.trusted_proxies"] = tuple(
         ipaddress.ip_network(n) for n in settings.trusted_proxies
     )
+    wt = app.extensions.get("watchtower")
+    if ledger is None:
+        ledger = MemoryLedger()
+    accounts = app.extensions["watchtower.accounts"] = Accounts(settings.users)
+    app.extensions["watchtower.throttle"] = SigninThrottle(
+        ledger,
+        per_name=settings.signin_max_failures,
+        per_address=settings.signin_max_failures_per_address,
+        window=settings.signin_window_seconds,
+        counter=wt.metrics.signins if wt is not None else None,
+        known=lambda name: accounts.get(name) is not None,
+    )
+    app.extensions["watchtower.sessions"] = Sessions(
+        ledger,
+        key=app.config["SECRET_KEY"].encode(),
+        idle_seconds=settings.session_idle_seconds,
+        max_age_seconds=int(app.permanent_session_lifetime.total_seconds()),
+        clock=(lambda: wt.clock()) if wt is not None else time.time,
+    )
+    app.before_request(_limit_body)  # first: nothing may read a body before it
     app.before_request(_check_csrf)
+    app.register_error_handler(RequestEntityTooLarge, _too_large)
+    app.register_error_handler(LedgerUnavailable, _ledger_unavailable)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["current_user"] = current_user
     app.register_blueprint(bp)
@@ -87,22 +130,53 @@ def _settings() -> Settings:
     return settings
 
 
-def _secret_matches(stored: str, offered: str) -> bool:
-    if stored.startswith(_HASHED):
-        return check_password_hash(stored, offered)
-    return hmac.compare_digest(stored.encode(), offered.encode())
+def _accounts() -> Accounts:
+    accounts: Accounts = current_app.extensions["watchtower.accounts"]
+    return accounts
+
+
+def _sessions() -> Sessions:
+    sessions: Sessions = current_app.extensions["watchtower.sessions"]
+    return sessions
 
 
 def authenticate(name: str | None, secret: str) -> User | None:
-    """The user whose secret this is (and whose name, when one is given)."""
-    found = None
-    for user_name, role, stored in _settings().users:
-        # Compare against every user, so timing does not tell which names exist.
-        if _secret_matches(stored, secret) and (
-            name is None or hmac.compare_digest(user_name.encode(), name.encode())
-        ):
-            found = User(user_name, role, "token" if name is None else "basic")
-    return found
+    """The user whose bearer token this is (no name), or whose password (with the name).
+
+    A password is checked only while the throttle allows the name and address (else 429)."""
+    if name is None:
+        account = _accounts().by_token(secret)
+        return User(account.name, account.role, "token") if account is not None else None
+    account = _password_signin(name, secret, "basic")
+    return User(account.name, account.role, "basic") if account is not None else None
+
+
+def _password_signin(name: str, password: str, via: str) -> Account | None:
+    throttle: SigninThrottle = current_app.extensions["watchtower.throttle"]
+    address = request.remote_addr or "unknown"
+    retry = throttle.retry_after(name, address, via)
+    if retry is not None:
+        raise _Throttled(retry)
+    account = _accounts().by_password(name, password)
+    if account is None:
+        throttle.failed(name, address, via)
+    else:
+        throttle.succeeded(name, via)
+    return account
+
+
+class _Throttled(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+def _too_many(retry_after: int) -> Any:
+    response = _json_error(
+        429, "too_many_sign_ins", f"too many failed sign-ins; retry in {retry_after} s"
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def current_user() -> User | None:
@@ -114,7 +188,10 @@ def current_user() -> User | None:
     if auth is not None and auth.type == "bearer" and auth.token:
         user = authenticate(None, auth.token)
     elif auth is not None and auth.type == "basic" and auth.username and auth.password:
-        user = authenticate(auth.username, auth.password)
+        try:
+            user = authenticate(auth.username, auth.password)
+        except _Throttled as exc:
+            abort(_too_many(exc.retry_after))
     # An Authorization header that names nobody may be the proxy's own (an access token it
     # passes on): the proxy's header, then the cookie, still count.
     if user is None and (signed_in := proxy_user_name()) is not None:
@@ -122,10 +199,9 @@ def current_user() -> User | None:
         role = dict(_settings().proxy_users).get(signed_in, _settings().proxy_default_role)
         user = User(signed_in, role, "proxy") if role is not None else None
     elif user is None and "user" in session:
-        name, role = session["user"]
-        known = {u[0]: u[1] for u in _settings().users}
-        if known.get(name) == role:  # a user removed from settings loses their session
-            user = User(name, role, "session")
+        # Ended (logout, sign out everywhere, idle), or issued under another secret or role: out.
+        account = _sessions().resume(session, _accounts())
+        user = User(account.name, account.role, "session") if account is not None else None
     if user is None and _settings().anonymous_role is not None:
         user = User("anonymous", _settings().anonymous_role or "viewer", "anonymous")
     g.user = user
@@ -203,9 +279,40 @@ def csrf_token() -> str:
     return token
 
 
+def _limit_body() -> Any:
+    """413 for a body over WATCHTOWER_MAX_BODY_BYTES before any of it is parsed: told by its
+    Content-Length, or, sent in chunks without one, by reading at most one byte past the limit
+    (werkzeug would cut such a form off at the limit and parse the rest silently)."""
+    if request.endpoint in OWN_TOKEN_ENDPOINTS:
+        return None  # the webhook reads its body under its own, larger limit
+    limit = _settings().max_body_bytes
+    length = request.content_length
+    if length is not None and length > limit:
+        return _too_large(None)
+    if length is None and request.environ.get("wsgi.input_terminated"):
+        body = request.environ["wsgi.input"].read(limit + 1)
+        if len(body) > limit:
+            return _too_large(None)
+        request.environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
+    return None
+
+
+def _ledger_unavailable(_: LedgerUnavailable) -> Any:
+    response = _json_error(503, "unavailable", "sign-in checks are unavailable; retry shortly")
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+def _too_large(_: Exception | None) -> Any:
+    limit = request.max_content_length or _settings().max_body_bytes
+    return _json_error(413, "too_large", f"the body is larger than {limit} bytes")
+
+
 def _check_csrf() -> None:
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
+    if request.endpoint in OWN_TOKEN_ENDPOINTS:
+        return  # its own token, which no cross-site form can send; no user authentication
     if _carries_a_secret():
         return  # a header no cross-site form can add, holding what only its sender knows
     ambient = "user" in session or proxy_user_name() is not None
@@ -252,23 +359,79 @@ _LOGIN = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Lo
 </label><button type="submit">Log in</button></form></main></body></html>"""
 
 
+def safe_next(raw: str | None) -> str:
+    """`raw` when it is a path on this site, else "/": one leading slash, no scheme or host, no
+    backslash, whitespace or control character, as sent nor in its path percent-decoded (a
+    browser drops a tab or newline, making `/%09/evil.example` the host `//evil.example`). Its
+    query may hold an encoded space: it cannot move the host."""
+    if not raw:
+        return "/"
+    seen, candidate = [raw], raw
+    for _ in range(3):  # a double-encoded "%2509" is a tab to whoever decodes twice
+        candidate = unquote(candidate.split("?", 1)[0].split("#", 1)[0])
+        seen.append(candidate)
+    for text in seen:
+        if not text.startswith("/") or text.startswith("//") or "\\" in text:
+            return "/"
+        if any(c.isspace() or not c.isprintable() for c in text):
+            return "/"
+        parts = urlsplit(text)
+        if parts.scheme or parts.netloc:
+            return "/"
+    return raw
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    target = request.values.get("next") or "/"
-    if not target.startswith("/") or target.startswith("//"):
-        target = "/"  # never an open redirect
-    error = None
+    target = safe_next(request.values.get("next"))  # never an open redirect
+    error, status, headers = None, 200, {}
     if request.method == "POST":
-        user = authenticate(request.form.get("name", ""), request.form.get("password", ""))
-        if user is not None:
-            session.clear()
-            session["user"] = (user.name, user.role)
-            return redirect(target)
-        error = "Unknown name or wrong password."
-    return render_template_string(_LOGIN, error=error, next=target), 401 if error else 200
+        try:
+            account = _password_signin(
+                request.form.get("name", ""), request.form.get("password", ""), "form"
+            )
+        except _Throttled as exc:
+            error = f"Too many failed sign-ins; try again in {exc.retry_after} seconds."
+            status, headers = 429, {"Retry-After": str(exc.retry_after)}
+        else:
+            if account is not None:
+                _sessions().start(session, account)
+                return redirect(target)
+            error, status = "Unknown name or wrong password.", 401
+    return render_template_string(_LOGIN, error=error, next=target), status, headers
 
 
 @bp.post("/logout")
 def logout() -> Any:
-    session.clear()
+    _sessions().end(session)  # every copy of this session's cookie, on every replica
     return redirect("/")
+
+
+_SESSIONS = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sessions ·
+Watchtower</title><link rel="stylesheet" href="{{ url_for('static', filename='watchtower.css')
+}}"></head><body><main><h1>Sign out everywhere</h1>
+{% if done %}<p role="status">{{ done }}</p>{% endif %}
+<p>Ends every login session (the login form's cookie) of a user, or of everyone, on every
+replica. Bearer tokens and single sign-on are not sessions: change the token, or sign out at the
+proxy.</p>
+<form method="post"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
+<label>User <select name="name"><option value="">everyone</option>
+{% for name in names %}<option>{{ name }}</option>{% endfor %}</select></label>
+<button type="submit">Sign out everywhere</button></form></main></body></html>"""
+
+
+@bp.route("/sessions", methods=["GET", "POST"])
+@require("admin")
+def sessions_page() -> Any:
+    """An admin's "sign out everywhere", for one user or for all."""
+    names = [u[0] for u in _settings().users]
+    done = None
+    if request.method == "POST":
+        name = request.form.get("name") or None
+        if name is not None and name not in names:
+            return _json_error(400, "unknown_user", "no configured user has that name")
+        _sessions().end_everywhere(name)
+        user = current_user()
+        log.warning("%s signed out %s everywhere", user.name if user else "?", name or "everyone")
+        done = f"Every session of {name or 'everyone'} has ended."
+    return render_template_string(_SESSIONS, names=names, done=done)
