@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from benchmarks.common import Figure, note, print_figures, timed
-from tests.web.history import synthetic_history
+from tests.watchtower.web.history import synthetic_history
 from watchtower.checks.base import Check
 from watchtower.config import Settings
 from watchtower.model import Result, Status
@@ -35,7 +35,7 @@ from watchtower.web import create_app
 
 # A bigger deployment than the epic's: the same kinds of checks over more tables, functions,
 # distributions and clusters, each on the status-page row of what it watches. With the nine
-# sources of tests/web/history.py these 41 make 50. (check, title, component, resources)
+# sources of tests/watchtower/web/history.py these 41 make 50. (check, title, component, resources)
 FLEET: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     (
         "dynamodb_throttling",

@@ -26,8 +26,8 @@ from werkzeug.security import generate_password_hash
 from image_core.api import create_app as create_image_api
 from image_core.app import Components
 from image_core.app import build as build_components
-from tests.cutover.evidence import samples, window
 from tests.helpers import image_bytes
+from tests.watchtower.cutover.evidence import samples, window
 from watchtower.config import Settings
 from watchtower.runtime import Watchtower, build
 from watchtower.web import create_app

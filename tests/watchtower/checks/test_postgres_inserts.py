@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import psycopg
+import pytest
+
+from image_core.legacy import SCHEMA
+from tests.watchtower.checks.conftest import World, run, settings_for
+from watchtower.checks.postgres_inserts import judge
+from watchtower.model import Status
+from watchtower.sandbox.servers import MotoServer, free_port
+
+PARAMS = {"window_seconds": 300}
+
+
+def insert_rows(url: str, *inserted_at: datetime) -> None:
+    """Rows as the image core's dual-write leaves them, inserted at the given times."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SCHEMA)
+        for n, at in enumerate(inserted_at):
+            conn.execute(
+                "INSERT INTO gallery_images (id, user_id, original_key, thumbnail_key, "
+                "content_type, width, height, size_bytes, created_at, inserted_at) "
+                "VALUES (%s, 'u-1', 'o', 't', 'image/jpeg', 10, 10, 100, %s, %s)",
+                (f"img-{n}", at, at),
+            )
+        conn.execute("SELECT pg_stat_force_next_flush()")
+
+
+def test_judge_rows_after_dual_write_was_turned_off_are_critical() -> None:
+    status, reason = judge(3, False, PARAMS, flag_note="ENABLE_DYNAMODB_DUAL_WRITE=false")
+    assert status is Status.CRITICAL
+    assert reason.startswith(
+        "3 rows inserted into gallery_images in 5 min after dual-write was turned off"
+    )
+
+
+def test_judge_no_rows_with_dual_write_off_is_ok() -> None:
+    assert judge(0, False, PARAMS) == (
+        Status.OK,
+        "no rows inserted into gallery_images in 5 min; dual-write is off",
+    )
+
+
+def test_judge_rows_with_dual_write_on_are_ok() -> None:
+    assert judge(12, True, PARAMS) == (
+        Status.OK,
+        "12 rows inserted into gallery_images in 5 min; dual-write is on",
+    )
+
+
+def test_judge_rows_with_an_unreadable_flag_are_unknown() -> None:
+    status, reason = judge(2, None, PARAMS, flag_note="endpoint down")
+    assert status is Status.UNKNOWN
+    assert "flag could not be read (endpoint down)" in reason
+
+
+def test_judge_no_rows_with_an_unreadable_flag_is_ok() -> None:
+    # 0 is the number that must hold once dual-write is off, whatever the flag says.
+    assert judge(0, None, PARAMS, flag_note="endpoint down")[0] is Status.OK
+
+
+@pytest.mark.parametrize(("flag", "status"), [("false", Status.CRITICAL), ("true", Status.OK)])
+def test_rows_in_the_window_judged_against_the_deployed_flag(
+    world: World,
+    moto: MotoServer,
+    legacy_url: str,
+    now: datetime,
+    flag: str,
+    status: Status,
+) -> None:
+    world.function({"ENABLE_DYNAMODB_DUAL_WRITE": flag})
+    insert_rows(
+        legacy_url,
+        now - timedelta(seconds=30),
+        now - timedelta(seconds=200),
+        now - timedelta(hours=2),
+    )  # the last one is before the window
+    settings = settings_for(moto.url, legacy_database_url=legacy_url)
+
+    result = run(settings, "postgres_inserts", now=now)["postgres_inserts"]
+
+    assert result.status is status, result.reason
+    assert result.figures["inserted_rows"] == 2
+    assert result.figures["inserted_rows_since_stats_reset"] == 3
+    assert result.figures["flag"] == (1.0 if flag == "true" else 0.0)
+    assert "2 rows inserted into gallery_images in 5 min" in result.reason
+
+
+def test_no_rows_after_the_flag_is_off_is_ok(
+    world: World, moto: MotoServer, legacy_url: str, now: datetime
+) -> None:
+    world.function({"ENABLE_DYNAMODB_DUAL_WRITE": "false"})
+    insert_rows(legacy_url, now - timedelta(hours=1))
+    settings = settings_for(moto.url, legacy_database_url=legacy_url)
+
+    result = run(settings, "postgres_inserts", now=now)["postgres_inserts"]
+
+    assert result.status is Status.OK, result.reason
+    assert result.figures["inserted_rows"] == 0
+
+
+def test_rows_with_the_function_missing_are_unknown(
+    moto: MotoServer, legacy_url: str, now: datetime
+) -> None:
+    insert_rows(legacy_url, now - timedelta(seconds=10))
+    settings = settings_for(moto.url, legacy_database_url=legacy_url)
+
+    result = run(settings, "postgres_inserts", now=now)["postgres_inserts"]
+
+    assert result.status is Status.UNKNOWN
+    assert "Lambda function 'image-api' configuration could not be read" in result.reason
+    assert result.figures["inserted_rows"] == 1
+
+
+def test_legacy_database_not_configured_is_unknown(moto: MotoServer, now: datetime) -> None:
+    result = run(settings_for(moto.url), "postgres_inserts", now=now)["postgres_inserts"]
+
+    assert result.status is Status.UNKNOWN
+    assert result.reason == (
+        "the legacy database is not configured (WATCHTOWER_LEGACY_DATABASE_URL)"
+    )
+
+
+def test_missing_table_is_unknown(
+    world: World, moto: MotoServer, legacy_url: str, now: datetime
+) -> None:
+    world.function({"ENABLE_DYNAMODB_DUAL_WRITE": "false"})
+    settings = settings_for(moto.url, legacy_database_url=legacy_url)
+
+    result = run(settings, "postgres_inserts", now=now)["postgres_inserts"]
+
+    assert result.status is Status.UNKNOWN
+    assert "gallery_images" in result.reason
+
+
+def test_postgres_down_is_unknown(moto: MotoServer, now: datetime) -> None:
+    down = f"postgresql://postgres@127.0.0.1:{free_port()}/gallery"
+
+    result = run(settings_for(moto.url, legacy_database_url=down), "postgres_inserts", now=now)[
+        "postgres_inserts"
+    ]
+
+    assert result.status is Status.UNKNOWN
+    assert result.reason.startswith("PostgreSQL could not be read")
+    assert "\n" not in result.reason  # a reason is one line

@@ -1,0 +1,187 @@
+"""The history store's contract, run over SQLite and the real PostgreSQL (`database_url`).
+
+The status page's queries (`status_counts`, `problems`, `newest`) and the alerts table have
+suites of their own in tests/web/test_status_store.py and tests/alerts/test_alert_store.py, run
+over both backends through the shared `store` fixture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
+from typing import Any
+
+from sqlalchemy import Engine
+
+from tests.watchtower.contracts.concurrent import race
+from watchtower.model import Alert, Result, Status, StatusCount, StepResult
+from watchtower.store import HistoryStore
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+EAST = timezone(timedelta(hours=5, minutes=30))  # a caller's zone that is not UTC
+WEST = timezone(timedelta(hours=-7))
+
+
+def result(name: str, minutes: float, status: Status = Status.OK, **kw: Any) -> Result:
+    return Result(
+        name=name,
+        kind=kw.pop("kind", "check"),
+        status=status,
+        reason=f"at {minutes}",
+        observed_at=T0 + timedelta(minutes=minutes),
+        **kw,
+    )
+
+
+def alert(fingerprint: str = "aa", status: str = "firing", starts: int = 0) -> Alert:
+    return Alert(
+        fingerprint=fingerprint,
+        status=status,  # type: ignore[arg-type]
+        labels={"alertname": "ImageUploadProbeFailing"},
+        annotations={"summary": "é ✓"},
+        starts_at=T0 + timedelta(minutes=starts),
+        ends_at=T0 + timedelta(minutes=starts + 5) if status == "resolved" else None,
+    )
+
+
+def test_round_trip_keeps_every_field(history: HistoryStore) -> None:
+    original = result(
+        "upload_get",
+        1,
+        Status.WARNING,
+        kind="probe",
+        figures={"a": 1.5, "b": None},
+        thresholds={"max": 0.8},
+        duration_seconds=0.25,
+        attempt=2,
+        steps=(
+            StepResult(name="upload", ok=True, seconds=0.1),
+            StepResult(name="get", ok=False, seconds=0.2, reason="404 <b>"),
+        ),
+    )
+    history.add([original])
+    assert history.latest() == {"upload_get": original}
+
+
+def test_latest_is_the_newest_per_name(history: HistoryStore) -> None:
+    history.add([result("a", 1), result("b", 2, Status.CRITICAL), result("a", 3, Status.UNKNOWN)])
+    latest = history.latest()
+    assert {n: r.status for n, r in latest.items()} == {"a": Status.UNKNOWN, "b": Status.CRITICAL}
+
+
+def test_latest_is_the_last_written_when_two_share_a_moment(history: HistoryStore) -> None:
+    history.add([result("a", 1, Status.OK)])
+    history.add([result("a", 1, Status.CRITICAL)])
+    assert history.latest()["a"].status is Status.CRITICAL
+    assert history.latest() == {"a": history.newest("a")[0]}
+
+
+def test_history_is_a_window_oldest_first(history: HistoryStore) -> None:
+    history.add([result("a", m) for m in (5, 1, 3)] + [result("b", 2)])
+    window = history.history("a", since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=5))
+    assert [r.reason for r in window] == ["at 3"]
+    everything = history.history(since=T0)
+    assert [r.reason for r in everything] == ["at 1", "at 2", "at 3", "at 5"]
+
+
+def test_prune_applies_retention(history: HistoryStore) -> None:
+    history.add([result("a", m) for m in (1, 2, 3)])
+    assert history.prune(before=T0 + timedelta(minutes=3)) == 2
+    assert [r.reason for r in history.history(since=T0)] == ["at 3"]
+
+
+def test_an_empty_store_answers_empty(history: HistoryStore) -> None:
+    history.add([])
+    assert history.latest() == {}
+    assert history.history(since=T0) == []
+    assert history.status_counts(since=T0) == []
+    assert history.firing_alerts() == []
+    assert history.prune(before=T0) == 0
+    history.ping()
+
+
+def test_a_moment_written_in_any_zone_comes_back_the_same_instant_in_utc(
+    history: HistoryStore,
+) -> None:
+    east = replace(result("a", 0), observed_at=datetime(2026, 11, 27, 17, 30, 0, 123456, EAST))
+    history.add([east])
+    (back,) = history.history(since=T0 - timedelta(hours=1))
+    assert back.observed_at == T0 + timedelta(microseconds=123456)
+    assert back.observed_at.utcoffset() == timedelta(0)
+    assert history.latest()["a"].observed_at == back.observed_at
+
+
+def test_windows_and_retention_given_in_any_zone_are_the_same_instants(
+    history: HistoryStore,
+) -> None:
+    history.add([result("a", 0), result("a", 10, Status.CRITICAL), result("a", 20)])
+    since = (T0 + timedelta(minutes=5)).astimezone(WEST)
+    until = (T0 + timedelta(minutes=15)).astimezone(EAST)
+    assert [r.reason for r in history.history("a", since=since, until=until)] == ["at 10"]
+    assert [r.reason for r in history.problems("a", since=since, until=until)] == ["at 10"]
+    assert history.prune(before=(T0 + timedelta(minutes=15)).astimezone(EAST)) == 2
+
+
+def test_status_counts_buckets_are_utc_hours_whatever_the_server_zone(
+    history: HistoryStore,
+) -> None:
+    # 12:29 and 12:31 UTC fall in different +05:30 hours (17:59, 18:01) but in the same UTC hour.
+    history.add([result("a", 29), result("a", 31), result("a", 61, Status.CRITICAL)])
+    counts = history.status_counts(since=T0)
+    assert sorted(counts, key=lambda c: c.hour) == [
+        StatusCount(name="a", hour=T0, status=Status.OK, count=2),
+        StatusCount(name="a", hour=T0 + timedelta(hours=1), status=Status.CRITICAL, count=1),
+    ]
+    assert all(c.hour.tzinfo is UTC for c in counts)
+
+
+def test_alert_times_round_trip_as_utc_instants(history: HistoryStore) -> None:
+    original = alert(status="resolved")
+    shifted = replace(
+        original,
+        starts_at=original.starts_at.astimezone(EAST),
+        ends_at=original.ends_at.astimezone(WEST),  # type: ignore[union-attr]
+    )
+    assert history.record_alert(shifted, received_at=T0.astimezone(EAST))
+    back = history.alert("aa")
+    assert back == original
+    assert back is not None and back.starts_at.utcoffset() == timedelta(0)
+
+
+def test_two_replicas_recording_one_alert_at_once_keep_the_resolution(
+    history: HistoryStore, make_engine: Any
+) -> None:
+    other = HistoryStore(make_engine())
+    for starts in range(0, 50, 10):
+        firing, resolved = alert(starts=starts), alert(status="resolved", starts=starts)
+        outcomes = race(
+            partial(history.record_alert, firing, received_at=T0),
+            partial(other.record_alert, resolved, received_at=T0),
+        )
+        assert outcomes[1] is True, outcomes  # the resolution always lands
+        assert history.alert("aa") == resolved  # whichever came second, resolved is the state
+    assert history.firing_alerts() == []
+
+
+def test_two_replicas_adding_at_once_lose_nothing(history: HistoryStore, make_engine: Any) -> None:
+    other = HistoryStore(make_engine())
+
+    def adds(store: HistoryStore, name: str, minutes: range) -> None:
+        for m in minutes:
+            store.add([result(name, m)])
+
+    race(partial(adds, history, "a", range(0, 40, 2)), partial(adds, other, "b", range(1, 40, 2)))
+    back = history.history(since=T0)
+    assert len(back) == 40
+    assert [r.observed_at for r in back] == sorted(r.observed_at for r in back)
+
+
+def test_creating_the_schema_twice_or_from_two_replicas_at_once_is_harmless(
+    engine: Engine, make_engine: Any
+) -> None:
+    first, second = HistoryStore(engine), HistoryStore(make_engine())
+    assert race(first.create_schema, second.create_schema) == [None, None]
+    first.create_schema()
+    first.add([result("a", 1)])
+    assert list(second.latest()) == ["a"]
