@@ -76,7 +76,7 @@ def stack() -> Iterator[sandbox_stack.Stack]:
 @pytest.fixture
 def wt(stack: sandbox_stack.Stack, tmp_path: Path) -> Iterator[Watchtower]:
     env = demo.settings_environment(
-        stack, port=free_port(), token="e2e-token", workdir=tmp_path, environ={}
+        stack, port=free_port(), token=demo.new_token(), workdir=tmp_path, environ={}
     )
     built = build_watchtower(
         Settings.from_env(env, checks=tunables()),
