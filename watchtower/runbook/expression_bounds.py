@@ -7,7 +7,8 @@ the evaluator turns into an ExpressionError that also names the expression.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable
 from typing import Any
 
 MAX_SIZE = 10_000  # characters of text, or elements of a list at every depth, an expression builds
@@ -40,10 +41,13 @@ def size(value: Any, limit: int = MAX_SIZE) -> int:
     stack = [value]
     while stack:
         container = stack.pop()
-        items = (*container.keys(), *container.values()) if isinstance(container, dict) else None
-        if total + len(items or container) > limit:  # each counts at least one: stop before
-            return total + len(items or container)
-        for item in items or container:
+        count = len(container) * (2 if isinstance(container, dict) else 1)
+        if total + count > limit:  # each element counts at least one: stop before reading them
+            return total + count
+        items: Iterable[Any] = container
+        if isinstance(container, dict):
+            items = itertools.chain(container.keys(), container.values())
+        for item in items:
             kind = type(item)
             if kind is str:
                 total += len(item) or 1

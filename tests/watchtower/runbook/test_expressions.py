@@ -274,3 +274,13 @@ def test_size_counts_every_element_at_every_depth(value: Any, count: int) -> Non
 
 def test_size_stops_counting_past_the_limit() -> None:
     assert MAX_SIZE < size([[0] * 10_000] * 10_000) <= 3 * MAX_SIZE
+    rows = {"rows": {f"k{i}": i for i in range(1_000_000)}}  # data a step read, not built
+    tracemalloc.start()
+    try:
+        assert size(rows) > MAX_SIZE
+        with pytest.raises(ExpressionError, match=SIZE):
+            evaluate("[params.rows]", {"params": rows})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
