@@ -21,6 +21,7 @@ from watchtower.runbook.expressions import (
     render,
     template_expressions,
 )
+from watchtower.runbook.scope import judge
 
 SCOPE = {
     "params": {"table": "images", "count": 3, "users": ["a", "b"]},
@@ -284,3 +285,8 @@ def test_size_stops_counting_past_the_limit() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 1_000_000
+
+
+def test_a_costly_expect_fails_the_expectation_naming_the_limit() -> None:
+    held, why = judge("len(str([[0] * 10000] * 10000)) > 0", SCOPE, {})
+    assert not held and why.startswith("expect: ") and "size limit" in why
