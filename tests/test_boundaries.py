@@ -66,6 +66,7 @@ FORBIDDEN: dict[str, frozenset[str]] = {
     # through ports and the actions' context.
     "watchtower.runbook.model": IO,
     "watchtower.runbook.expressions": IO,
+    "watchtower.runbook.expression_bounds": IO,
     "watchtower.runbook.parser": IO,
     "watchtower.runbook.scope": IO,
     "watchtower.runbook.machine": IO,
