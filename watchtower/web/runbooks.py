@@ -43,6 +43,7 @@ def _can_operate() -> bool:
 
 
 @bp.get("/runbooks")
+@require("viewer")
 def index() -> Any:
     engine = _engine()
     latest: dict[str, Execution] = {}
@@ -57,6 +58,7 @@ def index() -> Any:
 
 
 @bp.get("/runbooks/<runbook_id>")
+@require("viewer")
 def show(runbook_id: str) -> Any:
     return _show(_runbook(runbook_id))
 
@@ -104,11 +106,13 @@ def start(runbook_id: str) -> Any:
 
 
 @bp.get("/executions")
+@require("viewer")
 def executions() -> Any:
     return render_template("runbooks/executions.html", executions=_engine().list(100))
 
 
 @bp.get("/executions/<execution_id>")
+@require("viewer")
 def execution(execution_id: str) -> Any:
     return _execution(execution_id)
 
