@@ -19,6 +19,7 @@ from image_core import api as image_api
 from image_core.app import Components
 from watchtower.config import Settings
 from watchtower.runtime import Watchtower, build
+from watchtower.scheduler_main import create_app as scheduler_app
 from watchtower.web import access, auth, create_app
 
 GET, POST, GET_POST, DELETE = ("GET",), ("POST",), ("GET", "POST"), ("DELETE",)
@@ -73,6 +74,14 @@ IMAGE_API_ROUTES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "images.delete_image": ("/images/<image_id>", DELETE, "user"),
 }
 
+# The scheduler's own app has no sign-in at all: everything on it must stay public.
+SCHEDULER_ROUTES = {
+    "metrics": "/metrics",
+    "readyz": "/readyz",
+    "healthz": "/healthz",
+    "static": "/static/<path:filename>",  # over a folder that does not exist: always 404
+}
+
 ADMIN_TOKEN = "Ih4FvO0qQ3a2cT9xkZr8LmNw6PbYs1Ue5GdJtRfHpA7"
 
 
@@ -118,6 +127,11 @@ def test_every_image_api_route_has_its_decided_access_level(
 ) -> None:
     app = image_api.create_app(components=make_components())
     assert _table(app, image_api.level_of) == IMAGE_API_ROUTES
+
+
+def test_the_scheduler_app_serves_only_its_public_routes(watchtower: Watchtower) -> None:
+    app = scheduler_app(watchtower, None)  # type: ignore[arg-type]
+    assert {r.endpoint: r.rule for r in app.url_map.iter_rules()} == SCHEDULER_ROUTES
 
 
 def test_a_watchtower_route_without_a_decision_is_refused_to_everyone(
