@@ -9,6 +9,10 @@ The proxy's header is believed only when it is configured and only on a connecti
 WATCHTOWER_TRUSTED_PROXIES; from anyone else it is ignored (and logged). The proxy says who; the
 role comes from WATCHTOWER_PROXY_USERS (or WATCHTOWER_PROXY_DEFAULT_ROLE), never from a header.
 
+Every route declares who may reach it (watchtower.web.access: `require(role)` declares too);
+a gate before every request holds the caller to that level and refuses a route that declares
+none, so a route added without a decision reaches nobody.
+
 Every state-changing form carries a CSRF token bound to the session. What a browser attaches by
 itself can be abused by a page on another site: the session cookie, and the proxy's header too,
 since the proxy adds it to every request the browser sends through it, forged ones included. So
