@@ -131,6 +131,8 @@ DESCRIPTIONS: dict[str, str] = {
     "WATCHTOWER_CUTOVER_MAX_LOW_WRITE_HOURS": "hours below that share the window tolerates",
     "WATCHTOWER_CUTOVER_MAX_LAMBDA_ERROR_RATIO": "Lambda error share the window tolerates",
     "WATCHTOWER_CUTOVER_SIGNERS": "the stakeholder roles that sign the report",
+    "WATCHTOWER_CUTOVER_SIGNER_USERS": "which logins may sign which role (unlisted roles: any "
+    "operator); one login signs one role of a window either way (docs/cutover.md)",
     "WATCHTOWER_CUTOVER_COST_TAG": "cost allocation tag of the image service (the final "
     "report's Cost Explorer figures)",
     "WATCHTOWER_CUTOVER_ROLLBACK_RUNBOOK": "the runbook the report offers as the rollback",
@@ -159,6 +161,7 @@ ACCEPTS: dict[str, str] = {
     "_proxy_users": "`name:role`, comma-separated; role `viewer`, `operator` or `admin`",
     "_routes_file": "a path to a YAML file",
     "_names": "names, comma-separated",
+    "_signer_users": "`role:user1\\|user2,role2:user3`",
     "_tag": "`key=value`",
     "_runbook_id": "a runbook id",
 }

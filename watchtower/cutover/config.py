@@ -42,6 +42,9 @@ class CutoverSettings:
     max_low_write_hours: int = 2
     max_lambda_error_ratio: float = 0.001
     signers: tuple[str, ...] = ("Engineering lead", "Operations lead")
+    # Which logins may sign which role: (role, (user, ...)). A role not listed: any operator.
+    # Either way one login signs at most one role of a window.
+    signer_users: tuple[tuple[str, tuple[str, ...]], ...] = ()
     cost_tag: tuple[str, str] = ("service", "image-service")
     rollback_runbook: str = "rollback-dual-write"
 
@@ -65,7 +68,17 @@ class CutoverSettings:
             raise ConfigError(
                 f"{PREFIX}WINDOW_HOURS must cover at least one {PREFIX}SAMPLE_INTERVAL"
             )
+        unknown = [role for role, _ in settings.signer_users if role not in settings.signers]
+        if unknown:
+            raise ConfigError(
+                f"{PREFIX}SIGNER_USERS names roles that are not in {PREFIX}SIGNERS: "
+                f"{', '.join(unknown)} (roles: {', '.join(settings.signers)})"
+            )
         return settings
+
+    def allowed_signers(self, role: str) -> tuple[str, ...] | None:
+        """The logins that may sign `role`, or None when any operator may."""
+        return dict(self.signer_users).get(role)
 
 
 def _minutes_int(name: str, raw: str) -> int:
@@ -114,6 +127,26 @@ def _names(name: str, raw: str) -> tuple[str, ...]:
     return roles
 
 
+def _signer_users(name: str, raw: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`role:user1|user2,role2:user3` (a role may hold spaces; user names no `:`, `|` or `,`)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for n, entry in enumerate(part for part in raw.split(",") if part.strip()):
+        role, sep, users_raw = entry.rpartition(":")
+        role = role.strip()
+        users = tuple(u.strip() for u in users_raw.split("|") if u.strip())
+        if not sep or not role or not users:
+            raise ConfigError(
+                f"{name}: entry {n + 1} ({entry.strip()!r}) must be role:user1|user2, e.g. "
+                "'Operations lead:olive|oscar'"
+            )
+        if role in out:
+            raise ConfigError(f"{name}: the role {role!r} is listed twice")
+        if any(len(u) > 256 or not u.isprintable() for u in users):
+            raise ConfigError(f"{name}: a user of {role!r} is not a user name")
+        out[role] = users
+    return tuple(out.items())
+
+
 def _tag(name: str, raw: str) -> tuple[str, str]:
     key, sep, value = raw.strip().partition("=")
     if not sep or not key.strip() or not value.strip():
@@ -146,6 +179,7 @@ _VARIABLES: dict[str, tuple[str, _Parse, int]] = {
     "max_low_write_hours": (f"{PREFIX}MAX_LOW_WRITE_HOURS", _non_negative_int, 1),
     "max_lambda_error_ratio": (f"{PREFIX}MAX_LAMBDA_ERROR_RATIO", _ratio, 1),
     "signers": (f"{PREFIX}SIGNERS", _names, 1),
+    "signer_users": (f"{PREFIX}SIGNER_USERS", _signer_users, 1),
     "cost_tag": (f"{PREFIX}COST_TAG", _tag, 1),
     "rollback_runbook": (f"{PREFIX}ROLLBACK_RUNBOOK", _runbook_id, 1),
 }

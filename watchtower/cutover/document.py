@@ -97,6 +97,7 @@ def signoff_json(s: SignOff) -> dict[str, Any]:
         "comment": s.comment,
         "at": iso(s.at),
         "user": s.user,
+        "via": s.via,
         "evidence_hash": s.evidence_hash,
     }
 

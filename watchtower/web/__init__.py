@@ -11,7 +11,8 @@ from watchtower.errors import StoreUnavailable
 from watchtower.model import Result
 from watchtower.runtime import Watchtower
 from watchtower.scheduler import Scheduler
-from watchtower.web import alerts, auth, cutover, runbooks, sandbox, status
+from watchtower.web import access, alerts, auth, cutover, runbooks, sandbox, status
+from watchtower.web.auth import require
 
 # Every page satisfies it: no script at all, styles from our own files, SVG charts inline.
 CONTENT_SECURITY_POLICY = (
@@ -56,6 +57,7 @@ def _watchtower() -> Watchtower:
     return wt
 
 
+@access.public
 def metrics() -> Any:
     return (
         generate_latest(_watchtower().metrics.registry),
@@ -80,15 +82,18 @@ def _store_unreachable(exc: StoreUnavailable) -> Any:
     return response
 
 
+@access.public
 def favicon() -> Any:
     return redirect(url_for("static", filename="favicon.svg"), code=301)
 
 
+@access.public
 def healthz() -> Any:
     """Liveness: the process serves requests."""
     return jsonify({"status": "ok"})
 
 
+@access.public
 def readyz() -> Any:
     """Readiness: the history store answers and, when scheduling here, the scheduler runs."""
     problems = []
@@ -103,6 +108,7 @@ def readyz() -> Any:
     return jsonify(body), 200 if not problems else 503
 
 
+@require("viewer")
 def latest_results() -> Any:
     latest = _watchtower().store.latest()
     return jsonify({"results": [result_json(r) for r in latest.values()]})

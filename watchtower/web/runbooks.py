@@ -49,6 +49,7 @@ def _can_operate() -> bool:
 
 
 @bp.get("/runbooks")
+@require("viewer")
 def index() -> Any:
     engine = _engine()
     latest: dict[str, Execution] = {}
@@ -63,6 +64,7 @@ def index() -> Any:
 
 
 @bp.get("/runbooks/<runbook_id>")
+@require("viewer")
 def show(runbook_id: str) -> Any:
     return _show(_runbook(runbook_id))
 
@@ -110,11 +112,13 @@ def start(runbook_id: str) -> Any:
 
 
 @bp.get("/executions")
+@require("viewer")
 def executions() -> Any:
     return render_template("runbooks/executions.html", executions=_engine().list(100))
 
 
 @bp.get("/executions/<execution_id>")
+@require("viewer")
 def execution(execution_id: str) -> Any:
     return _execution(execution_id)
 
