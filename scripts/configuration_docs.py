@@ -66,6 +66,9 @@ DESCRIPTIONS: dict[str, str] = {
     "WATCHTOWER_BUCKET": "the image service's S3 bucket (runbook targets)",
     "WATCHTOWER_LAMBDA_FUNCTION": "the image API's Lambda function: the dual-write flag, cold "
     "starts, runbook targets",
+    "WATCHTOWER_LAMBDA_ALIAS": "the alias traffic goes through (`live`, `prod`): the dual-write "
+    "flag is read from the version(s) it serves and the runbooks publish a version and move it; "
+    "unset: the function is served unqualified (`$LATEST`)",
     "WATCHTOWER_LAMBDA_LOG_GROUP": "its log group; unset: `/aws/lambda/<function>`",
     "WATCHTOWER_CLOUDFRONT_DISTRIBUTION_ID": "the distribution `cloudfront_hit_rate` reads; "
     "unset: that check is unknown",

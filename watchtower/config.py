@@ -166,6 +166,8 @@ class Settings:
     table: str = "images"
     bucket: str = "images"
     lambda_function: str = "image-api"
+    # The alias traffic goes through (live, prod); None: the function is served unqualified
+    lambda_alias: str | None = None
     lambda_log_group: str | None = None  # default /aws/lambda/<function>
     cloudfront_distribution_id: str | None = None
     metrics_namespace: str = "ImageService"
@@ -293,6 +295,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "table": ("WATCHTOWER_TABLE", _text),
     "bucket": ("WATCHTOWER_BUCKET", _text),
     "lambda_function": ("WATCHTOWER_LAMBDA_FUNCTION", _text),
+    "lambda_alias": ("WATCHTOWER_LAMBDA_ALIAS", _text),
     "lambda_log_group": ("WATCHTOWER_LAMBDA_LOG_GROUP", _text),
     "cloudfront_distribution_id": ("WATCHTOWER_CLOUDFRONT_DISTRIBUTION_ID", _text),
     "metrics_namespace": ("WATCHTOWER_METRICS_NAMESPACE", _text),

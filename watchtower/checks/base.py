@@ -47,8 +47,23 @@ class LogSource(Protocol):
     ) -> list[str]: ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class ServedVersion:
+    """One version of a function that takes traffic, with its share (1.0 when alone)."""
+
+    version: str  # "$LATEST" when the function is served unqualified
+    weight: float
+    environment: Mapping[str, str]
+    code_sha256: str = ""
+    description: str = ""
+
+
 class FunctionConfigSource(Protocol):
     def environment(self, function: str) -> dict[str, str]: ...
+
+    def served(self, function: str, alias: str | None) -> list[ServedVersion]:
+        """What `alias` serves (its version, and the weighted one if any); `$LATEST` when the
+        alias is None. Raises SourceError when it cannot be read."""
 
 
 class SqlSource(Protocol):
