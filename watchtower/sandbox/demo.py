@@ -70,6 +70,9 @@ _OWNED = (
     "WATCHTOWER_SANDBOX",
     "WATCHTOWER_PUBLIC_URL",
     "WATCHTOWER_USERS",
+    "WATCHTOWER_PROBE_TOKEN",
+    "WATCHTOWER_PROBE_TOKEN_FILE",
+    "WATCHTOWER_PROBE_TOKEN_COMMAND",
 )
 
 
@@ -99,6 +102,8 @@ def settings_environment(
         "WATCHTOWER_SANDBOX": "true",
         "WATCHTOWER_PUBLIC_URL": f"http://{LOOPBACK}:{port}",
         "WATCHTOWER_USERS": users,
+        # The probe signs in as any user does: a token of the sandbox's issuer, refreshed.
+        "WATCHTOWER_PROBE_TOKEN_COMMAND": stack.issuer.command("watchtower-probe"),
     }
     if stack.redis is not None:
         owned["WATCHTOWER_REDIS_URL"] = stack.redis.url
@@ -212,7 +217,9 @@ def banner(stack: Stack, running: RunningWatchtower, token: str) -> str:
         f"  results (JSON)   {running.url}/api/v1/results",
         f"  metrics          {running.url}/metrics",
         f"  sandbox (JSON)   {running.url}/api/v1/sandbox",
-        f"  image API        {api}   e.g. curl -H 'X-User-Id: me' {api}/images",
+        f"  image API        {api}   signed in by the sandbox's issuer, e.g. as 'me':",
+        f'                   curl -H "Authorization: Bearer $({stack.issuer.command("me")})" \\',
+        f"                     {api}/images",
         f"  AWS (moto)       {stack.moto.url}",
         f"  operator         {OPERATOR}, token {token}",
         "                   (Authorization: Bearer <token>, or log in at /login with it)",

@@ -29,7 +29,7 @@ import urllib3
 
 from tests.conftest import IN_CI
 from tests.helpers import image_bytes
-from tests.watchtower.sandbox.processes import ROOT, alive, descendants
+from tests.watchtower.sandbox.processes import ROOT, alive, descendants, sandbox_token
 from watchtower.checks import registry
 from watchtower.probes import registry as probe_registry
 from watchtower.sandbox import demo as sandbox_demo
@@ -207,12 +207,13 @@ def test_flipping_the_lambda_flag_stops_legacy_inserts(demo: Demo) -> None:
     )
     pg = state["endpoints"]["postgres"]
     http = urllib3.PoolManager()
+    signed_in = {"Authorization": f"Bearer {sandbox_token(demo.output(), 'flag-test')}"}
 
     def upload() -> str:
         answer = http.request(
             "POST",
             f"{demo.image_api}/images",
-            headers={"X-User-Id": "flag-test"},
+            headers=signed_in,
             fields={"file": ("p.png", image_bytes("PNG", (40, 30)), "image/png")},
             timeout=10,
             retries=False,
