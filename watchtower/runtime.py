@@ -84,6 +84,7 @@ class Watchtower:
     ledger: Ledger  # sign-in limits and ended sessions, shared by the web replicas
     clock: Callable[[], float] = time.time
     probe_credential: ProbeCredential | None = None  # the probe's bearer token, when configured
+    aws: MakeClient | None = None  # the boto3 clients the root makes (`watchtower doctor` reads)
     closers: list[Callable[[], None]] = field(default_factory=list)
     _unstored: deque[Result] = field(
         default_factory=lambda: deque(maxlen=UNSTORED_MAX), init=False, repr=False
@@ -267,6 +268,7 @@ def build(
         ledger=ledger,
         closers=closers,
         probe_credential=probe_credential(settings),
+        aws=make,
     )
 
 

@@ -108,6 +108,9 @@ class Check:
     component: ClassVar[str]  # the status-page row it belongs to
     defaults: ClassVar[dict[str, float]] = {"window_seconds": 300}
     interval: ClassVar[int] = 60
+    # What it reads besides its metric_queries (docs/metrics-contract.md): "lambda:configuration",
+    # "logs:REPORT" (the function's log group), "sql:gallery_images" (the legacy table).
+    reads: ClassVar[tuple[str, ...]] = ()
 
     def metric_queries(self, settings: Settings, params: Mapping[str, float]) -> list[MetricQuery]:
         return []

@@ -99,6 +99,7 @@ class DualWrite(Check):
     name = "dual_write"
     title = "Dual-write flag and success rate"
     component = "legacy"
+    reads = ("lambda:configuration",)
     defaults = {"window_seconds": 300, "min_success_ratio": 0.999}
 
     def metric_queries(self, settings: Settings, params: Mapping[str, float]) -> list[MetricQuery]:

@@ -251,6 +251,7 @@ def _start_watchtower(sandbox_demo: Any, stack: sandbox_stack.Stack, port: int) 
         port, {"url": running.url, "token": token, "pid": os.getpid()}
     )
     click.echo(sandbox_demo.banner(stack, running, token), err=True)
+    sandbox_demo.doctor_once(running, lambda text: click.echo(text, err=True))
     return running, state_file
 
 

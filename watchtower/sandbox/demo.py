@@ -17,7 +17,8 @@ import os
 import secrets
 import tempfile
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -245,3 +246,35 @@ def banner(stack: Stack, running: RunningWatchtower, token: str) -> str:
         "Ctrl-C stops everything.",
     ]
     return "\n".join(lines)
+
+
+def doctor_once(
+    running: RunningWatchtower,
+    echo: Callable[[str], None],
+    *,
+    settle_seconds: float = 60.0,
+    every: float = 5.0,
+) -> threading.Thread:
+    """`watchtower doctor` against the sandbox, once its telemetry has had time to appear: what
+    is missing is looked at again every few seconds until nothing is, or `settle_seconds` pass;
+    then the gaps (if any) and the summary are printed."""
+    from watchtower.doctor import failed, summary
+    from watchtower.doctor.run import diagnose
+
+    def run() -> None:
+        deadline = time.monotonic() + settle_seconds
+        while True:
+            try:
+                findings, _ = diagnose(running.watchtower)
+            except Exception:  # a stopped demo: nothing to report
+                log.debug("the demo's doctor run failed", exc_info=True)
+                return
+            if not failed(findings) or time.monotonic() >= deadline:
+                break
+            time.sleep(every)
+        lines = [f.line() for f in findings if f.state == "missing"]
+        echo("\n".join([*lines, summary(findings), "(`watchtower doctor` prints every line)"]))
+
+    thread = threading.Thread(target=run, name="demo-doctor", daemon=True)
+    thread.start()
+    return thread

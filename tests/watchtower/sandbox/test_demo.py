@@ -173,6 +173,20 @@ def test_all_green_within_a_minute(demo: Demo) -> None:
     assert "SIMULATED" in output
 
 
+def test_the_demo_runs_doctor_once_and_it_finds_everything_present(demo: Demo) -> None:
+    line = wait_for(
+        "the doctor's summary",
+        lambda: next(
+            (ln for ln in demo.output().splitlines() if ln.startswith("watchtower doctor:")), None
+        ),
+        90,
+        demo,
+    )
+    assert "everything configured is in place" in line, demo.output()[-4000:]
+    assert " missing" not in line
+    assert "MISSING" not in demo.output()
+
+
 def test_the_sandbox_endpoints_say_what_is_simulated_and_need_an_operator(demo: Demo) -> None:
     status, body = demo.get("/api/v1/sandbox")
     assert status == 200
