@@ -51,7 +51,7 @@ def _why(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         return f"{error.get('Code')}: {' '.join(str(error.get('Message', '')).split())[:160]}"
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+    return type(exc).__name__  # botocore's own messages may quote a whole HTML error page
 
 
 class Examiner:
