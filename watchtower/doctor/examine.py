@@ -12,46 +12,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from watchtower.checks import registry as check_registry
 from watchtower.config import Settings
 from watchtower.doctor import Finding
+from watchtower.doctor.calls import DENIED, code, why
 from watchtower.doctor.contract import Need, needs
-from watchtower.probes.credential import CredentialError, ProbeCredential
+from watchtower.doctor.permissions import action_findings
+from watchtower.doctor.reach import probe_findings, target_findings
+from watchtower.probes.credential import ProbeCredential
 
 MakeClient = Callable[..., Any]
-DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"}
-NOT_FOUND = {
-    "ResourceNotFoundException",
-    "NoSuchEntity",
-    "NoSuchDistribution",
-    "404",
-    "NoSuchBucket",
-}
-
-# The calls that change things, per action the shipped runbooks use: asked of the simulator.
-MUTATING = {
-    "lambda.set_environment_variable": ["lambda:UpdateFunctionConfiguration"],
-    "lambda.set_alias_variable": [
-        "lambda:UpdateFunctionConfiguration",
-        "lambda:PublishVersion",
-        "lambda:UpdateAlias",
-    ],
-    "lambda.move_alias": ["lambda:UpdateAlias"],
-    "lambda.set_reserved_concurrency": ["lambda:PutFunctionConcurrency"],
-    "lambda.set_provisioned_concurrency": ["lambda:PutProvisionedConcurrencyConfig"],
-    "dynamodb.set_billing_mode": ["dynamodb:UpdateTable"],
-    "cloudfront.create_invalidation": ["cloudfront:CreateInvalidation"],
-}
-
-
-def _code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return ""
-
-
-def _why(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code')}: {' '.join(str(error.get('Message', '')).split())[:160]}"
-    return type(exc).__name__  # botocore's own messages may quote a whole HTML error page
 
 
 class Examiner:
@@ -80,107 +47,12 @@ class Examiner:
 
     def examine(self) -> list[Finding]:
         findings: list[Finding] = []
-        findings += self.targets()
+        findings += target_findings(self.settings, self.client)
         findings += self.checks()
-        findings += self.probe()
-        findings += self.actions()
+        findings += probe_findings(self.settings, self._http, self._credential)
+        findings += action_findings(self.client)
         findings += self.cutover()
         return findings
-
-    # -- targets ----------------------------------------------------------------------------------
-
-    def _try(
-        self, feature: str, source: str, call: Callable[[], Any], fix_missing: str, iam: str
-    ) -> Finding:
-        try:
-            call()
-        except (ClientError, BotoCoreError) as exc:
-            code = _code(exc)
-            if code in DENIED:
-                return Finding(
-                    feature=feature,
-                    source=source,
-                    state="missing",
-                    detail=f"permission denied ({iam})",
-                    fix=f"grant {iam} (docs/deployment.md)",
-                )
-            return Finding(
-                feature=feature, source=source, state="missing", detail=_why(exc), fix=fix_missing
-            )
-        return Finding(feature=feature, source=source, state="ok", detail="exists and readable")
-
-    def targets(self) -> list[Finding]:
-        s = self.settings
-        out = [
-            self._try(
-                "target function",
-                f"lambda function {s.lambda_function!r}",
-                lambda: self.client("lambda").get_function_configuration(
-                    FunctionName=s.lambda_function
-                ),
-                "deploy it, or set WATCHTOWER_LAMBDA_FUNCTION to its name",
-                "lambda:GetFunctionConfiguration",
-            ),
-            self._try(
-                "target table",
-                f"dynamodb table {s.table!r}",
-                lambda: self.client("dynamodb").describe_table(TableName=s.table),
-                "create it (python -m image_core bootstrap), or set WATCHTOWER_TABLE",
-                "dynamodb:DescribeTable",
-            ),
-            self._try(
-                "target bucket",
-                f"s3 bucket {s.bucket!r}",
-                lambda: self.client("s3").head_bucket(Bucket=s.bucket),
-                "create it (python -m image_core bootstrap), or set WATCHTOWER_BUCKET",
-                "s3:ListBucket",
-            ),
-        ]
-        if s.lambda_alias:
-            out.append(
-                self._try(
-                    "target alias",
-                    f"lambda alias {s.lambda_function}:{s.lambda_alias}",
-                    lambda: self.client("lambda").get_alias(
-                        FunctionName=s.lambda_function, Name=s.lambda_alias
-                    ),
-                    "create the alias, or unset WATCHTOWER_LAMBDA_ALIAS (served unqualified)",
-                    "lambda:GetAlias",
-                )
-            )
-        else:
-            out.append(
-                Finding(
-                    feature="target alias",
-                    source="WATCHTOWER_LAMBDA_ALIAS",
-                    state="off",
-                    detail="unset: the function is taken to be served unqualified ($LATEST)",
-                    fix="set it when traffic goes through an alias (live, prod)",
-                )
-            )
-        if s.cloudfront_distribution_id:
-            out.append(
-                self._try(
-                    "target distribution",
-                    f"cloudfront distribution {s.cloudfront_distribution_id}",
-                    lambda: self.client("cloudfront").get_distribution(
-                        Id=s.cloudfront_distribution_id
-                    ),
-                    "set WATCHTOWER_CLOUDFRONT_DISTRIBUTION_ID to the images' distribution",
-                    "cloudfront:GetDistribution",
-                )
-            )
-        else:
-            out.append(
-                Finding(
-                    feature="target distribution",
-                    source="WATCHTOWER_CLOUDFRONT_DISTRIBUTION_ID",
-                    state="off",
-                    detail="unset: cloudfront_hit_rate is unknown",
-                    fix="set it to the distribution in front of the images",
-                )
-            )
-        return out
 
     # -- checks -----------------------------------------------------------------------------------
 
@@ -229,7 +101,7 @@ class Examiner:
                 Namespace=need.namespace, MetricName=need.metric, RecentlyActive="PT3H"
             )
         except (ClientError, BotoCoreError) as exc:
-            if _code(exc) in DENIED:
+            if code(exc) in DENIED:
                 return Finding(
                     feature="",
                     source=source,
@@ -237,7 +109,7 @@ class Examiner:
                     detail="permission denied (cloudwatch:ListMetrics)",
                     fix="grant cloudwatch:ListMetrics and cloudwatch:GetMetricData",
                 )
-            return Finding(feature="", source=source, state="unknown", detail=_why(exc))
+            return Finding(feature="", source=source, state="unknown", detail=why(exc))
         wanted = set(need.dimensions)
         present = any(
             {d["Name"] for d in m.get("Dimensions", [])} == wanted
@@ -288,8 +160,8 @@ class Examiner:
                 limit=1,
             )
         except (ClientError, BotoCoreError) as exc:
-            code = _code(exc)
-            if code in DENIED:
+            error = code(exc)
+            if error in DENIED:
                 return Finding(
                     feature="",
                     source=source,
@@ -297,7 +169,7 @@ class Examiner:
                     detail="permission denied (logs:FilterLogEvents)",
                     fix="grant logs:FilterLogEvents on the log group",
                 )
-            if code == "ResourceNotFoundException":
+            if error == "ResourceNotFoundException":
                 return Finding(
                     feature="",
                     source=source,
@@ -305,7 +177,7 @@ class Examiner:
                     detail="the log group does not exist",
                     fix="set WATCHTOWER_LAMBDA_LOG_GROUP, or invoke the function once",
                 )
-            return Finding(feature="", source=source, state="unknown", detail=_why(exc))
+            return Finding(feature="", source=source, state="unknown", detail=why(exc))
         if answer.get("events"):
             return Finding(feature="", source=source, state="ok", detail="REPORT lines found")
         return Finding(
@@ -333,12 +205,12 @@ class Examiner:
                     FunctionName=s.lambda_function
                 )
         except (ClientError, BotoCoreError) as exc:
-            denied = _code(exc) in DENIED
+            denied = code(exc) in DENIED
             return Finding(
                 feature="",
                 source=source,
                 state="missing",
-                detail="permission denied" if denied else _why(exc),
+                detail="permission denied" if denied else why(exc),
                 fix="grant lambda:GetFunctionConfiguration and lambda:GetAlias"
                 if denied
                 else "set WATCHTOWER_LAMBDA_FUNCTION (and WATCHTOWER_LAMBDA_ALIAS)",
@@ -385,139 +257,6 @@ class Examiner:
                 fix="grant pg_read_all_stats (or run Watchtower's role as the table's owner)",
             )
         return Finding(feature="", source=source, state="ok", detail="table and statistics read")
-
-    # -- the probe --------------------------------------------------------------------------------
-
-    def probe(self) -> list[Finding]:
-        s = self.settings
-        base = s.image_api_url.rstrip("/")
-        feature = "probe upload_get"
-        try:
-            answer = self._http.request("GET", f"{base}/healthz", timeout=5, retries=False)
-            reachable = answer.status == 200
-            detail = f"HTTP {answer.status}"
-        except Exception as exc:  # urllib3's errors: the API is not reachable
-            reachable, detail = False, f"{type(exc).__name__}"
-        out = [
-            Finding(
-                feature=feature,
-                source=f"image API {base}/healthz",
-                state="ok" if reachable else "missing",
-                detail="answers" if reachable else f"not reachable ({detail})",
-                fix="set WATCHTOWER_IMAGE_API_URL to the image API's public URL",
-            )
-        ]
-        if self._credential is None:
-            headers = {"X-User-Id": s.probe_user}
-            how = "X-User-Id (no token configured)"
-        else:
-            try:
-                headers = {"Authorization": f"Bearer {self._credential.bearer()}"}
-            except CredentialError as exc:
-                return [
-                    *out,
-                    Finding(
-                        feature=feature,
-                        source=f"the probe's token from {self._credential.source}",
-                        state="missing",
-                        detail=str(exc),
-                        fix="fix WATCHTOWER_PROBE_TOKEN_FILE / _COMMAND",
-                    ),
-                ]
-            how = f"a bearer token from {self._credential.source}"
-        if not reachable:
-            return out
-        try:
-            answer = self._http.request(
-                "GET", f"{base}/images?limit=1", headers=headers, timeout=5, retries=False
-            )
-            status = answer.status
-        except Exception as exc:
-            status, detail = 0, type(exc).__name__
-        signed_in = status == 200
-        out.append(
-            Finding(
-                feature=feature,
-                source=f"sign-in with {how}",
-                state="ok" if signed_in else "missing",
-                detail="signed in" if signed_in else f"the probe could not sign in ({status})",
-                fix="give the probe a token (WATCHTOWER_PROBE_TOKEN_FILE or _COMMAND) its "
-                "issuer signs, and list its subject in IMAGE_SYNTHETIC_USER_IDS",
-            )
-        )
-        return out
-
-    # -- runbook actions --------------------------------------------------------------------------
-
-    def actions(self) -> list[Finding]:
-        principal, why = self._principal()
-        out: list[Finding] = []
-        for action, iam_actions in MUTATING.items():
-            if principal is not None:
-                found = self._simulate(action, iam_actions, principal)
-                if found.state != "unknown":
-                    out.append(found)
-                    continue
-                principal, why = None, found.detail.split("(", 1)[-1].rstrip(")")
-            if principal is None:
-                out.append(
-                    Finding(
-                        feature=f"action {action}",
-                        source=", ".join(iam_actions),
-                        state="unknown",
-                        detail=f"not verified: the policy simulator was not allowed ({why})",
-                        fix="grant iam:SimulatePrincipalPolicy to let doctor check it, or "
-                        "compare with docs/deployment.md by hand",
-                    )
-                )
-                continue
-            out.append(self._simulate(action, iam_actions, principal))
-        return out
-
-    def _principal(self) -> tuple[str | None, str]:
-        try:
-            arn = str(self.client("sts").get_caller_identity()["Arn"])
-        except Exception as exc:  # botocore's errors, or no credentials at all
-            return None, _why(exc)
-        # An assumed role's session ARN is simulated as its role.
-        if ":assumed-role/" in arn:
-            account = arn.split(":")[4]
-            role = arn.split(":assumed-role/")[1].split("/")[0]
-            arn = f"arn:aws:iam::{account}:role/{role}"
-        return arn, ""
-
-    def _simulate(self, action: str, iam_actions: list[str], principal: str) -> Finding:
-        try:
-            answer = self.client("iam").simulate_principal_policy(
-                PolicySourceArn=principal, ActionNames=iam_actions
-            )
-        except Exception as exc:
-            return Finding(
-                feature=f"action {action}",
-                source=", ".join(iam_actions),
-                state="unknown",
-                detail=f"not verified: the policy simulator was not allowed ({_why(exc)})",
-                fix="grant iam:SimulatePrincipalPolicy, or compare with docs/deployment.md",
-            )
-        denied = [
-            r["EvalActionName"]
-            for r in answer.get("EvaluationResults", [])
-            if r.get("EvalDecision") != "allowed"
-        ]
-        if denied:
-            return Finding(
-                feature=f"action {action}",
-                source=", ".join(iam_actions),
-                state="missing",
-                detail=f"not granted: {', '.join(denied)}",
-                fix="grant them (docs/deployment.md, Runbook actions)",
-            )
-        return Finding(
-            feature=f"action {action}",
-            source=", ".join(iam_actions),
-            state="ok",
-            detail="granted",
-        )
 
     # -- the cutover ------------------------------------------------------------------------------
 

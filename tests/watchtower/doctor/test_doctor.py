@@ -23,7 +23,7 @@ from watchtower.cli import main
 from watchtower.config import Settings
 from watchtower.doctor import Finding, failed
 from watchtower.doctor.contract import needs
-from watchtower.doctor.examine import Examiner
+from watchtower.doctor.permissions import _principal, _simulate
 from watchtower.doctor.run import diagnose
 from watchtower.runtime import Watchtower
 from watchtower.sandbox.servers import MotoServer
@@ -179,11 +179,10 @@ def test_permissions_to_change_things_are_asked_of_the_policy_simulator(
     def make(service: str, region: str | None = None) -> Any:
         return {"iam": iam, "sts": sts}.get(service) or real(service)
 
-    examiner = Examiner(Settings(), make, http=None)
     with stub, sts_stub:
-        principal, _ = examiner._principal()
+        principal, _ = _principal(make)
         assert principal == "arn:aws:iam::123456789012:role/watchtower"
-        found = examiner._simulate("lambda.move_alias", ["lambda:UpdateAlias"], principal)
+        found = _simulate(make, "lambda.move_alias", ["lambda:UpdateAlias"], principal)
     assert found.state == state
     if state == "missing":
         assert found.detail == "not granted: lambda:UpdateAlias"
