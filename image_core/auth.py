@@ -36,7 +36,11 @@ class BearerVerifier:
         self.issuer = issuer
         self.audience = audience
         self._shared_key = shared_key
-        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300) if jwks_url else None
+        self._jwks = (
+            jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
+            if jwks_url
+            else None
+        )
 
     def _key(self, token: str) -> Any:
         if self._jwks is None:
