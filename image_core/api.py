@@ -182,8 +182,10 @@ def _caller() -> str:
     if "caller" in g:  # named once per request (the gate, then the view)
         caller: str = g.caller
         return caller
-    user_id = _authorizer_user() or (
-        request.headers.get(USER_HEADER) if _components().settings.trust_user_header else None
+    user_id = (
+        _authorizer_user()
+        or _bearer_user()
+        or (request.headers.get(USER_HEADER) if _components().settings.trust_user_header else None)
     )
     if not user_id:
         raise Unauthenticated("no caller identity: sign in (API Gateway authorizer) first")
@@ -204,6 +206,12 @@ def _authorizer_user() -> str | None:
     lambda_ctx = authorizer.get("lambda") or {}
     user = claims.get("sub") or lambda_ctx.get("user_id") or lambda_ctx.get("sub")
     return str(user) if user else None
+
+
+def _bearer_user() -> str | None:
+    """Served as a server: a bearer JWT verified here (image_core/auth.py), when configured."""
+    bearer = _components().bearer
+    return bearer.user(request.headers.get("Authorization")) if bearer is not None else None
 
 
 def _synthetic(user_id: str) -> bool:

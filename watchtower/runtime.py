@@ -47,6 +47,7 @@ from watchtower.metrics import Metrics
 from watchtower.model import Result
 from watchtower.probes import registry as probe_registry
 from watchtower.probes.base import Probe, ProbeContext
+from watchtower.probes.credential import ProbeCredential
 from watchtower.probes.runner import run_probe
 from watchtower.runbook.adapters import PlatformQueries, RunbookAuditEvents, WatchtowerChecks
 from watchtower.runbook.engine import Engine
@@ -82,6 +83,8 @@ class Watchtower:
     cutover: CutoverService
     ledger: Ledger  # sign-in limits and ended sessions, shared by the web replicas
     clock: Callable[[], float] = time.time
+    probe_credential: ProbeCredential | None = None  # the probe's bearer token, when configured
+    aws: MakeClient | None = None  # the boto3 clients the root makes (`watchtower doctor` reads)
     closers: list[Callable[[], None]] = field(default_factory=list)
     _unstored: deque[Result] = field(
         default_factory=lambda: deque(maxlen=UNSTORED_MAX), init=False, repr=False
@@ -102,6 +105,7 @@ class Watchtower:
                 http=self.http,
                 now=self.now(),
                 clock=time.perf_counter,
+                token=self.probe_credential.bearer if self.probe_credential else None,
             ),
         )
         self.record(results)
@@ -263,6 +267,20 @@ def build(
         cutover=service,
         ledger=ledger,
         closers=closers,
+        probe_credential=probe_credential(settings),
+        aws=make,
+    )
+
+
+def probe_credential(settings: Settings) -> ProbeCredential | None:
+    """The probe's token source (WATCHTOWER_PROBE_TOKEN, _FILE or _COMMAND), if one is set."""
+    if not (settings.probe_token or settings.probe_token_file or settings.probe_token_command):
+        return None
+    return ProbeCredential(
+        token=settings.probe_token,
+        file=settings.probe_token_file,
+        command=settings.probe_token_command,
+        now=time.time,
     )
 
 

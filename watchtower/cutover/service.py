@@ -252,6 +252,7 @@ class CutoverService:
                         via="runbook",
                         execution_id=event.execution_id,
                         runbook_event=key,
+                        comment=versions_comment(event.detail),
                     )
                 except Refused as exc:
                     why = str(exc)
@@ -598,3 +599,13 @@ def parse_moment(text: str) -> datetime:
         raise Refused(
             f"{text!r} is not a date and time (ISO 8601, e.g. 2026-06-01T10:03:27Z)"
         ) from None
+
+
+def versions_comment(detail: Mapping[str, str]) -> str:
+    """`alias live: version 3 -> 4` when the flip moved an alias (the versions it recorded)."""
+    if not detail.get("alias") or not detail.get("version"):
+        return ""
+    return (
+        f"alias {detail['alias']}: version {detail.get('previous_version') or '?'} "
+        f"-> {detail['version']}"
+    )

@@ -251,6 +251,7 @@ def _start_watchtower(sandbox_demo: Any, stack: sandbox_stack.Stack, port: int) 
         port, {"url": running.url, "token": token, "pid": os.getpid()}
     )
     click.echo(sandbox_demo.banner(stack, running, token), err=True)
+    sandbox_demo.doctor_once(running, lambda text: click.echo(text, err=True))
     return running, state_file
 
 
@@ -260,8 +261,10 @@ def _sandbox_banner(stack: sandbox_stack.Stack) -> str:
     return (
         f"\nThe sandbox runs (scenario {stack.scenarios.current.name}); Watchtower does not: "
         "`watchtower demo` adds it.\n"
-        f"Try it:\n  curl -H 'X-User-Id: me' -F file=@photo.jpg {api}/images\n"
-        f"  curl -H 'X-User-Id: me' {api}/images\n"
+        "Try it (a bearer token of the sandbox's local issuer, as user 'me'):\n"
+        f"  TOKEN=$({stack.issuer.command('me')})\n"
+        f'  curl -H "Authorization: Bearer $TOKEN" -F file=@photo.jpg {api}/images\n'
+        f'  curl -H "Authorization: Bearer $TOKEN" {api}/images\n'
         f"AWS (moto): {stack.moto.url}{notes}\n\nCtrl-C stops everything."
     )
 

@@ -17,7 +17,8 @@ import os
 import secrets
 import tempfile
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,9 @@ _OWNED = (
     "WATCHTOWER_SANDBOX",
     "WATCHTOWER_PUBLIC_URL",
     "WATCHTOWER_USERS",
+    "WATCHTOWER_PROBE_TOKEN",
+    "WATCHTOWER_PROBE_TOKEN_FILE",
+    "WATCHTOWER_PROBE_TOKEN_COMMAND",
 )
 
 
@@ -99,6 +103,8 @@ def settings_environment(
         "WATCHTOWER_SANDBOX": "true",
         "WATCHTOWER_PUBLIC_URL": f"http://{LOOPBACK}:{port}",
         "WATCHTOWER_USERS": users,
+        # The probe signs in as any user does: a token of the sandbox's issuer, refreshed.
+        "WATCHTOWER_PROBE_TOKEN_COMMAND": stack.issuer.command("watchtower-probe"),
     }
     if stack.redis is not None:
         owned["WATCHTOWER_REDIS_URL"] = stack.redis.url
@@ -212,7 +218,9 @@ def banner(stack: Stack, running: RunningWatchtower, token: str) -> str:
         f"  results (JSON)   {running.url}/api/v1/results",
         f"  metrics          {running.url}/metrics",
         f"  sandbox (JSON)   {running.url}/api/v1/sandbox",
-        f"  image API        {api}   e.g. curl -H 'X-User-Id: me' {api}/images",
+        f"  image API        {api}   signed in by the sandbox's issuer, e.g. as 'me':",
+        f'                   curl -H "Authorization: Bearer $({stack.issuer.command("me")})" \\',
+        f"                     {api}/images",
         f"  AWS (moto)       {stack.moto.url}",
         f"  operator         {OPERATOR}, token {token}",
         "                   (Authorization: Bearer <token>, or log in at /login with it)",
@@ -238,3 +246,35 @@ def banner(stack: Stack, running: RunningWatchtower, token: str) -> str:
         "Ctrl-C stops everything.",
     ]
     return "\n".join(lines)
+
+
+def doctor_once(
+    running: RunningWatchtower,
+    echo: Callable[[str], None],
+    *,
+    settle_seconds: float = 60.0,
+    every: float = 5.0,
+) -> threading.Thread:
+    """`watchtower doctor` against the sandbox, once its telemetry has had time to appear: what
+    is missing is looked at again every few seconds until nothing is, or `settle_seconds` pass;
+    then the gaps (if any) and the summary are printed."""
+    from watchtower.doctor import failed, summary
+    from watchtower.doctor.run import diagnose
+
+    def run() -> None:
+        deadline = time.monotonic() + settle_seconds
+        while True:
+            try:
+                findings, _ = diagnose(running.watchtower)
+            except Exception:  # a stopped demo: nothing to report
+                log.debug("the demo's doctor run failed", exc_info=True)
+                return
+            if not failed(findings) or time.monotonic() >= deadline:
+                break
+            time.sleep(every)
+        lines = [f.line() for f in findings if f.state == "missing"]
+        echo("\n".join([*lines, summary(findings), "(`watchtower doctor` prints every line)"]))
+
+    thread = threading.Thread(target=run, name="demo-doctor", daemon=True)
+    thread.start()
+    return thread
