@@ -21,7 +21,9 @@ The rules, as docs/status-page.md and the page's footer state them:
 * Every reading covers one interval of its source. Per UTC hour and component, **down time** is
   the longest critical time of any one of its sources, **observed time** the longest time any
   source read ok, warning or critical (unknown readings say nothing; each capped at the hour).
-  **Uptime** over a window is 1 - down / observed; no observed time means no figure.
+  **Uptime** over a window is 1 - down / observed; no observed time means no figure. Every
+  figure carries its denominator ("99.95% of 23 h 10 min observed"): time without readings is
+  shown as unobserved, never as up.
 * A **day** (UTC) is *down* when any of its sources read critical that day, else *degraded*
   when any read warning, else *operational* when any read ok, else *no data*.
 """
@@ -41,10 +43,12 @@ from watchtower.status.history import (
     DayState,
     Hour,
     Hours,
+    Uptime,
     days,
     floor_hour,
     hours_from,
     uptime,
+    uptime_over,
     uptimes,
 )
 from watchtower.status.latency import (
@@ -104,6 +108,7 @@ __all__ = [
     "StepKey",
     "StepLatency",
     "StepSamples",
+    "Uptime",
     "ago",
     "component_states",
     "days",
@@ -122,5 +127,6 @@ __all__ = [
     "step_row",
     "step_samples",
     "uptime",
+    "uptime_over",
     "uptimes",
 ]

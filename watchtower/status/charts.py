@@ -78,8 +78,10 @@ def day_tooltip(day: Day) -> str:
             parts.append(f"down about {rough_duration(day.down_seconds)}")
         if day.degraded_seconds:
             parts.append(f"degraded about {rough_duration(day.degraded_seconds)}")
-        parts.append(f"uptime {floored_percent(day.uptime)}")
-        parts.append(f"{day.coverage:.0%} of the day observed")
+        parts.append(
+            f"uptime {floored_percent(day.uptime)} of {rough_duration(day.observed_seconds)} "
+            f"observed ({day.coverage:.0%} of the day; the rest had no readings)"
+        )
     if day.unknown:
         parts.append(f"{day.unknown} unknown readings")
     return "; ".join(parts)

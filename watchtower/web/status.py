@@ -101,7 +101,7 @@ def _watchtower() -> Watchtower:
 
 @dataclass(frozen=True, kw_only=True)
 class ComponentHistory:
-    uptime: dict[str, float | None]
+    uptime: dict[str, status.Uptime]
     days: list[status.Day]
 
 
@@ -312,12 +312,22 @@ def to_json(v: StatusView) -> dict[str, Any]:
                     }
                     for s in c.sources
                 ],
-                "uptime": v.history[c.component.id].uptime,
+                # Every ratio with its denominator: the observed seconds it was computed over,
+                # and the elapsed seconds of its window (the rest had no readings).
+                "uptime": {k: u.ratio for k, u in v.history[c.component.id].uptime.items()},
+                "uptime_observed_seconds": {
+                    k: u.observed for k, u in v.history[c.component.id].uptime.items()
+                },
+                "uptime_window_seconds": {
+                    k: u.window for k, u in v.history[c.component.id].uptime.items()
+                },
                 "days": [
                     {
                         "date": d.date.isoformat(),
                         "state": d.state.value,
                         "uptime": d.uptime,
+                        "observed_seconds": d.observed_seconds,
+                        "day_seconds": d.length_seconds,
                         "down_seconds": d.down_seconds,
                         "degraded_seconds": d.degraded_seconds,
                         "coverage": d.coverage,
