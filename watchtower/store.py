@@ -71,10 +71,18 @@ Index("alerts_status", alerts.c.status)
 
 
 def engine_for(url: str) -> Engine:
-    """An engine for a settings URL; `postgresql://` means psycopg 3."""
+    """An engine for a settings URL; `postgresql://` means psycopg 3.
+
+    A database that does not answer (stopped, frozen, unroutable) fails a connection within
+    `CONNECT_TIMEOUT` seconds and a wait for a pooled one within `POOL_TIMEOUT`, so a page or a
+    cycle says "unreachable" on time instead of hanging.
+    """
+    connect_args: dict[str, Any] = {}
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    engine = create_engine(url, pool_pre_ping=True)
+    if url.startswith("postgresql"):
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **_pool_args(url))
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -88,6 +96,12 @@ def engine_for(url: str) -> Engine:
 
 
 STORE = "history"
+CONNECT_TIMEOUT = 5  # seconds
+POOL_TIMEOUT = 5.0  # seconds
+
+
+def _pool_args(url: str) -> dict[str, Any]:
+    return {"pool_timeout": POOL_TIMEOUT} if url.startswith("postgresql") else {}
 
 
 class HistoryStore:

@@ -3,13 +3,20 @@
 The web edge: it reads the clock, the history store and the registries, and hands them to the
 pure rules in `watchtower.status`. Closed UTC days of history are summed once and kept
 (`HistoryCache`), so a request reads only today's counts and the last 24 h of probe results.
+
+The page outlives the history store: each replica keeps its last good view (`LastGood`). When the
+store is unreachable, `/` and `/api/v1/status` answer 200 with that view under a banner saying
+since when the data is frozen, and Watchtower itself shows as degraded; never a 503, never the
+frozen figures as current. While the store is down, a request tries it again at most every
+`RETRY_SECONDS`; the first good read ends the freeze by itself.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -18,6 +25,7 @@ from flask.sansio.blueprints import BlueprintSetupState
 
 from watchtower import status
 from watchtower.checks.runner import interval_for as check_interval
+from watchtower.errors import StoreUnavailable
 from watchtower.model import Alert
 from watchtower.probes.base import interval_for as probe_interval
 from watchtower.runtime import Watchtower
@@ -25,6 +33,8 @@ from watchtower.status import DAYS, Feed, Hour, Hours, charts, floor_hour
 from watchtower.web.auth import require
 
 REFRESH_SECONDS = 30
+RETRY_SECONDS = 5.0  # while the store is down, how often a request tries it again
+log = logging.getLogger(__name__)
 
 bp = Blueprint("status", __name__)
 
@@ -32,6 +42,7 @@ bp = Blueprint("status", __name__)
 @bp.record_once
 def _set_up(state: BlueprintSetupState) -> None:
     state.app.extensions["watchtower.status.cache"] = PageCache()
+    state.app.extensions["watchtower.status.last_good"] = LastGood()
 
 
 # -- what the integrator wires: the alert receiver and the runbook engine ------------------------
@@ -79,16 +90,30 @@ def recent_executions(wt: Watchtower, limit: int = 8) -> list[ExecutionSummary]:
 @bp.get("/")
 @require("viewer")
 def page() -> Any:
-    wt = _watchtower()
-    view = snapshot(wt, now=wt.now())
+    view = current_view(_watchtower())
     return render_template("status/page.html", v=view, charts=charts, status=status)
 
 
 @bp.get("/api/v1/status")
 @require("viewer")
 def api() -> Any:
-    wt = _watchtower()
-    return jsonify(to_json(snapshot(wt, now=wt.now())))
+    return jsonify(to_json(current_view(_watchtower())))
+
+
+def current_view(wt: Watchtower) -> StatusView:
+    """A fresh view, or the last good one frozen, when the history store cannot be read."""
+    last: LastGood = current_app.extensions["watchtower.status.last_good"]
+    now = wt.now()
+    if last.should_try(now):
+        try:
+            view = snapshot(wt, now=now)
+        except StoreUnavailable as exc:
+            log.warning("status page frozen: %s", exc)
+            last.failed(now, str(exc))
+        else:
+            last.keep(view)
+            return view
+    return last.frozen_view(wt, now)
 
 
 def _watchtower() -> Watchtower:
@@ -117,6 +142,98 @@ class StatusView:
     latency_start: datetime
     alerts: list[Alert]
     executions: list[ExecutionSummary]
+    frozen: Frozen | None = None  # set when this is the last good view, served during an outage
+    served_at: datetime | None = None  # when it was served (frozen views only)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Frozen:
+    """Why and since when the page shows its last good data instead of current data."""
+
+    data_at: datetime | None  # when the frozen data was read; None: no good read yet
+    unreachable_since: datetime  # the first failed read of this outage
+    reason: str
+
+    @property
+    def watchtower_state(self) -> str:
+        return "degraded"
+
+
+class LastGood:
+    """A replica's last good view, and the outage it is serving it through."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.view: StatusView | None = None
+        self.failing_since: datetime | None = None
+        self.last_try: datetime | None = None
+        self.reason = ""
+
+    def should_try(self, now: datetime) -> bool:
+        with self._lock:
+            if self.failing_since is None or self.last_try is None:
+                return True
+            return abs((now - self.last_try).total_seconds()) >= RETRY_SECONDS
+
+    def keep(self, view: StatusView) -> None:
+        with self._lock:
+            self.view = view
+            self.failing_since = None
+            self.reason = ""
+
+    def failed(self, now: datetime, reason: str) -> None:
+        with self._lock:
+            self.failing_since = self.failing_since or now
+            self.last_try = now
+            self.reason = reason
+
+    def frozen_view(self, wt: Watchtower, now: datetime) -> StatusView:
+        with self._lock:
+            view, since, reason = self.view, self.failing_since or now, self.reason
+        base = view if view is not None else empty_view(wt, now)
+        frozen = Frozen(
+            data_at=view.now if view is not None else None,
+            unreachable_since=since,
+            reason=reason,
+        )
+        said = (
+            f"the last good data, from {status.ago(view.now, now)}"
+            if view is not None
+            else "no data: this replica has not read the store since it started"
+        )
+        return replace(
+            base,
+            frozen=frozen,
+            served_at=now,
+            overall=status.Overall(
+                state=status.State.STALE,
+                headline=f"Watchtower degraded: its history store is unreachable; showing {said}",
+                detail=f"Frozen: {base.overall.headline}" if view is not None else "",
+            ),
+        )
+
+
+def empty_view(wt: Watchtower, now: datetime) -> StatusView:
+    """What the page can say with no store at all: every component without data."""
+    known = feeds(wt)
+    components = status.component_states(known, {}, now)
+    return StatusView(
+        now=now,
+        sandbox=wt.settings.sandbox,
+        refresh_seconds=REFRESH_SECONDS,
+        overall=status.overall(components, now),
+        components=components,
+        history={
+            c.component.id: ComponentHistory(
+                uptime=status.uptimes({}, now), days=status.days({}, now)
+            )
+            for c in components
+        },
+        latency=[],
+        latency_start=floor_hour(now) - (status.LATENCY_HOURS - 1) * status.HOUR,
+        alerts=[],
+        executions=[],
+    )
 
 
 def feeds(wt: Watchtower) -> list[Feed]:
@@ -278,8 +395,29 @@ def _time(moment: datetime | None) -> str | None:
 
 
 def to_json(v: StatusView) -> dict[str, Any]:
+    frozen = v.frozen
     return {
         "generated_at": _time(v.now),
+        "served_at": _time(v.served_at or v.now),
+        # Watchtower itself: degraded while it serves frozen data.
+        "watchtower": {
+            "state": frozen.watchtower_state if frozen else "ok",
+            "reason": (
+                f"the history store is unreachable since {_time(frozen.unreachable_since)}: "
+                f"{frozen.reason}"
+                if frozen
+                else "the history store answers"
+            ),
+        },
+        "frozen": (
+            {
+                "data_at": _time(frozen.data_at),
+                "unreachable_since": _time(frozen.unreachable_since),
+                "reason": frozen.reason,
+            }
+            if frozen
+            else None
+        ),
         "sandbox": v.sandbox,
         "refresh_seconds": v.refresh_seconds,
         "overall": {
