@@ -4,8 +4,8 @@ SQLAlchemy's errors."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    case,
     create_engine,
     delete,
     event,
@@ -32,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from watchtower.model import Alert, Result, Status, StatusCount, StepResult
+from watchtower.status import RANK, DayRollup, Feed, rollup_deltas
 from watchtower.tables import create_tables, translated
 
 metadata = MetaData()
@@ -68,6 +70,27 @@ alerts = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
 Index("alerts_status", alerts.c.status)
+
+
+# One row per component, UTC day and source: what the page's days and uptime read. Written in the
+# same transaction as the results it sums; kept ROLLUP_DAYS, whatever the raw retention.
+rollups = Table(
+    "rollups",
+    metadata,
+    Column("component", String(64), primary_key=True),
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD (UTC)
+    Column("source", String(64), primary_key=True),
+    Column("interval_seconds", Float, nullable=False),
+    Column("ok", Integer, nullable=False),
+    Column("warning", Integer, nullable=False),
+    Column("critical", Integer, nullable=False),
+    Column("unknown", Integer, nullable=False),
+    Column("worst_rank", Integer, nullable=False),
+    Column("worst", String(16), nullable=False),
+    Column("worst_reason", Text, nullable=False),
+)
+Index("rollups_day", rollups.c.day)
+ROLLUP_DAYS = 400
 
 
 def engine_for(url: str) -> Engine:
@@ -107,8 +130,11 @@ def _pool_args(url: str) -> dict[str, Any]:
 class HistoryStore:
     """Adapter over a ready SQLAlchemy engine (the caller owns it)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, feeds: Mapping[str, Feed] | None = None) -> None:
         self.engine = engine
+        # The probes and checks by name: which rows a result adds to, and its interval. Results
+        # of a name not here are stored, but roll up into no day.
+        self.feeds: Mapping[str, Feed] = dict(feeds or {})
 
     def create_schema(self) -> None:
         """Every table on `metadata` (the runbook and cutover tables too, once imported)."""
@@ -116,10 +142,66 @@ class HistoryStore:
 
     @translated(STORE)
     def add(self, items: Iterable[Result]) -> None:
+        items = list(items)
         rows = [_row(r) for r in items]
         if rows:
+            deltas = rollup_deltas(self.feeds, items)
             with self.engine.begin() as conn:
                 conn.execute(results.insert(), rows)
+                for delta in deltas:
+                    conn.execute(self._add_to_rollup(delta))
+
+    def _add_to_rollup(self, d: DayRollup) -> Any:
+        values = {
+            "component": d.component,
+            "day": d.day.isoformat(),
+            "source": d.source,
+            "interval_seconds": d.interval,
+            "ok": d.ok,
+            "warning": d.warning,
+            "critical": d.critical,
+            "unknown": d.unknown,
+            "worst_rank": RANK[d.worst],
+            "worst": d.worst.value,
+            "worst_reason": d.worst_reason,
+        }
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        insert = dialect.insert(rollups).values(values)
+        new = insert.excluded
+        worse = new.worst_rank > rollups.c.worst_rank
+        return insert.on_conflict_do_update(
+            index_elements=[rollups.c.component, rollups.c.day, rollups.c.source],
+            set_={
+                "interval_seconds": new.interval_seconds,
+                **{k: rollups.c[k] + new[k] for k in ("ok", "warning", "critical", "unknown")},
+                "worst_rank": case((worse, new.worst_rank), else_=rollups.c.worst_rank),
+                "worst": case((worse, new.worst), else_=rollups.c.worst),
+                "worst_reason": case((worse, new.worst_reason), else_=rollups.c.worst_reason),
+            },
+        )
+
+    @translated(STORE)
+    def rollups(self, *, since: date, until: date | None = None) -> list[DayRollup]:
+        """Daily rollups of the UTC days in [since, until)."""
+        query = select(rollups).where(rollups.c.day >= since.isoformat())
+        if until is not None:
+            query = query.where(rollups.c.day < until.isoformat())
+        with self.engine.connect() as conn:
+            return [
+                DayRollup(
+                    component=row.component,
+                    day=date.fromisoformat(row.day),
+                    source=row.source,
+                    interval=row.interval_seconds,
+                    ok=row.ok,
+                    warning=row.warning,
+                    critical=row.critical,
+                    unknown=row.unknown,
+                    worst=Status(row.worst),
+                    worst_reason=row.worst_reason,
+                )
+                for row in conn.execute(query)
+            ]
 
     @translated(STORE)
     def latest(self) -> dict[str, Result]:
@@ -255,10 +337,16 @@ class HistoryStore:
 
     @translated(STORE)
     def prune(self, *, before: datetime) -> int:
-        """Delete results and resolved alerts older than `before` (retention); returns how many."""
+        """Delete results and resolved alerts older than `before` (retention); returns how many.
+
+        Daily rollups have their own retention, ROLLUP_DAYS before `before`'s day at the
+        earliest, so the 90-day bars outlive a short raw retention.
+        """
         before = _utc(before)
         with self.engine.begin() as conn:
             gone = conn.execute(delete(results).where(results.c.observed_at < before)).rowcount
+            oldest = (before.date() - timedelta(days=ROLLUP_DAYS)).isoformat()
+            conn.execute(delete(rollups).where(rollups.c.day < oldest))
             return gone + (
                 conn.execute(
                     delete(alerts).where(

@@ -1,8 +1,9 @@
 """The status page (`/`) and its JSON twin (`/api/v1/status`): what on-call needs at a glance.
 
 The web edge: it reads the clock, the history store and the registries, and hands them to the
-pure rules in `watchtower.status`. Closed UTC days of history are summed once and kept
-(`HistoryCache`), so a request reads only today's counts and the last 24 h of probe results.
+pure rules in `watchtower.status`. The days and the 7/30/90-day uptime read the daily rollups
+the store writes as results arrive; closed days and hours are read once and kept (`PageCache`),
+so a request reads only today's rollups, this hour's counts and probe results.
 
 The page outlives the history store: each replica keeps its last good view (`LastGood`). When the
 store is unreachable, `/` and `/api/v1/status` answer 200 with that view under a banner saying
@@ -24,12 +25,10 @@ from flask import Blueprint, current_app, jsonify, render_template
 from flask.sansio.blueprints import BlueprintSetupState
 
 from watchtower import status
-from watchtower.checks.runner import interval_for as check_interval
 from watchtower.errors import StoreUnavailable
 from watchtower.model import Alert
-from watchtower.probes.base import interval_for as probe_interval
-from watchtower.runtime import Watchtower
-from watchtower.status import DAYS, Feed, Hour, Hours, charts, floor_hour
+from watchtower.runtime import Watchtower, feeds_for
+from watchtower.status import DAYS, Feed, Hours, charts, floor_hour
 from watchtower.web.auth import require
 
 REFRESH_SECONDS = 30
@@ -238,28 +237,7 @@ def empty_view(wt: Watchtower, now: datetime) -> StatusView:
 
 def feeds(wt: Watchtower) -> list[Feed]:
     """Every probe and check, as the page reads them."""
-    return [
-        *(
-            Feed(
-                name=p.name,
-                kind="probe",
-                title=p.title,
-                component=p.component,
-                interval=probe_interval(p, wt.settings),
-            )
-            for p in wt.probes.values()
-        ),
-        *(
-            Feed(
-                name=c.name,
-                kind="check",
-                title=c.title,
-                component=c.component,
-                interval=check_interval(c, wt.settings),
-            )
-            for c in wt.checks.values()
-        ),
-    ]
+    return feeds_for(wt.settings, wt.probes, wt.checks)
 
 
 def snapshot(wt: Watchtower, *, now: datetime) -> StatusView:
@@ -268,14 +246,14 @@ def snapshot(wt: Watchtower, *, now: datetime) -> StatusView:
     # The two newest of each: a retry (attempt 2) and its first attempt are one run.
     runs = {f.name: status.latest_run(wt.store.newest(f.name, count=2)) for f in known}
     components = status.component_states(known, runs, now)
-    hours = cache.hours(wt, known, now)
-    history = {
-        c.component.id: ComponentHistory(
-            uptime=status.uptimes(hours.get(c.component.id, {}), now),
-            days=status.days(hours.get(c.component.id, {}), now),
+    hours = cache.hours(wt, known, now)  # the last 24 h, for the 24 h uptime
+    rollups = cache.rollups(wt, known, now)  # 90 days, one row per component, day and source
+    history = {}
+    for c in components:
+        days = status.days_from_rollups(rollups.get(c.component.id, []), now)
+        history[c.component.id] = ComponentHistory(
+            uptime=status.window_uptimes(hours.get(c.component.id, {}), days, now), days=days
         )
-        for c in components
-    }
     samples = cache.step_samples(wt, [f.name for f in known if f.kind == "probe"], now)
     return StatusView(
         now=now,
@@ -294,11 +272,12 @@ def snapshot(wt: Watchtower, *, now: datetime) -> StatusView:
 class PageCache:
     """What the page reads of closed periods, read once: a closed day or hour no longer changes.
 
-    * Per-component hours of closed UTC days, for uptime and the daily bars.
+    * Daily rollups of closed UTC days, for the 7, 30 and 90 day uptime and the daily bars.
+    * Per-component hours of the closed hours of the last 24 h, for the 24 h uptime.
     * Probe step times of closed UTC hours, for the latency charts.
     A period closes `GRACE` after its end, so a run that started before the boundary and was
-    stored after it still lands in it. Open periods are read on every request: today's counts,
-    and this hour's probe results.
+    stored after it still lands in it. Open periods are read on every request: today's rollups,
+    this hour's counts and this hour's probe results.
     """
 
     GRACE = timedelta(minutes=5)
@@ -309,8 +288,10 @@ class PageCache:
         self._forget()
 
     def _forget(self) -> None:
-        self._days: dict[date, Hours] = {}
+        self._days: dict[date, list[status.DayRollup]] = {}
         self._days_until: date | None = None  # closed days before this one are cached
+        self._hours: Hours = {}
+        self._hours_until: datetime | None = None  # closed hours before this one are cached
         self._steps = status.StepSamples(seconds={}, positions={}, thresholds={})
         self._steps_until: datetime | None = None  # closed hours before this one are cached
 
@@ -319,7 +300,10 @@ class PageCache:
             self._forget()
             self._feeds = known
 
-    def hours(self, wt: Watchtower, known: Iterable[Feed], now: datetime) -> Hours:
+    def rollups(
+        self, wt: Watchtower, known: Iterable[Feed], now: datetime
+    ) -> dict[str, list[status.DayRollup]]:
+        """The last DAYS days' rollups by component."""
         known = tuple(known)
         first = now.astimezone(UTC).date() - timedelta(days=DAYS - 1)
         closed = (now - self.GRACE).astimezone(UTC).date()  # days before this one are closed
@@ -327,21 +311,36 @@ class PageCache:
             self._check_feeds(known)
             since = max(first, self._days_until or first)
             if since < closed:
-                read = _read_hours(wt, known, since=_midnight(since), until=_midnight(closed))
-                for n in range((closed - since).days):
-                    day = since + timedelta(days=n)
-                    self._days[day] = {
-                        row: {h: v for h, v in hours.items() if h.date() == day}
-                        for row, hours in read.items()
-                    }
+                for r in wt.store.rollups(since=since, until=closed):
+                    self._days.setdefault(r.day, []).append(r)
                 self._days_until = closed
             for old in [d for d in self._days if d < first]:
                 del self._days[old]
-            merged: dict[str, dict[datetime, Hour]] = {}
-            for day_hours in self._days.values():
-                for row, hours in day_hours.items():
-                    merged.setdefault(row, {}).update(hours)
-        for row, hours in _read_hours(wt, known, since=_midnight(closed)).items():
+            cached = [r for rows in self._days.values() for r in rows]
+        out: dict[str, list[status.DayRollup]] = {}
+        for r in [*cached, *wt.store.rollups(since=closed)]:
+            out.setdefault(r.component, []).append(r)
+        return out
+
+    def hours(self, wt: Watchtower, known: Iterable[Feed], now: datetime) -> Hours:
+        """Per-component hours of the last 24 h (the current one included)."""
+        known = tuple(known)
+        first = floor_hour(now) - 23 * status.HOUR
+        closed = floor_hour(now - self.GRACE)  # hours before this one are closed
+        with self._lock:
+            self._check_feeds(known)
+            since = max(first, self._hours_until or first)
+            if since < closed:
+                for row, hours in _read_hours(wt, known, since=since, until=closed).items():
+                    self._hours.setdefault(row, {}).update(hours)
+                self._hours_until = closed
+            merged: Hours = {
+                row: {h: v for h, v in hours.items() if h >= first}
+                for row, hours in self._hours.items()
+            }
+            self._hours = merged
+            merged = {row: dict(hours) for row, hours in merged.items()}
+        for row, hours in _read_hours(wt, known, since=closed).items():
             merged.setdefault(row, {}).update(hours)
         return merged
 
