@@ -63,6 +63,7 @@ from watchtower.status.latency import (
 from watchtower.status.rollups import (
     RANK,
     DayRollup,
+    day_of,
     days_from_rollups,
     rollup_deltas,
     uptime_of_days,
@@ -121,6 +122,7 @@ __all__ = [
     "Uptime",
     "ago",
     "component_states",
+    "day_of",
     "days",
     "days_from_rollups",
     "duration",

@@ -89,13 +89,17 @@ def days_from_rollups(rollups: Iterable[DayRollup], now: datetime, count: int = 
     by_day: dict[date, list[DayRollup]] = defaultdict(list)
     for r in rollups:
         by_day[r.day].append(r)
-    out = []
-    for back in range(count - 1, -1, -1):
-        day = today - timedelta(days=back)
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        length = min(DAY, max(now - start, timedelta(seconds=1))).total_seconds()
-        out.append(_day(day, by_day.get(day, []), length))
-    return out
+    return [
+        day_of(today - timedelta(days=back), by_day.get(today - timedelta(days=back), []), now)
+        for back in range(count - 1, -1, -1)
+    ]
+
+
+def day_of(day: date, sources: Sequence[DayRollup], now: datetime) -> Day:
+    """One component's UTC day from its sources' rollups of that day (today: so far)."""
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    length = min(DAY, max(now - start, timedelta(seconds=1))).total_seconds()
+    return _day(day, sources, length)
 
 
 def _day(day: date, sources: Sequence[DayRollup], length: float) -> Day:
@@ -168,6 +172,7 @@ def window_uptimes(
 __all__ = [
     "RANK",
     "DayRollup",
+    "day_of",
     "days_from_rollups",
     "rollup_deltas",
     "uptime_of_days",

@@ -28,7 +28,7 @@ from watchtower import status
 from watchtower.errors import StoreUnavailable
 from watchtower.model import Alert
 from watchtower.runtime import Watchtower, feeds_for
-from watchtower.status import DAYS, Feed, Hours, charts, floor_hour
+from watchtower.status import DAYS, Day, Feed, Hours, charts, floor_hour
 from watchtower.web.auth import require
 
 REFRESH_SECONDS = 30
@@ -244,13 +244,18 @@ def snapshot(wt: Watchtower, *, now: datetime) -> StatusView:
     known = feeds(wt)
     cache: PageCache = current_app.extensions["watchtower.status.cache"]
     # The two newest of each: a retry (attempt 2) and its first attempt are one run.
-    runs = {f.name: status.latest_run(wt.store.newest(f.name, count=2)) for f in known}
+    horizon = now - timedelta(seconds=3 * max((f.interval for f in known), default=60))
+    recent = wt.store.newest_since(horizon, count=2)
+    runs = {
+        f.name: status.latest_run(recent.get(f.name) or wt.store.newest(f.name, count=2))
+        for f in known
+    }
     components = status.component_states(known, runs, now)
     hours = cache.hours(wt, known, now)  # the last 24 h, for the 24 h uptime
-    rollups = cache.rollups(wt, known, now)  # 90 days, one row per component, day and source
+    by_component = cache.days(wt, known, now)  # 90 days, from the daily rollups
     history = {}
     for c in components:
-        days = status.days_from_rollups(rollups.get(c.component.id, []), now)
+        days = by_component.get(c.component.id) or status.days_from_rollups([], now)
         history[c.component.id] = ComponentHistory(
             uptime=status.window_uptimes(hours.get(c.component.id, {}), days, now), days=days
         )
@@ -288,7 +293,7 @@ class PageCache:
         self._forget()
 
     def _forget(self) -> None:
-        self._days: dict[date, list[status.DayRollup]] = {}
+        self._days: dict[str, dict[date, Day]] = {}  # component -> closed day -> Day
         self._days_until: date | None = None  # closed days before this one are cached
         self._hours: Hours = {}
         self._hours_until: datetime | None = None  # closed hours before this one are cached
@@ -300,26 +305,35 @@ class PageCache:
             self._forget()
             self._feeds = known
 
-    def rollups(
-        self, wt: Watchtower, known: Iterable[Feed], now: datetime
-    ) -> dict[str, list[status.DayRollup]]:
-        """The last DAYS days' rollups by component."""
+    def days(self, wt: Watchtower, known: Iterable[Feed], now: datetime) -> dict[str, list[Day]]:
+        """The last DAYS days by component, oldest first: closed days computed once."""
         known = tuple(known)
-        first = now.astimezone(UTC).date() - timedelta(days=DAYS - 1)
+        today = now.astimezone(UTC).date()
+        first = today - timedelta(days=DAYS - 1)
         closed = (now - self.GRACE).astimezone(UTC).date()  # days before this one are closed
         with self._lock:
             self._check_feeds(known)
             since = max(first, self._days_until or first)
             if since < closed:
+                grouped: dict[tuple[str, date], list[status.DayRollup]] = {}
                 for r in wt.store.rollups(since=since, until=closed):
-                    self._days.setdefault(r.day, []).append(r)
+                    grouped.setdefault((r.component, r.day), []).append(r)
+                for (component, day), rows in grouped.items():
+                    self._days.setdefault(component, {})[day] = status.day_of(day, rows, now)
                 self._days_until = closed
-            for old in [d for d in self._days if d < first]:
-                del self._days[old]
-            cached = [r for rows in self._days.values() for r in rows]
-        out: dict[str, list[status.DayRollup]] = {}
-        for r in [*cached, *wt.store.rollups(since=closed)]:
-            out.setdefault(r.component, []).append(r)
+            cached = {c: dict(days) for c, days in self._days.items()}
+        open_: dict[tuple[str, date], list[status.DayRollup]] = {}
+        for r in wt.store.rollups(since=closed):
+            open_.setdefault((r.component, r.day), []).append(r)
+        out: dict[str, list[Day]] = {}
+        for feed_row in {row for f in known for row in f.rows} | set(cached):
+            days = cached.get(feed_row, {})
+            out[feed_row] = [
+                days[d]
+                if d < closed and d in days
+                else status.day_of(d, open_.get((feed_row, d), []), now)
+                for d in (first + timedelta(days=n) for n in range(DAYS))
+            ]
         return out
 
     def hours(self, wt: Watchtower, known: Iterable[Feed], now: datetime) -> Hours:

@@ -262,3 +262,13 @@ def test_two_replicas_adding_to_one_rollup_at_once_lose_no_count(
 
     race(partial(adds, history, range(0, 40, 2)), partial(adds, other, range(1, 40, 2)))
     assert rolled(history)[("dynamodb", "a")].ok == 40
+
+
+def test_newest_since_gives_each_names_newest_two_in_one_read(history: HistoryStore) -> None:
+    history.add([result("a", m) for m in range(5)] + [result("b", 1), result("c", -30)])
+    recent = history.newest_since(T0, count=2)
+    assert {n: [r.reason for r in rs] for n, rs in recent.items()} == {
+        "a": ["at 3", "at 4"],
+        "b": ["at 1"],
+    }
+    assert recent["a"] == history.newest("a", count=2)
