@@ -4,9 +4,10 @@ SQLAlchemy's errors."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -32,10 +33,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from watchtower.errors import StoreUnavailable
 from watchtower.model import Alert, Result, Status, StatusCount, StepResult
 from watchtower.status import RANK, DayRollup, Feed, rollup_deltas
 from watchtower.tables import create_tables, translated
 
+T = TypeVar("T")
 metadata = MetaData()
 
 results = Table(
@@ -121,6 +124,30 @@ def engine_for(url: str) -> Engine:
 STORE = "history"
 CONNECT_TIMEOUT = 5  # seconds
 POOL_TIMEOUT = 5.0  # seconds
+# A database that accepted the connection and then froze (SIGSTOP, a hung host) never answers:
+# no client timeout ends the wait. Writes and pings are waited for this long, then reported
+# unreachable; the abandoned call ends when the database answers or drops the connection.
+WRITE_DEADLINE = 5.0  # seconds
+
+
+def _bounded(call: Callable[[], T], what: str, seconds: float = WRITE_DEADLINE) -> T:
+    box: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(call())
+        except BaseException as exc:  # handed to the caller
+            error.append(exc)
+
+    worker = threading.Thread(target=run, name=f"history-{what}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise StoreUnavailable(f"the {STORE} store did not answer within {seconds:g} s ({what})")
+    if error:
+        raise error[0]
+    return box[0]
 
 
 def _pool_args(url: str) -> dict[str, Any]:
@@ -140,16 +167,21 @@ class HistoryStore:
         """Every table on `metadata` (the runbook and cutover tables too, once imported)."""
         create_tables(self.engine, metadata, store=STORE)
 
-    @translated(STORE)
     def add(self, items: Iterable[Result]) -> None:
+        """Store results and add them to their daily rollups, in one transaction, within
+        WRITE_DEADLINE seconds (else StoreUnavailable)."""
         items = list(items)
+        if items:
+            _bounded(lambda: self._add(items), "write")
+
+    @translated(STORE)
+    def _add(self, items: list[Result]) -> None:
         rows = [_row(r) for r in items]
-        if rows:
-            deltas = rollup_deltas(self.feeds, items)
-            with self.engine.begin() as conn:
-                conn.execute(results.insert(), rows)
-                for delta in deltas:
-                    conn.execute(self._add_to_rollup(delta))
+        deltas = rollup_deltas(self.feeds, items)
+        with self.engine.begin() as conn:
+            conn.execute(results.insert(), rows)
+            for delta in deltas:
+                conn.execute(self._add_to_rollup(delta))
 
     def _add_to_rollup(self, d: DayRollup) -> Any:
         values = {
@@ -375,8 +407,11 @@ class HistoryStore:
                 ).rowcount
             )
 
-    @translated(STORE)
     def ping(self) -> None:
+        _bounded(self._ping, "ping")
+
+    @translated(STORE)
+    def _ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(select(1))
 

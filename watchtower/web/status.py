@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -33,6 +33,9 @@ from watchtower.web.auth import require
 
 REFRESH_SECONDS = 30
 RETRY_SECONDS = 5.0  # while the store is down, how often a request tries it again
+# A frozen database (SIGSTOP, a hung host) holds a pooled connection's read forever: the page
+# waits this long for its reads, then serves the last good view.
+READ_DEADLINE = 5.0
 log = logging.getLogger(__name__)
 
 bp = Blueprint("status", __name__)
@@ -104,8 +107,9 @@ def current_view(wt: Watchtower) -> StatusView:
     last: LastGood = current_app.extensions["watchtower.status.last_good"]
     now = wt.now()
     if last.should_try(now):
+        cache: PageCache = current_app.extensions["watchtower.status.cache"]
         try:
-            view = snapshot(wt, now=now)
+            view = _within(lambda: snapshot(wt, now=now, cache=cache), READ_DEADLINE)
         except StoreUnavailable as exc:
             log.warning("status page frozen: %s", exc)
             last.failed(now, str(exc))
@@ -212,6 +216,26 @@ class LastGood:
         )
 
 
+def _within(read: Callable[[], StatusView], seconds: float) -> StatusView:
+    box: list[StatusView] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(read())
+        except BaseException as exc:  # handed to the request
+            error.append(exc)
+
+    worker = threading.Thread(target=run, name="status-read", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise StoreUnavailable(f"the history store did not answer within {seconds:g} s")
+    if error:
+        raise error[0]
+    return box[0]
+
+
 def empty_view(wt: Watchtower, now: datetime) -> StatusView:
     """What the page can say with no store at all: every component without data."""
     known = feeds(wt)
@@ -240,9 +264,9 @@ def feeds(wt: Watchtower) -> list[Feed]:
     return feeds_for(wt.settings, wt.probes, wt.checks)
 
 
-def snapshot(wt: Watchtower, *, now: datetime) -> StatusView:
+def snapshot(wt: Watchtower, *, now: datetime, cache: PageCache | None = None) -> StatusView:
     known = feeds(wt)
-    cache: PageCache = current_app.extensions["watchtower.status.cache"]
+    cache = cache or current_app.extensions["watchtower.status.cache"]
     # The two newest of each: a retry (attempt 2) and its first attempt are one run.
     horizon = now - timedelta(seconds=3 * max((f.interval for f in known), default=60))
     recent = wt.store.newest_since(horizon, count=2)
