@@ -93,6 +93,20 @@ rollups = Table(
     Column("worst_reason", Text, nullable=False),
 )
 Index("rollups_day", rollups.c.day)
+
+# Operators' public notes on an incident (a component's day), append-only: every note is kept
+# with who wrote it and when, so the table is its own audit log; the page shows the newest.
+incident_notes = Table(
+    "incident_notes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("component", String(64), nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+Index("incident_notes_day", incident_notes.c.component, incident_notes.c.day)
 ROLLUP_DAYS = 400
 
 
@@ -386,6 +400,40 @@ class HistoryStore:
         query = select(alerts).where(alerts.c.status == "firing").order_by(alerts.c.starts_at)
         with self.engine.connect() as conn:
             return [_alert(row) for row in conn.execute(query)]
+
+    @translated(STORE)
+    def alerts_between(self, start: datetime, end: datetime) -> list[Alert]:
+        """Alerts whose episode overlaps [start, end) (still firing ones included), by start."""
+        query = (
+            select(alerts)
+            .where(
+                alerts.c.starts_at < _utc(end),
+                or_(alerts.c.ends_at.is_(None), alerts.c.ends_at >= _utc(start)),
+            )
+            .order_by(alerts.c.starts_at)
+        )
+        with self.engine.connect() as conn:
+            return [_alert(row) for row in conn.execute(query)]
+
+    @translated(STORE)
+    def add_note(self, component: str, day: date, text: str, *, author: str, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                incident_notes.insert().values(
+                    component=component, day=day.isoformat(), text=text, author=author, at=_utc(at)
+                )
+            )
+
+    @translated(STORE)
+    def notes(self, component: str, day: date) -> list[tuple[str, str, datetime]]:
+        """Every note on a component's day, oldest first: (text, author, at)."""
+        query = (
+            select(incident_notes)
+            .where(incident_notes.c.component == component, incident_notes.c.day == day.isoformat())
+            .order_by(incident_notes.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [(r.text, r.author, _aware(r.at)) for r in conn.execute(query)]
 
     @translated(STORE)
     def prune(self, *, before: datetime) -> int:
