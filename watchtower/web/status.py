@@ -133,7 +133,10 @@ def current_view(wt: Watchtower) -> StatusView:
     if last.should_try(now):
         cache: PageCache = current_app.extensions["watchtower.status.cache"]
         try:
-            view = _within(lambda: snapshot(wt, now=now, cache=cache), READ_DEADLINE)
+            if wt.store.local:
+                view = snapshot(wt, now=now, cache=cache)
+            else:
+                view = _within(lambda: snapshot(wt, now=now, cache=cache), READ_DEADLINE)
         except StoreUnavailable as exc:
             log.warning("status page frozen: %s", exc)
             last.failed(now, str(exc))

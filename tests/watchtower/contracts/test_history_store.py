@@ -272,3 +272,19 @@ def test_newest_since_gives_each_names_newest_two_in_one_read(history: HistorySt
         "b": ["at 1"],
     }
     assert recent["a"] == history.newest("a", count=2)
+
+
+def test_an_in_memory_sqlite_store_keeps_what_it_is_given() -> None:
+    # One database per thread: its writes must not go through the deadline's worker thread.
+    from watchtower.store import engine_for
+
+    engine = engine_for("sqlite://")
+    try:
+        memory = HistoryStore(engine, FEEDS)
+        memory.create_schema()
+        memory.add([result("a", 1)])
+        memory.ping()
+        assert [r.reason for r in memory.history(since=T0)] == ["at 1"]
+        assert rolled(memory)[("dynamodb", "a")].ok == 1
+    finally:
+        engine.dispose()
