@@ -23,7 +23,9 @@ The rules, as docs/status-page.md and the page's footer state them:
   source read ok, warning or critical (unknown readings say nothing; each capped at the hour).
   **Uptime** over a window is 1 - down / observed; no observed time means no figure. Every
   figure carries its denominator ("99.95% of 23 h 10 min observed"): time without readings is
-  shown as unobserved, never as up.
+  shown as unobserved, never as up. The 24 h figure is summed by the hour; the 7, 30 and 90 day
+  figures and the day bars by the UTC day, from the daily rollups (`rollups`), with the same
+  rule at day scale.
 * A **day** (UTC) is *down* when any of its sources read critical that day, else *degraded*
   when any read warning, else *operational* when any read ok, else *no data*.
 """
