@@ -182,6 +182,8 @@ class Settings:
     probe_timeout_seconds: int = 10
     check_tick: int = 30  # how often due checks are looked for
     check_interval: int | None = None  # every check's interval, unless overridden per check
+    check_deadline_seconds: int = 40  # the most a check cycle waits for its sources (< interval)
+    probe_deadline_seconds: int = 45  # the most one probe run, retry included, may take
     retention_days: int = 90
     scheduler_jitter: int = 5
     sandbox: bool = False  # the demo: some telemetry is simulated, and the UI says so
@@ -321,6 +323,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "probe_timeout_seconds": ("WATCHTOWER_PROBE_TIMEOUT_SECONDS", positive_int),
     "check_tick": ("WATCHTOWER_CHECKS_TICK", positive_int),
     "check_interval": ("WATCHTOWER_CHECKS_INTERVAL", positive_int),
+    "check_deadline_seconds": ("WATCHTOWER_CHECKS_DEADLINE_SECONDS", positive_int),
+    "probe_deadline_seconds": ("WATCHTOWER_PROBE_DEADLINE_SECONDS", positive_int),
     "retention_days": ("WATCHTOWER_RETENTION_DAYS", positive_int),
     "scheduler_jitter": ("WATCHTOWER_SCHEDULER_JITTER", positive_int),
     "sandbox": ("WATCHTOWER_SANDBOX", _bool),

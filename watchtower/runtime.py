@@ -47,6 +47,7 @@ from watchtower.metrics import Metrics
 from watchtower.model import Result
 from watchtower.probes import registry as probe_registry
 from watchtower.probes.base import Probe, ProbeContext
+from watchtower.probes.base import interval_for as probe_interval
 from watchtower.probes.credential import ProbeCredential
 from watchtower.probes.runner import run_probe
 from watchtower.runbook.adapters import PlatformQueries, RunbookAuditEvents, WatchtowerChecks
@@ -55,6 +56,7 @@ from watchtower.runbook.parser import catalog, default_dir, load
 from watchtower.runbook.store import RunbookStore
 from watchtower.scheduler import JobLock, LocalJobLock, RedisJobLock, Scheduler
 from watchtower.sources import CloudWatchLogs, CloudWatchMetrics, LambdaConfig, PostgresSql
+from watchtower.status import Feed
 from watchtower.store import HistoryStore, engine_for
 
 MakeClient = Callable[..., Any]  # (service, region=None) -> a boto3 client
@@ -235,6 +237,8 @@ def build(
         closers.append(http.clear)
         sources = build_sources(settings, make)
         checks = check_registry()
+        probes = probe_registry()
+        store.feeds = {f.name: f for f in feeds_for(settings, probes, checks)}  # daily rollups
         runs = RunbookStore(engine)
         runs.create_schema()
         service = build_cutover(
@@ -260,7 +264,7 @@ def build(
         metrics=Metrics(),
         sources=sources,
         checks=checks,
-        probes=probe_registry(),
+        probes=probes,
         lock=lock,
         http=http,
         runbooks=runbooks,
@@ -282,6 +286,34 @@ def probe_credential(settings: Settings) -> ProbeCredential | None:
         command=settings.probe_token_command,
         now=time.time,
     )
+
+
+def feeds_for(
+    settings: Settings, probes: Mapping[str, Probe], checks: Mapping[str, Check]
+) -> list[Feed]:
+    """Every probe and check as the status rules read them: their rows and intervals."""
+    return [
+        *(
+            Feed(
+                name=p.name,
+                kind="probe",
+                title=p.title,
+                component=p.component,
+                interval=probe_interval(p, settings),
+            )
+            for p in probes.values()
+        ),
+        *(
+            Feed(
+                name=c.name,
+                kind="check",
+                title=c.title,
+                component=c.component,
+                interval=interval_for(c, settings),
+            )
+            for c in checks.values()
+        ),
+    ]
 
 
 def _job_lock(settings: Settings, closers: list[Callable[[], None]]) -> JobLock:
