@@ -235,11 +235,22 @@ def _start_watchtower(sandbox_demo: Any, stack: sandbox_stack.Stack, port: int) 
     from watchtower.config import Settings
     from watchtower.cutover.config import CutoverSettings
     from watchtower.errors import ConfigError
+    from watchtower.sandbox import monitoring
+    from watchtower.sandbox.servers import free_port
 
     sandbox_demo.use_sandbox_credentials()
     token = sandbox_demo.new_token()
+    webhook_token = sandbox_demo.new_token()
+    prometheus_port = free_port()
+    with_monitoring = not monitoring.missing()
     environment = sandbox_demo.settings_environment(
-        stack, port=port, token=token, workdir=stack.workdir, environ=os.environ
+        stack,
+        port=port,
+        token=token,
+        workdir=stack.workdir,
+        environ=os.environ,
+        webhook_token=webhook_token,
+        prometheus_url=f"http://{LOOPBACK}:{prometheus_port}" if with_monitoring else None,
     )
     try:
         settings = Settings.from_env(environment, checks=tunables())
@@ -247,6 +258,18 @@ def _start_watchtower(sandbox_demo: Any, stack: sandbox_stack.Stack, port: int) 
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     running = sandbox_demo.serve(stack, settings, port=port, cutover=cutover)
+    try:
+        running.monitoring, note = monitoring.start(
+            watchtower_url=running.url,
+            token=webhook_token,
+            prometheus_port=prometheus_port,
+            log=lambda line: click.echo(line, err=True),
+        )
+    except BaseException:
+        running.stop()
+        raise
+    if note:
+        running.notes.append(note)
     state_file = sandbox_demo.write_state(
         port, {"url": running.url, "token": token, "pid": os.getpid()}
     )

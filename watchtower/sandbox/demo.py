@@ -18,7 +18,7 @@ import secrets
 import tempfile
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from watchtower.config import Settings
 from watchtower.cutover.config import CutoverSettings
 from watchtower.errors import ScenarioUnavailable
 from watchtower.runtime import Watchtower, build
+from watchtower.sandbox.monitoring import Monitoring
 from watchtower.sandbox.resources import SANDBOX_CREDENTIALS
 from watchtower.sandbox.servers import LOOPBACK, ServerUnavailable
 from watchtower.sandbox.stack import Stack
@@ -70,11 +71,19 @@ _OWNED = (
     "WATCHTOWER_SANDBOX",
     "WATCHTOWER_PUBLIC_URL",
     "WATCHTOWER_USERS",
+    "WATCHTOWER_WEBHOOK_TOKEN",
 )
 
 
 def settings_environment(
-    stack: Stack, *, port: int, token: str, workdir: Path, environ: Mapping[str, str]
+    stack: Stack,
+    *,
+    port: int,
+    token: str,
+    workdir: Path,
+    environ: Mapping[str, str],
+    webhook_token: str | None = None,
+    prometheus_url: str | None = None,
 ) -> dict[str, str]:
     """The environment Watchtower's settings are read from, for this sandbox."""
     windows = {
@@ -105,6 +114,10 @@ def settings_environment(
         owned["WATCHTOWER_IMAGE_REDIS_URL"] = stack.redis.url  # runbooks invalidate galleries
     if stack.postgres is not None:
         owned["WATCHTOWER_LEGACY_DATABASE_URL"] = stack.postgres.url
+    if webhook_token is not None:
+        owned["WATCHTOWER_WEBHOOK_TOKEN"] = webhook_token
+    if prometheus_url is not None:
+        owned["WATCHTOWER_PROMETHEUS_URL"] = prometheus_url
     return {**DEFAULTS, **windows, **tunable, **owned}
 
 
@@ -141,8 +154,12 @@ class RunningWatchtower:
     server: BaseWSGIServer
     thread: threading.Thread
     url: str
+    monitoring: Monitoring | None = None
+    notes: list[str] = field(default_factory=list)
 
     def stop(self) -> None:
+        if self.monitoring is not None:
+            self.monitoring.stop()
         self.server.shutdown()
         self.thread.join(timeout=10)
         self.scheduler.shutdown()
@@ -214,6 +231,7 @@ def banner(stack: Stack, running: RunningWatchtower, token: str) -> str:
         f"  sandbox (JSON)   {running.url}/api/v1/sandbox",
         f"  image API        {api}   e.g. curl -H 'X-User-Id: me' {api}/images",
         f"  AWS (moto)       {stack.moto.url}",
+        *_monitoring_lines(running),
         f"  operator         {OPERATOR}, token {token}",
         "                   (Authorization: Bearer <token>, or log in at /login with it)",
         "",
@@ -225,7 +243,7 @@ def banner(stack: Stack, running: RunningWatchtower, token: str) -> str:
         "SIMULATED (moto cannot produce it; the UI says so):",
         *(f"  - {item}" for item in stack.describe()["simulated"]),
     ]
-    for note in stack.notes:
+    for note in [*stack.notes, *running.notes]:
         lines.append(f"Note: {note}")
     lines += [
         "",
@@ -238,3 +256,17 @@ def banner(stack: Stack, running: RunningWatchtower, token: str) -> str:
         "Ctrl-C stops everything.",
     ]
     return "\n".join(lines)
+
+
+def _monitoring_lines(running: RunningWatchtower) -> list[str]:
+    m = running.monitoring
+    if m is None:
+        return []
+    return [
+        f"  Prometheus       {m.prometheus.url}/alerts   (scrapes Watchtower every "
+        "5s, evaluates alerts/watchtower.rules.yml)",
+        f"  Alertmanager     {m.alertmanager.url}/   (alerts/alertmanager.example.yml, "
+        f"webhook {running.url}/api/v1/alerts with the demo's webhook token)",
+        "                   demo waits, derived from those files at start (not a second copy):",
+        *(f"                     {change}" for change in m.changes),
+    ]
