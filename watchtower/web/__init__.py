@@ -11,7 +11,7 @@ from watchtower.errors import StoreUnavailable
 from watchtower.model import Result
 from watchtower.runtime import Watchtower
 from watchtower.scheduler import Scheduler
-from watchtower.web import alerts, auth, cutover, runbooks, sandbox, status
+from watchtower.web import alerts, auth, cutover, layout, runbooks, sandbox, status
 
 # Every page satisfies it: no script at all, styles from our own files, SVG charts inline.
 CONTENT_SECURITY_POLICY = (
@@ -24,6 +24,7 @@ def create_app(watchtower: Watchtower, *, scheduler: Scheduler | None = None) ->
     app = Flask(__name__)
     app.extensions["watchtower"] = watchtower
     auth.init_app(app, watchtower.settings, ledger=watchtower.ledger)
+    layout.init_app(app)  # the header, navigation and footer every page shares
     app.after_request(_security_headers)
     app.register_error_handler(StoreUnavailable, _store_unreachable)
     app.extensions["watchtower.scheduler"] = scheduler

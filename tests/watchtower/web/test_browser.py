@@ -2,12 +2,14 @@
 
 The screenshot lands in build/status-page.png (a CI artifact). Chromium reports console messages,
 CSP violations among them, on stderr with `--enable-logging=stderr`; a control page that breaks
-the policy on purpose proves the harness would see one.
+the policy on purpose proves the harness would see one. Every page carries the one layout's
+header, navigation, stylesheet and footer, as chromium builds the page.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from tests.watchtower.web.conftest import T0
 from tests.watchtower.web.history import synthetic_history
 from watchtower.runtime import Watchtower
 from watchtower.web import CONTENT_SECURITY_POLICY
+from watchtower.web.layout import version
 
 BUILD = Path(__file__).resolve().parents[3] / "build"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -129,3 +132,77 @@ def test_other_pages_load_cleanly_under_the_same_policy(
     assert messages == []  # no console error, no CSP violation
     assert dict(recorder.seen)[path] == 200
     assert all(status < 400 for _, status in recorder.seen), recorder.seen
+
+
+def dom(chromium: str, url: str, *, profile: Path) -> str:
+    """The page as chromium built it (headless, --dump-dom)."""
+    command = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--dump-dom",
+        url,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def header_of(page: str) -> tuple[list[tuple[str, str]], list[str], str]:
+    """The shared header's navigation (href, label), the current links, and the footer's text."""
+    header = re.search(r'<header class="site-header">(.*?)</header>', page, re.S)
+    assert header, page[:2000]
+    nav = re.search(r'<nav class="site-nav"[^>]*>(.*?)</nav>', header.group(1), re.S)
+    assert nav, header.group(1)
+    links = re.findall(r'<a href="([^"]+)"([^>]*)>([^<]+)</a>', nav.group(1))
+    footer = re.search(r'<footer class="site-footer">(.*?)</footer>', page, re.S)
+    assert footer, page[-2000:]
+    return (
+        [(href, label.strip()) for href, _, label in links],
+        [label.strip() for _, attrs, label in links if 'aria-current="page"' in attrs],
+        re.sub(r"<[^>]+>", "", footer.group(1)),
+    )
+
+
+LAYOUT_PAGES = {
+    "/": "Status",
+    "/runbooks": "Runbooks",
+    "/runbooks/disable-dual-write": "Runbooks",
+    "/executions": "Executions",
+    "/cutover": "Cutover",
+    "/login": None,
+}
+
+
+def test_every_page_carries_the_same_header_and_navigation(
+    chromium: str, app: Flask, serve_wsgi: Callable[[Any], str], tmp_path: Path
+) -> None:
+    base = serve_wsgi(app)
+    expected = [
+        ("/", "Status"),
+        ("/runbooks", "Runbooks"),
+        ("/executions", "Executions"),
+        ("/cutover", "Cutover"),
+    ]
+    if any(r.rule == "/incidents" for r in app.url_map.iter_rules()):
+        expected.insert(1, ("/incidents", "Incidents"))
+    for path, current in LAYOUT_PAGES.items():
+        page = dom(chromium, base + path, profile=tmp_path / "p")
+        links, marked, footer = header_of(page)
+        assert links == expected, (path, links)
+        assert marked == ([current] if current else []), (path, marked)
+        assert f"Watchtower {version()}" in footer, (path, footer)
+        assert page.count('<header class="site-header">') == 1, path
+        assert page.count('rel="stylesheet"') == 1, path  # one stylesheet, the same everywhere
+        assert "/static/watchtower.css" in page, path
+        # Anonymous visitors are offered the sign-in, back to the page they were on.
+        assert re.search(
+            r'<p class="site-user">\s*<a href="/login\?next=[^"]*">Sign in</a>', page
+        ), path
