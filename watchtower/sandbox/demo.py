@@ -31,11 +31,13 @@ from watchtower.cutover.config import CutoverSettings
 from watchtower.errors import ScenarioUnavailable
 from watchtower.runtime import Watchtower, build
 from watchtower.sandbox.monitoring import Monitoring
+from watchtower.sandbox.rehearsal import Rehearsal
 from watchtower.sandbox.resources import SANDBOX_CREDENTIALS
 from watchtower.sandbox.servers import LOOPBACK, ServerUnavailable
 from watchtower.sandbox.stack import Stack
 from watchtower.scheduler import Scheduler
 from watchtower.web import create_app
+from watchtower.web.rehearsal import EXTENSION as REHEARSAL_EXTENSION
 from watchtower.web.sandbox import EXTENSION
 
 log = logging.getLogger(__name__)
@@ -175,6 +177,7 @@ def serve(
     scheduler = wt.scheduler()
     app = create_app(wt, scheduler=scheduler)
     app.extensions[EXTENSION] = SandboxControl(stack)
+    app.extensions[REHEARSAL_EXTENSION] = Rehearsal(wt, stack)
     try:
         server = make_server(LOOPBACK, port, app, threaded=True)
     except BaseException:
@@ -252,6 +255,10 @@ def banner(stack: Stack, running: RunningWatchtower, token: str) -> str:
         "| upload-errors | healthy",
         f"  or: curl -X POST -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json'"
         f' -d \'{{"scenario": "cold-starts"}}\' {running.url}/api/v1/sandbox/scenario',
+        "",
+        "Cutover: REHEARSAL only here (every page, report and hash says so). Walk Story 6.1 with",
+        "  watchtower demo rehearse [--inject legacy-writes]",
+        f"  or the button on {running.url}/cutover",
         "",
         "Ctrl-C stops everything.",
     ]

@@ -11,7 +11,7 @@ from watchtower.errors import StoreUnavailable
 from watchtower.model import Result
 from watchtower.runtime import Watchtower
 from watchtower.scheduler import Scheduler
-from watchtower.web import alerts, auth, cutover, layout, runbooks, sandbox, status
+from watchtower.web import alerts, auth, cutover, layout, rehearsal, runbooks, sandbox, status
 
 # Every page satisfies it: no script at all, styles from our own files, SVG charts inline.
 CONTENT_SECURITY_POLICY = (
@@ -36,6 +36,7 @@ def create_app(watchtower: Watchtower, *, scheduler: Scheduler | None = None) ->
     app.add_url_rule("/readyz", view_func=readyz)
     app.add_url_rule("/api/v1/results", view_func=latest_results)
     app.register_blueprint(sandbox.bp)
+    app.register_blueprint(rehearsal.bp)
     app.register_blueprint(status.bp)
     app.register_blueprint(alerts.bp)
     app.register_blueprint(runbooks.bp)

@@ -50,12 +50,15 @@ def navigation(app: Flask, path: str) -> list[NavItem]:
 
 def _context() -> dict[str, Any]:
     path = request.path if has_request_context() else ""
-    settings = getattr(current_app.extensions.get("watchtower"), "settings", None)
+    wt = current_app.extensions.get("watchtower")
+    settings = getattr(wt, "settings", None)
+    cutover = getattr(getattr(wt, "cutover", None), "cutover", None)
     return {
         "layout": {
             "nav": navigation(current_app, path),
             "version": version(),
             "sandbox": bool(getattr(settings, "sandbox", False)),
+            "rehearsal": bool(getattr(cutover, "rehearsal", False)),
         }
     }
 
