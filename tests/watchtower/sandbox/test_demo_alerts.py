@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ import urllib3
 from tests.conftest import IN_CI
 from tests.watchtower.sandbox.processes import alive, descendants
 from tests.watchtower.sandbox.test_demo import VIEWER_TOKEN, Demo, demo, wait_for
+from tests.watchtower.web.test_browser import document_screenshot
 from watchtower.sandbox import monitoring
 
 pytestmark = pytest.mark.slow
@@ -57,7 +59,7 @@ def _executions(demo: Demo) -> list[dict[str, Any]]:
     return runs
 
 
-def test_a_scenario_fires_its_alert_and_starts_its_runbook(demo: Demo) -> None:
+def test_a_scenario_fires_its_alert_and_starts_its_runbook(demo: Demo, tmp_path: Path) -> None:
     def upload_ok() -> bool:
         try:
             return demo.results().get("upload_get", {}).get("status") == "ok"
@@ -78,6 +80,7 @@ def test_a_scenario_fires_its_alert_and_starts_its_runbook(demo: Demo) -> None:
     loaded = {r["name"]: r.get("duration") for g in rules["data"]["groups"] for r in g["rules"]}
     assert loaded["ImageUploadProbeFailing"] == 15
     assert _executions(demo) == []
+    document_screenshot(demo.url + "/", "status-healthy.png", tmp_path / "p")
 
     assert demo.switch("upload-errors").status == 200
     switched = time.monotonic()
@@ -105,12 +108,46 @@ def test_a_scenario_fires_its_alert_and_starts_its_runbook(demo: Demo) -> None:
     assert run["alert"]["name"] in ("ImageUploadProbeFailing", "ImageUploadErrors")
     assert run["mode"] == "automatic"
     assert f"/executions/{run['id']}" in _status_page(demo)
+    document_screenshot(demo.url + "/", "status-upload-errors.png", tmp_path / "p")
 
     assert demo.switch("healthy").status == 200
     healed = time.monotonic()
     wait_for("the alerts resolved", lambda: not _firing(demo), LOOP_SECONDS, demo)
     print(f"scenario healthy -> alerts resolved {time.monotonic() - healed:.1f} s")
     assert "ImageUploadProbeFailing" not in _firing(demo)
+
+
+def test_a_run_waiting_for_approval_is_on_its_page(demo: Demo, tmp_path: Path) -> None:
+    """disable-dual-write stops at its flip for a second operator; the picture is in the docs."""
+    operator = {"Authorization": f"Bearer {demo.token}"}
+    started = demo.http.request(
+        "POST",
+        f"{demo.url}/runbooks/disable-dual-write/executions",
+        fields={
+            "param.override_by": "demo-operator",
+            "param.override_reason": "sandbox: minutes of history only",
+        },
+        encode_multipart=False,
+        headers=operator,
+        redirect=False,
+    )
+    assert started.status == 303, started.data[:500]
+    run_id = started.headers["Location"].rsplit("/", 1)[1]
+
+    def waiting() -> bool:
+        runs = {r["id"]: r for r in _executions(demo)}
+        return runs.get(run_id, {}).get("status") == "waiting_for_approval"
+
+    wait_for("the run to wait for approval", waiting, 60, demo)
+    page = demo.http.request("GET", f"{demo.url}/executions/{run_id}", headers=VIEWER)
+    assert "Waiting for approval" in page.data.decode()
+    document_screenshot(
+        f"{demo.url}/executions/{run_id}", "execution-waiting-for-approval.png", tmp_path / "p"
+    )
+    cancelled = demo.http.request(
+        "POST", f"{demo.url}/executions/{run_id}/cancel", headers=operator, redirect=False
+    )
+    assert cancelled.status in (302, 303), cancelled.data[:500]
 
 
 def test_sigterm_stops_prometheus_and_alertmanager(demo: Demo) -> None:

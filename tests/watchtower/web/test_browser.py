@@ -27,6 +27,8 @@ from watchtower.web import CONTENT_SECURITY_POLICY
 from watchtower.web.layout import version
 
 BUILD = Path(__file__).resolve().parents[3] / "build"
+# The pictures in README.md and docs/sandbox.md, taken by the sandbox tests from a real demo.
+DOC_IMAGES = Path(__file__).resolve().parents[3] / "docs" / "images"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -56,7 +58,9 @@ class Recorder:
         return self.app(environ, record)
 
 
-def load(chromium: str, url: str, *, screenshot: Path, profile: Path) -> list[str]:
+def load(
+    chromium: str, url: str, *, screenshot: Path, profile: Path, size: str = "1280,1600"
+) -> list[str]:
     """Load `url` headless, save a screenshot; returns the console messages chromium logged."""
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     command = [
@@ -70,7 +74,7 @@ def load(chromium: str, url: str, *, screenshot: Path, profile: Path) -> list[st
         "--disable-component-update",
         "--disable-sync",
         f"--user-data-dir={profile}",
-        "--window-size=1280,1600",
+        f"--window-size={size}",
         "--hide-scrollbars",
         f"--screenshot={screenshot}",
         "--enable-logging=stderr",
@@ -206,3 +210,15 @@ def test_every_page_carries_the_same_header_and_navigation(
         assert re.search(
             r'<p class="site-user">\s*<a href="/login\?next=[^"]*">Sign in</a>', page
         ), path
+
+
+def document_screenshot(url: str, name: str, profile: Path) -> Path | None:
+    """A picture for the docs (docs/images/<name>), when chromium is installed; None otherwise."""
+    if CHROMIUM is None:
+        if IN_CI:
+            pytest.fail("CI must provide chromium for the documentation's screenshots")
+        return None
+    path = DOC_IMAGES / name
+    messages = load(CHROMIUM, url, screenshot=path, profile=profile, size="1280,1000")
+    assert messages == [], messages
+    return path
