@@ -153,12 +153,18 @@ DESCRIPTIONS: dict[str, str] = {
     "WATCHTOWER_CUTOVER_COST_TAG": "cost allocation tag of the image service (the final "
     "report's Cost Explorer figures)",
     "WATCHTOWER_CUTOVER_ROLLBACK_RUNBOOK": "the runbook the report offers as the rollback",
+    "WATCHTOWER_CUTOVER_REHEARSAL": "a rehearsal (the sandbox; `watchtower demo` sets it): every "
+    "window, document, report and hash is marked REHEARSAL, sign-offs are by the signers' roles "
+    "with ` (REHEARSAL)` added, and the window and sampling are the two below",
+    "WATCHTOWER_CUTOVER_REHEARSAL_WINDOW_SECONDS": "a rehearsal's window length, in seconds",
+    "WATCHTOWER_CUTOVER_REHEARSAL_SAMPLE_SECONDS": "a rehearsal's sampling interval, in seconds",
 }
 
 # What each parser accepts, by its name (closures: the name of the function that made them).
 ACCEPTS: dict[str, str] = {
     "parse_bool": "`true` or `false`",
     "_bool": "`true` or `false`",
+    "_flag": "`true` or `false`",
     "_positive_int": "a whole number > 0",
     "positive_int": "a whole number > 0",
     "_non_negative_int": "a whole number >= 0",

@@ -51,6 +51,7 @@ WATCHTOWER_ROUTES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "cutover.report": ("/cutover/windows/<window_id>/report", GET, "viewer"),
     "cutover.api": ("/api/v1/cutover", GET, "viewer"),
     "sandbox.state": ("/api/v1/sandbox", GET, "viewer"),
+    "rehearsal.state": ("/api/v1/sandbox/rehearsal", GET, "viewer"),
     "incidents.incidents": ("/incidents", GET, "viewer"),
     "incidents.day_page": ("/incidents/<component>/<day>", GET, "viewer"),
     # Acting: runbooks, approvals, the cutover window, the sandbox's scenario.
@@ -63,6 +64,7 @@ WATCHTOWER_ROUTES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "cutover.sign": ("/cutover/windows/<window_id>/signoffs", POST, "operator"),
     "cutover.rollback": ("/cutover/windows/<window_id>/rollback", POST, "operator"),
     "sandbox.switch_scenario": ("/api/v1/sandbox/scenario", POST, "operator"),
+    "rehearsal.start": ("/api/v1/sandbox/rehearsal", POST, "operator"),
     "incidents.add_note": ("/incidents/<component>/<day>/notes", POST, "operator"),
     # Administering: sign out everywhere.
     "auth.sessions_page": ("/sessions", GET_POST, "admin"),

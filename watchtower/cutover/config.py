@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from watchtower.config import positive_int
@@ -47,6 +47,12 @@ class CutoverSettings:
     signer_users: tuple[tuple[str, tuple[str, ...]], ...] = ()
     cost_tag: tuple[str, str] = ("service", "image-service")
     rollback_runbook: str = "rollback-dual-write"
+    # A rehearsal (`watchtower demo rehearse`, the sandbox only): every window, document, report
+    # and hash of this Watchtower is marked REHEARSAL, and its sign-offs are the signers' roles
+    # with " (REHEARSAL)" added, so none can stand for the real sign-off.
+    rehearsal: bool = False
+    rehearsal_window_seconds: int = 20 * 60  # a rehearsal's window and sampling interval
+    rehearsal_sample_seconds: int = 10
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CutoverSettings:
@@ -64,6 +70,8 @@ class CutoverSettings:
                 value = parse(variable, raw)
                 values[field_name] = value * scale if scale != 1 else value
         settings = cls(**values)
+        if settings.rehearsal:
+            settings = rehearsal_of(settings)
         if settings.window_seconds < settings.sample_interval:
             raise ConfigError(
                 f"{PREFIX}WINDOW_HOURS must cover at least one {PREFIX}SAMPLE_INTERVAL"
@@ -79,6 +87,13 @@ class CutoverSettings:
     def allowed_signers(self, role: str) -> tuple[str, ...] | None:
         """The logins that may sign `role`, or None when any operator may."""
         return dict(self.signer_users).get(role)
+
+
+def _flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{name}={raw!r} must be true or false")
+    return value in ("true", "1", "yes")
 
 
 def _minutes_int(name: str, raw: str) -> int:
@@ -182,7 +197,35 @@ _VARIABLES: dict[str, tuple[str, _Parse, int]] = {
     "signer_users": (f"{PREFIX}SIGNER_USERS", _signer_users, 1),
     "cost_tag": (f"{PREFIX}COST_TAG", _tag, 1),
     "rollback_runbook": (f"{PREFIX}ROLLBACK_RUNBOOK", _runbook_id, 1),
+    "rehearsal": (f"{PREFIX}REHEARSAL", _flag, 1),
+    "rehearsal_window_seconds": (f"{PREFIX}REHEARSAL_WINDOW_SECONDS", positive_int, 1),
+    "rehearsal_sample_seconds": (f"{PREFIX}REHEARSAL_SAMPLE_SECONDS", positive_int, 1),
 }
+
+
+REHEARSAL_ROLE = " (REHEARSAL)"
+
+
+def rehearsal_of(settings: CutoverSettings) -> CutoverSettings:
+    """The same settings as a rehearsal: marked, its compressed window and sampling, metrics read
+    at once (the sandbox's are not late), and signed only by rehearsal roles."""
+    if settings.rehearsal_window_seconds < settings.rehearsal_sample_seconds:
+        raise ConfigError(
+            f"{PREFIX}REHEARSAL_WINDOW_SECONDS must cover at least one "
+            f"{PREFIX}REHEARSAL_SAMPLE_SECONDS"
+        )
+    signers = tuple(
+        r if r.endswith(REHEARSAL_ROLE) else r + REHEARSAL_ROLE for r in settings.signers
+    )
+    return replace(
+        settings,
+        rehearsal=True,
+        window_seconds=settings.rehearsal_window_seconds,
+        sample_interval=settings.rehearsal_sample_seconds,
+        metrics_lag_seconds=0,
+        grace_seconds=min(settings.grace_seconds, 2 * settings.rehearsal_sample_seconds),
+        signers=signers,
+    )
 
 
 def variables() -> dict[str, str]:

@@ -81,8 +81,11 @@ def window_markdown(
     v = document["verdict"]
     cov = document["coverage"]
     out = [
-        "# Cutover sign-off: dual-write disabled (Story 6.1)",
+        "# REHEARSAL: cutover sign-off: dual-write disabled (Story 6.1)"
+        if document.get("rehearsal")
+        else "# Cutover sign-off: dual-write disabled (Story 6.1)",
         "",
+        *([f"> **{esc(document['rehearsal'])}**", ""] if document.get("rehearsal") else []),
         f"**{STATE_LABELS.get(v['state'], v['state'])}** — {esc(v['headline'])}",
         "",
     ]

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,14 @@ from watchtower.config import Settings
 from watchtower.cutover.config import CutoverSettings
 from watchtower.errors import ScenarioUnavailable
 from watchtower.runtime import Watchtower, build
+from watchtower.sandbox.monitoring import Monitoring
+from watchtower.sandbox.rehearsal import Rehearsal
 from watchtower.sandbox.resources import SANDBOX_CREDENTIALS
 from watchtower.sandbox.servers import LOOPBACK, ServerUnavailable
 from watchtower.sandbox.stack import Stack
 from watchtower.scheduler import Scheduler
 from watchtower.web import create_app
+from watchtower.web.rehearsal import EXTENSION as REHEARSAL_EXTENSION
 from watchtower.web.sandbox import EXTENSION
 
 log = logging.getLogger(__name__)
@@ -74,11 +77,19 @@ _OWNED = (
     "WATCHTOWER_PROBE_TOKEN",
     "WATCHTOWER_PROBE_TOKEN_FILE",
     "WATCHTOWER_PROBE_TOKEN_COMMAND",
+    "WATCHTOWER_WEBHOOK_TOKEN",
 )
 
 
 def settings_environment(
-    stack: Stack, *, port: int, token: str, workdir: Path, environ: Mapping[str, str]
+    stack: Stack,
+    *,
+    port: int,
+    token: str,
+    workdir: Path,
+    environ: Mapping[str, str],
+    webhook_token: str | None = None,
+    prometheus_url: str | None = None,
 ) -> dict[str, str]:
     """The environment Watchtower's settings are read from, for this sandbox."""
     windows = {
@@ -111,6 +122,10 @@ def settings_environment(
         owned["WATCHTOWER_IMAGE_REDIS_URL"] = stack.redis.url  # runbooks invalidate galleries
     if stack.postgres is not None:
         owned["WATCHTOWER_LEGACY_DATABASE_URL"] = stack.postgres.url
+    if webhook_token is not None:
+        owned["WATCHTOWER_WEBHOOK_TOKEN"] = webhook_token
+    if prometheus_url is not None:
+        owned["WATCHTOWER_PROMETHEUS_URL"] = prometheus_url
     return {**DEFAULTS, **windows, **tunable, **owned}
 
 
@@ -147,8 +162,12 @@ class RunningWatchtower:
     server: BaseWSGIServer
     thread: threading.Thread
     url: str
+    monitoring: Monitoring | None = None
+    notes: list[str] = field(default_factory=list)
 
     def stop(self) -> None:
+        if self.monitoring is not None:
+            self.monitoring.stop()
         self.server.shutdown()
         self.thread.join(timeout=10)
         self.scheduler.shutdown()
@@ -164,6 +183,7 @@ def serve(
     scheduler = wt.scheduler()
     app = create_app(wt, scheduler=scheduler)
     app.extensions[EXTENSION] = SandboxControl(stack)
+    app.extensions[REHEARSAL_EXTENSION] = Rehearsal(wt, stack)
     try:
         server = make_server(LOOPBACK, port, app, threaded=True)
     except BaseException:
@@ -222,6 +242,7 @@ def banner(stack: Stack, running: RunningWatchtower, token: str) -> str:
         f'                   curl -H "Authorization: Bearer $({stack.issuer.command("me")})" \\',
         f"                     {api}/images",
         f"  AWS (moto)       {stack.moto.url}",
+        *_monitoring_lines(running),
         f"  operator         {OPERATOR}, token {token}",
         "                   (Authorization: Bearer <token>, or log in at /login with it)",
         "",
@@ -233,7 +254,7 @@ def banner(stack: Stack, running: RunningWatchtower, token: str) -> str:
         "SIMULATED (moto cannot produce it; the UI says so):",
         *(f"  - {item}" for item in stack.describe()["simulated"]),
     ]
-    for note in stack.notes:
+    for note in [*stack.notes, *running.notes]:
         lines.append(f"Note: {note}")
     lines += [
         "",
@@ -242,6 +263,10 @@ def banner(stack: Stack, running: RunningWatchtower, token: str) -> str:
         "| upload-errors | healthy",
         f"  or: curl -X POST -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json'"
         f' -d \'{{"scenario": "cold-starts"}}\' {running.url}/api/v1/sandbox/scenario',
+        "",
+        "Cutover: REHEARSAL only here (every page, report and hash says so). Walk Story 6.1 with",
+        "  watchtower demo rehearse [--inject legacy-writes]",
+        f"  or the button on {running.url}/cutover",
         "",
         "Ctrl-C stops everything.",
     ]
@@ -278,3 +303,17 @@ def doctor_once(
     thread = threading.Thread(target=run, name="demo-doctor", daemon=True)
     thread.start()
     return thread
+
+
+def _monitoring_lines(running: RunningWatchtower) -> list[str]:
+    m = running.monitoring
+    if m is None:
+        return []
+    return [
+        f"  Prometheus       {m.prometheus.url}/alerts   (scrapes Watchtower every "
+        "5s, evaluates alerts/watchtower.rules.yml)",
+        f"  Alertmanager     {m.alertmanager.url}/   (alerts/alertmanager.example.yml, "
+        f"webhook {running.url}/api/v1/alerts with the demo's webhook token)",
+        "                   demo waits, derived from those files at start (not a second copy):",
+        *(f"                     {change}" for change in m.changes),
+    ]

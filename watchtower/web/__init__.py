@@ -11,7 +11,18 @@ from watchtower.errors import StoreUnavailable
 from watchtower.model import Result
 from watchtower.runtime import Watchtower
 from watchtower.scheduler import Scheduler
-from watchtower.web import access, alerts, auth, cutover, incidents, runbooks, sandbox, status
+from watchtower.web import (
+    access,
+    alerts,
+    auth,
+    cutover,
+    incidents,
+    layout,
+    rehearsal,
+    runbooks,
+    sandbox,
+    status,
+)
 from watchtower.web.auth import require
 
 # Every page satisfies it: no script at all, styles from our own files, SVG charts inline.
@@ -25,6 +36,7 @@ def create_app(watchtower: Watchtower, *, scheduler: Scheduler | None = None) ->
     app = Flask(__name__)
     app.extensions["watchtower"] = watchtower
     auth.init_app(app, watchtower.settings, ledger=watchtower.ledger)
+    layout.init_app(app)  # the header, navigation and footer every page shares
     app.after_request(_security_headers)
     app.register_error_handler(StoreUnavailable, _store_unreachable)
     app.extensions["watchtower.scheduler"] = scheduler
@@ -36,6 +48,7 @@ def create_app(watchtower: Watchtower, *, scheduler: Scheduler | None = None) ->
     app.add_url_rule("/readyz", view_func=readyz)
     app.add_url_rule("/api/v1/results", view_func=latest_results)
     app.register_blueprint(sandbox.bp)
+    app.register_blueprint(rehearsal.bp)
     app.register_blueprint(status.bp)
     app.register_blueprint(incidents.bp)
     app.register_blueprint(alerts.bp)

@@ -391,15 +391,14 @@ def _json_error(status: int, code: str, message: str) -> Any:
 
 bp = Blueprint("auth", __name__)
 
-_LOGIN = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Log in · Watchtower
-</title><link rel="stylesheet" href="{{ url_for('static', filename='watchtower.css') }}"></head>
-<body><main class="login"><h1>Log in</h1>
+_LOGIN = """{% extends "base.html" %}{% block title %}Sign in{% endblock %}{% block body %}
+<main class="login"><h1>Sign in</h1>
 {% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
 <form method="post"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
 <input type="hidden" name="next" value="{{ next }}">
 <label>Name <input name="name" autocomplete="username" required></label>
 <label>Password <input name="password" type="password" autocomplete="current-password" required>
-</label><button type="submit">Log in</button></form></main></body></html>"""
+</label><button type="submit">Sign in</button></form></main>{% endblock %}"""
 
 
 def safe_next(raw: str | None) -> str:

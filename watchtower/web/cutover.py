@@ -100,7 +100,7 @@ def _page(window_id: str | None, *, error: str = "", status: int = 200) -> Any:
         error=error,
         now=now,
         refresh_seconds=REFRESH_SECONDS,
-        stylesheet=url_for("static", filename="cutover.css"),
+        stylesheet=url_for("static", filename="watchtower.css"),
         h=helpers,
         iso=iso,
     )
@@ -186,7 +186,7 @@ def report(window_id: str) -> Any:
         "cutover/standalone.html",
         body="cutover/_window.html",
         title="Cutover sign-off report",
-        stylesheet=url_for("static", filename="cutover.css"),
+        stylesheet=url_for("static", filename="watchtower.css"),
         doc=found.document,
         sha256=found.sha256,
         frozen=found.frozen,
@@ -220,7 +220,7 @@ def preflight() -> Any:
         "cutover/preflight.html",
         pre=result.document,
         h=helpers,
-        stylesheet=url_for("static", filename="cutover.css"),
+        stylesheet=url_for("static", filename="watchtower.css"),
     )
 
 
