@@ -45,6 +45,7 @@ from watchtower.runbook.model import (
     KEEP,
     Approval,
     AuditEntry,
+    Episode,
     Execution,
     ExecutionStatus,
     Owner,
@@ -53,6 +54,7 @@ from watchtower.runbook.model import (
     StepChange,
     StepRun,
     StepStatus,
+    episode_key,
 )
 from watchtower.store import metadata
 
@@ -136,6 +138,26 @@ claims = Table(
 )
 Index("runbook_claims_execution", claims.c.execution_id)
 
+# An alert episode (one runbook, one fingerprint, one `startsAt`) and the run it started: the
+# primary key makes "one run per episode" hold across replicas, retries, HA pairs and
+# repeat_interval. A row outlives its run (that is the point); `execution_id` moves only when a
+# route's cool-down lets a re-run start, by a conditional UPDATE two replicas cannot both win.
+episodes = Table(
+    "runbook_episodes",
+    metadata,
+    Column("key", String(400), primary_key=True),
+    Column("runbook_id", String(64), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("execution_id", String(32), nullable=False),  # the latest run it started
+    Column("runs", Integer, nullable=False, default=1),
+    Column("repeats", Integer, nullable=False, default=0),  # firing deliveries after it finished
+    Column("still_firing_at", DateTime(timezone=True), nullable=True),  # the latest of those
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+Index("runbook_episodes_execution", episodes.c.execution_id)
+Index("runbook_episodes_fingerprint", episodes.c.fingerprint)
+
 
 class RunbookStore:
     """Adapter over a ready SQLAlchemy engine (the caller owns it); speaks in the model's types.
@@ -151,11 +173,48 @@ class RunbookStore:
 
     # -- executions -------------------------------------------------------------------------------
 
-    def create(self, record: Record, claim: str | None) -> bool:
-        """Insert a run and its steps; False (nothing written) when `claim` is already held."""
+    def create(
+        self,
+        record: Record,
+        claim: str | None,
+        *,
+        episode: Episode | None = None,
+        replaces: str | None = None,
+    ) -> bool:
+        """Insert a run and its steps; False (nothing written) when `claim` is already held.
+
+        With `episode`, the run is that alert episode's: False when the episode already has a
+        run, unless `replaces` names that run (a re-run after a cool-down) and it still does.
+        """
         execution = record.execution
         try:
             with _guard("create an execution"), self.engine.begin() as conn:
+                if episode is not None and replaces is None:
+                    conn.execute(
+                        insert(episodes).values(
+                            key=episode.key,
+                            runbook_id=episode.runbook_id,
+                            fingerprint=episode.fingerprint,
+                            starts_at=episode.starts_at,
+                            execution_id=execution.id,
+                            runs=1,
+                            repeats=0,
+                            created_at=execution.created_at,
+                        )
+                    )
+                elif episode is not None:
+                    moved = conn.execute(
+                        update(episodes)
+                        .where(episodes.c.key == episode.key, episodes.c.execution_id == replaces)
+                        .values(
+                            execution_id=execution.id,
+                            runs=episodes.c.runs + 1,
+                            repeats=0,
+                            still_firing_at=None,
+                        )
+                    )
+                    if moved.rowcount != 1:
+                        raise _Lost()
                 if claim is not None:
                     conn.execute(
                         insert(claims).values(
@@ -166,9 +225,60 @@ class RunbookStore:
                 rows = [_step_row(execution.id, s) for s in execution.steps]
                 if rows:
                     conn.execute(insert(step_runs), rows)
-        except IntegrityError:
+        except (IntegrityError, _Lost):
             return False
         return True
+
+    # -- alert episodes ---------------------------------------------------------------------------
+
+    def episode(self, key: str) -> Episode | None:
+        with _guard("read an alert episode"), self.engine.connect() as conn:
+            row = conn.execute(select(episodes).where(episodes.c.key == key)).first()
+        return _episode(row) if row is not None else None
+
+    def still_firing(self, key: str, *, at: datetime) -> None:
+        """A firing delivery of an episode whose run has ended: counted on the episode."""
+        with _guard("record an alert still firing"), self.engine.begin() as conn:
+            conn.execute(
+                update(episodes)
+                .where(episodes.c.key == key)
+                .values(repeats=episodes.c.repeats + 1, still_firing_at=at)
+            )
+
+    def episode_runs(self, *, fingerprint: str, starts_at: datetime | None) -> builtins.list[str]:
+        """The runs an alert's episode started (every episode of it when `starts_at` is None)."""
+        query = select(episodes.c.execution_id).where(episodes.c.fingerprint == fingerprint)
+        if starts_at is not None:
+            query = query.where(episodes.c.starts_at == starts_at)
+        with _guard("list an alert episode's runs"), self.engine.connect() as conn:
+            return [r.execution_id for r in conn.execute(query)]
+
+    def resolved_after(self, execution_ids: Iterable[str], *, at: datetime) -> builtins.list[str]:
+        """Record a resolution on finished runs that have none yet; the ids changed."""
+        ids = builtins.list(execution_ids)
+        if not ids:
+            return []
+        finished = [s.value for s in ExecutionStatus if s.final]
+        where = (
+            executions.c.id.in_(ids),
+            executions.c.status.in_(finished),
+            executions.c.resolved_at.is_(None),
+        )
+        with _guard("record a resolution"), self.engine.begin() as conn:
+            changed = [r.id for r in conn.execute(select(executions.c.id).where(*where))]
+            if changed:
+                conn.execute(
+                    update(executions)
+                    .where(executions.c.id.in_(changed), executions.c.resolved_at.is_(None))
+                    .values(resolved_at=at)
+                )
+        return changed
+
+    def _episodes_of(self, conn: Any, ids: builtins.list[str]) -> dict[str, Episode]:
+        if not ids:
+            return {}
+        rows = conn.execute(select(episodes).where(episodes.c.execution_id.in_(ids)))
+        return {r.execution_id: _episode(r) for r in rows}
 
     def record(self, execution_id: str) -> Record:
         with _guard("read an execution"), self.engine.connect() as conn:
@@ -180,8 +290,9 @@ class RunbookStore:
                 .where(step_runs.c.execution_id == execution_id)
                 .order_by(step_runs.c.position)
             ).all()
+            episode = self._episodes_of(conn, [execution_id]).get(execution_id)
         return Record(
-            execution=_execution(row, steps),
+            execution=_execution(row, steps, episode),
             source=row.source,
             path=row.path,
             cursor=row.cursor,
@@ -216,7 +327,8 @@ class RunbookStore:
                     .order_by(step_runs.c.position)
                 ):
                     steps[s.execution_id].append(s)
-        return [_execution(r, steps[r.id]) for r in rows]
+            found = self._episodes_of(conn, ids)
+        return [_execution(r, steps[r.id], found.get(r.id)) for r in rows]
 
     def open_ids(self, *, fingerprint: str) -> builtins.list[str]:
         query = select(executions.c.id).where(
@@ -373,6 +485,23 @@ class RunbookStore:
             ]
 
 
+class _Lost(Exception):
+    """Another replica started the episode's re-run first."""
+
+
+def _episode(row: Any) -> Episode:
+    return Episode(
+        key=row.key,
+        runbook_id=row.runbook_id,
+        fingerprint=row.fingerprint,
+        starts_at=_utc(row.starts_at) or datetime.min.replace(tzinfo=UTC),
+        execution_id=row.execution_id,
+        runs=row.runs,
+        repeats=row.repeats,
+        still_firing_at=_utc(row.still_firing_at),
+    )
+
+
 _OPEN = [
     s.value for s in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.WAITING)
 ]
@@ -496,7 +625,7 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _execution(row: Any, steps: Iterable[Any]) -> Execution:
+def _execution(row: Any, steps: Iterable[Any], episode: Episode | None = None) -> Execution:
     return Execution(
         id=row.id,
         runbook_id=row.runbook_id,
@@ -514,6 +643,8 @@ def _execution(row: Any, steps: Iterable[Any]) -> Execution:
         started_at=_utc(row.started_at),
         finished_at=_utc(row.finished_at),
         resolved_at=_utc(row.resolved_at),
+        still_firing_at=episode.still_firing_at if episode else None,
+        repeats=episode.repeats if episode else 0,
         steps=tuple(_step(s) for s in steps),
     )
 
@@ -546,4 +677,4 @@ def _step(row: Any) -> StepRun:
     )
 
 
-__all__ = ["ANY_OWNER", "Record", "RunbookStore"]
+__all__ = ["ANY_OWNER", "Episode", "Record", "RunbookStore", "episode_key"]

@@ -4,8 +4,9 @@
 The webhook authenticates with the bearer token Alertmanager's `http_config` sends
 (WATCHTOWER_WEBHOOK_TOKEN), reads at most WATCHTOWER_WEBHOOK_MAX_BYTES, and answers 202 as soon
 as every alert is stored and handed to the runbook engine, which runs steps on its own worker.
-A 5xx asks Alertmanager to retry; the retry starts nothing twice (the engine keys executions by
-fingerprint), so a failure to start a runbook is answered 503.
+A 5xx asks Alertmanager to retry; the retry starts nothing twice (the engine keys alert runs by
+episode: runbook, fingerprint, startsAt), so a failure to start a runbook is answered 503. A
+delivery of an episode whose run has ended is counted in watchtower_alerts_still_firing_total.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def _check_routes(state: BlueprintSetupState) -> None:
     """Say at start-up when a route names a runbook the engine does not have."""
     wt: Watchtower = state.app.extensions["watchtower"]
     state.app.extensions[SLOTS] = threading.BoundedSemaphore(wt.settings.webhook_max_in_flight)
+    counter = wt.metrics.alerts_still_firing
+    wt.runbooks.on_still_firing = lambda runbook, _fingerprint: counter.labels(runbook).inc()
     missing = alerting.unknown_runbooks(wt.settings.routes, wt.runbooks.runbooks)
     if missing:
         log.error(
@@ -128,7 +131,7 @@ def _receive(wt: Watchtower, settings: Settings) -> Any:
             started.fingerprint,
             started.runbook,
             started.mode,
-            started.execution or "its execution is still open",
+            started.execution or "its episode already has its run",
         )
     for failed in done.failed:
         log.error(
