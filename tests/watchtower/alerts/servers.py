@@ -64,8 +64,19 @@ def _spawn(name: str, argv: list[str], workdir: Path) -> HttpServer:
     raise ServerUnavailable(f"{name} was not ready after 20 s")
 
 
-def start_alertmanager(*, webhook_url: str, token: str) -> HttpServer:
-    """One route to the webhook with the bearer token from a file; a notification a second."""
+def start_alertmanager(
+    *,
+    webhook_url: str,
+    token: str,
+    repeat_interval: str = "1h",
+    cluster_port: int | None = None,
+    peers: tuple[int, ...] = (),
+) -> HttpServer:
+    """One route to the webhook with the bearer token from a file; a notification a second.
+
+    With `cluster_port`, it gossips on that loopback port with the Alertmanagers on `peers`
+    (an HA pair: each sends, the later one after its peer timeout, unless the notification log
+    the first gossiped says it was sent)."""
     workdir = Path(tempfile.mkdtemp(prefix="watchtower-alertmanager-"))
     token_file = workdir / "webhook-token"
     token_file.write_text(token)
@@ -76,7 +87,7 @@ def start_alertmanager(*, webhook_url: str, token: str) -> HttpServer:
             "group_by": ["..."],
             "group_wait": "1s",
             "group_interval": "1s",
-            "repeat_interval": "1h",
+            "repeat_interval": repeat_interval,
         },
         "receivers": [
             {
@@ -95,6 +106,18 @@ def start_alertmanager(*, webhook_url: str, token: str) -> HttpServer:
     }
     (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config))
     port = free_port()
+    if cluster_port is None:
+        cluster = ["--cluster.listen-address="]  # no gossip port on every interface
+    else:
+        cluster = [
+            f"--cluster.listen-address={LOOPBACK}:{cluster_port}",
+            f"--cluster.advertise-address={LOOPBACK}:{cluster_port}",
+            *(f"--cluster.peer={LOOPBACK}:{p}" for p in peers),
+            "--cluster.peer-timeout=1s",
+            "--cluster.gossip-interval=100ms",
+            "--cluster.pushpull-interval=1s",
+            "--cluster.settle-timeout=2s",
+        ]
     return _spawn(
         "alertmanager",
         [
@@ -102,22 +125,29 @@ def start_alertmanager(*, webhook_url: str, token: str) -> HttpServer:
             f"--config.file={workdir / 'alertmanager.yml'}",
             f"--storage.path={workdir / 'data'}",
             f"--web.listen-address={LOOPBACK}:{port}",
-            "--cluster.listen-address=",  # no gossip port on every interface
+            *cluster,
         ],
         workdir,
     )
 
 
 def start_prometheus(
-    *, scrape: str, alertmanager: str, rules: dict[str, Any], port: int | None = None
+    *,
+    scrape: str,
+    alertmanager: str | list[str],
+    rules: dict[str, Any],
+    port: int | None = None,
+    resend_delay: str = "1m",
 ) -> HttpServer:
-    """Scrape `scrape` (host:port) and evaluate `rules` every second; alerts to `alertmanager`."""
+    """Scrape `scrape` (host:port) and evaluate `rules` every second; alerts to `alertmanager`
+    (every one of them, as Prometheus sends to each member of an HA cluster)."""
+    targets = [alertmanager] if isinstance(alertmanager, str) else alertmanager
     workdir = Path(tempfile.mkdtemp(prefix="watchtower-prometheus-"))
     (workdir / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
         "rule_files": [str(workdir / "rules.yml")],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": targets}]}]},
         "scrape_configs": [{"job_name": "watchtower", "static_configs": [{"targets": [scrape]}]}],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -129,6 +159,7 @@ def start_prometheus(
             f"--config.file={workdir / 'prometheus.yml'}",
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address={LOOPBACK}:{port}",
+            f"--rules.alert.resend-delay={resend_delay}",
         ],
         workdir,
     )
