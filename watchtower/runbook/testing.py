@@ -116,11 +116,14 @@ class _Watched(Action):
         self.inner = inner
         self.calls = calls
         self.sandbox = sandbox
-        self.name = inner.name
-        self.title = inner.title
-        self.mutating = inner.mutating
-        self.gated = inner.gated
-        self.inputs = inner.inputs
+        # The engine reads these as class attributes; this instance stands in for one action.
+        vars(self).update(
+            name=inner.name,
+            title=inner.title,
+            mutating=inner.mutating,
+            gated=inner.gated,
+            inputs=inner.inputs,
+        )
 
     def validate(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         return self.inner.validate(raw)

@@ -8,6 +8,7 @@ back through boto3 and Redis and compared as plain data.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import shutil
 import time
@@ -115,8 +116,8 @@ def tester(make_harness: MakeHarness, aws: Aws, redis_url: str) -> Iterator[Call
                 store=h.store,
                 runbooks=found,
                 catalog=watched,
-                settings=h.settings.__class__(
-                    **{**vars(h.settings), "cloudfront_distribution_id": sandbox.distribution}
+                settings=dataclasses.replace(
+                    h.settings, cloudfront_distribution_id=sandbox.distribution
                 ),
                 checks=h.engine.checks,
                 queries=h.engine.queries,
