@@ -199,6 +199,7 @@ main.add_command(sandbox_commands.demo)
 runbook_commands.runbooks.add_command(runbook_tests.test_command)
 main.add_command(runbook_commands.runbooks)
 main.add_command(runbook_commands.runbook)
+main.add_command(runbook_commands.alerts)
 main.add_command(cutover_cli.cutover)
 main.add_command(cutover_cli.report_group)
 main.add_command(scheduler_command)  # the schedule in its own process

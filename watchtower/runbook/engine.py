@@ -40,10 +40,12 @@ from __future__ import annotations
 import builtins
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from watchtower.alerting import Route, parse_notification
+from watchtower.alerting import select as select_routes
 from watchtower.model import Alert
 from watchtower.runbook import machine, scope
 from watchtower.runbook.actions.base import CutoverPort
@@ -274,6 +276,36 @@ class Engine:
         )
         assert execution_id is not None  # no claim: nothing can conflict
         return execution_id
+
+    def replay(
+        self, notification_id: int, *, routes: Sequence[Route], started_by: str
+    ) -> builtins.list[str]:
+        """Dry runs of what a stored notification's routes select, one per firing alert and
+        runbook: labels become parameters as for a real delivery; nothing changes, no lock, no
+        episode (a replay never stands in for the alert's real run)."""
+        stored = self.store.notification(notification_id)
+        notification = parse_notification(stored.body.encode())
+        started = []
+        for alert in notification.alerts:
+            if alert.status != "firing":
+                continue
+            for route in select_routes(routes, alert.labels):
+                runbook = self.runbook(route.runbook)
+                params = scope.run_params(runbook, alert.labels, self.settings, from_labels=True)
+                created = self._create(
+                    runbook,
+                    params=params,
+                    mode="manual",
+                    started_by=started_by,
+                    dry_run=True,
+                    lock_key=None,
+                    claim=None,
+                    alert=alert,
+                    note=f"replay of notification {stored.id} ({route.mode} route), dry run",
+                )
+                assert created is not None  # no claim: nothing can conflict
+                started.append(created)
+        return started
 
     def defaults(self, runbook: Runbook) -> dict[str, Any]:
         """Each parameter's default as a run would get it (settings filled in)."""

@@ -384,6 +384,18 @@ def episode_key(runbook_id: str, fingerprint: str, starts_at: datetime) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StoredNotification:
+    """A webhook call as Alertmanager sent it (the body verbatim), kept for replay."""
+
+    id: int
+    received_at: datetime
+    receiver: str
+    status: str
+    alerts: int
+    body: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class AuditEntry:
     at: datetime
     execution_id: str

@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from watchtower import tables
 from watchtower.errors import StoreUnavailable
-from watchtower.runbook.errors import ExecutionNotFound
+from watchtower.runbook.errors import ExecutionNotFound, NotificationNotFound
 from watchtower.runbook.model import (
     ANY_OWNER,
     KEEP,
@@ -54,6 +54,7 @@ from watchtower.runbook.model import (
     StepChange,
     StepRun,
     StepStatus,
+    StoredNotification,
     episode_key,
 )
 from watchtower.store import metadata
@@ -156,6 +157,21 @@ episodes = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 Index("runbook_episodes_execution", episodes.c.execution_id)
+
+# Every notification the webhook accepted, verbatim (the bytes Alertmanager sent), for replay:
+# the newest KEEP_NOTIFICATIONS are kept, older ones pruned as new ones arrive.
+notifications = Table(
+    "alert_notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("receiver", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("alerts", Integer, nullable=False),
+    Column("body", Text, nullable=False),
+)
+KEEP_NOTIFICATIONS = 10_000
+_PRUNE_EVERY = 100
 Index("runbook_episodes_fingerprint", episodes.c.fingerprint)
 
 
@@ -228,6 +244,50 @@ class RunbookStore:
         except (IntegrityError, _Lost):
             return False
         return True
+
+    # -- notifications, verbatim ------------------------------------------------------------------
+
+    def keep_notification(
+        self,
+        body: str,
+        *,
+        received_at: datetime,
+        receiver: str,
+        status: str,
+        alerts: int,
+        keep: int = KEEP_NOTIFICATIONS,
+    ) -> int:
+        """Store one accepted notification as it was sent; its id. Old ones beyond `keep` go."""
+        with _guard("store a notification"), self.engine.begin() as conn:
+            found = conn.execute(
+                insert(notifications).values(
+                    received_at=received_at,
+                    receiver=receiver[:200],
+                    status=status,
+                    alerts=alerts,
+                    body=body,
+                )
+            )
+            key = found.inserted_primary_key
+            assert key is not None
+            number = int(key[0])
+            if number % _PRUNE_EVERY == 0 or keep < _PRUNE_EVERY:
+                conn.execute(delete(notifications).where(notifications.c.id <= number - keep))
+        return number
+
+    def notification(self, number: int) -> StoredNotification:
+        with _guard("read a notification"), self.engine.connect() as conn:
+            row = conn.execute(select(notifications).where(notifications.c.id == number)).first()
+        if row is None:
+            raise NotificationNotFound(number)
+        return StoredNotification(
+            id=row.id,
+            received_at=_utc(row.received_at) or datetime.min.replace(tzinfo=UTC),
+            receiver=row.receiver,
+            status=row.status,
+            alerts=row.alerts,
+            body=row.body,
+        )
 
     # -- alert episodes ---------------------------------------------------------------------------
 

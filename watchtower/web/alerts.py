@@ -13,20 +13,31 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import json
 import logging
 import threading
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from watchtower import alerting
 from watchtower.config import Settings
 from watchtower.errors import PayloadError
+from watchtower.runbook.errors import NotificationNotFound, ParamError, RunbookError
 from watchtower.runbook.model import execution_json
 from watchtower.runtime import Watchtower
-from watchtower.web.auth import require
+from watchtower.web.auth import current_user, require
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +129,16 @@ def _receive(wt: Watchtower, settings: Settings) -> Any:
             notification.receiver,
         )
     try:
+        now = wt.now()
+        kept = wt.runbooks.store.keep_notification(
+            body.decode(json.detect_encoding(body)),
+            received_at=now,
+            receiver=notification.receiver,
+            status=notification.status,
+            alerts=len(notification.alerts),
+        )
         done = alerting.dispatch(
-            notification, routes=settings.routes, store=wt.store, runbooks=wt.runbooks, now=wt.now()
+            notification, routes=settings.routes, store=wt.store, runbooks=wt.runbooks, now=now
         )
     except Exception as exc:  # the store: Alertmanager keeps the notification and retries
         log.exception("could not store a notification of %d alerts", len(notification.alerts))
@@ -141,6 +160,7 @@ def _receive(wt: Watchtower, settings: Settings) -> Any:
             failed.error,
         )
     summary = {
+        "notification": kept,
         "received": len(notification.alerts),
         "started": [dataclasses.asdict(s) for s in done.started],
         "resolved": list(done.resolved),
@@ -169,3 +189,71 @@ def executions() -> Any:
         message = f"limit must be a whole number from 1 to {MAX_LIST}"
         return jsonify({"error": {"code": "bad_request", "message": message}}), 400
     return jsonify({"executions": [execution_json(e) for e in _watchtower().runbooks.list(limit)]})
+
+
+# -- stored notifications and replay ------------------------------------------------------------
+
+
+def _stored(number: int) -> Any:
+    try:
+        stored = _watchtower().runbooks.store.notification(number)
+    except NotificationNotFound:
+        abort(404)
+    return stored
+
+
+@bp.get("/alerts/notifications/<int:number>")
+@require("viewer")
+def notification(number: int) -> Any:
+    """A notification as Alertmanager sent it, its alerts, and what replaying it would start."""
+    stored = _stored(number)
+    parsed = alerting.parse_notification(stored.body.encode())
+    routes = _watchtower().settings.routes
+    alerts = [(a, alerting.select(routes, a.labels)) for a in parsed.alerts]
+    user = current_user()
+    return render_template(
+        "alerts/notification.html",
+        stored=stored,
+        parsed=parsed,
+        alerts=alerts,
+        pretty=json.dumps(json.loads(stored.body), indent=2, sort_keys=True),
+        can_operate=user is not None and user.can("operator"),
+    )
+
+
+def _replay(number: int) -> list[str]:
+    wt = _watchtower()
+    user = current_user()
+    assert user is not None
+    return wt.runbooks.replay(number, routes=wt.settings.routes, started_by=user.name)
+
+
+@bp.post("/alerts/notifications/<int:number>/replay")
+@require("operator")
+def replay_page(number: int) -> Any:
+    """The button: dry runs of the routes' runbooks from this notification's alerts."""
+    _stored(number)
+    try:
+        started = _replay(number)
+    except (ParamError, RunbookError) as exc:
+        return render_template("alerts/replayed.html", number=number, error=str(exc)), 400
+    if len(started) == 1:
+        return redirect(url_for("runbooks.execution", execution_id=started[0]), 303)
+    return render_template("alerts/replayed.html", number=number, started=started, error="")
+
+
+@bp.post("/api/v1/notifications/<int:number>/replay")
+@require("operator")
+def replay_api(number: int) -> Any:
+    """`{"dry_run": true}` only: a replay never changes anything."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or body.get("dry_run") is not True:
+        message = 'send {"dry_run": true}: a replay is always a dry run'
+        return jsonify({"error": {"code": "bad_request", "message": message}}), 400
+    try:
+        started = _replay(number)
+    except NotificationNotFound as exc:
+        return jsonify({"error": {"code": "not_found", "message": str(exc)}}), 404
+    except (ParamError, RunbookError) as exc:
+        return jsonify({"error": {"code": "refused", "message": str(exc)}}), 400
+    return jsonify({"notification": number, "executions": started}), 201

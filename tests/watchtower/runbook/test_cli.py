@@ -119,5 +119,5 @@ def test_runbooks_test_proves_a_runbook_in_its_own_sandbox() -> None:
 
 
 def test_runbooks_test_refuses_an_unknown_runbook() -> None:
-    code, out, err = invoke(["runbooks", "test", "no-such-runbook"])
+    code, _out, err = invoke(["runbooks", "test", "no-such-runbook"])
     assert code == 2 and "no runbook no-such-runbook" in err
