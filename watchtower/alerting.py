@@ -388,6 +388,32 @@ DEFAULT_ROUTES = parse_routes(
                 "runbook": "rollback-dual-write",
                 "mode": "suggest",
             },
+            # Watchtower's own alerts: runbooks that read, and change nothing.
+            {
+                "matchers": ["alertname = WatchtowerCheckCritical"],
+                "runbook": "watchtower-check-critical",
+                "mode": "automatic",
+            },
+            {
+                "matchers": ["alertname = WatchtowerCheckUnknown"],
+                "runbook": "watchtower-check-unknown",
+                "mode": "automatic",
+            },
+            {
+                "matchers": ["alertname = WatchtowerProbeStale"],
+                "runbook": "watchtower-probe-stale",
+                "mode": "automatic",
+            },
+            {
+                "matchers": ["alertname = WatchtowerCheckStale"],
+                "runbook": "watchtower-check-stale",
+                "mode": "automatic",
+            },
+            {
+                "matchers": ["alertname = WatchtowerAbsent"],
+                "runbook": "watchtower-absent",
+                "mode": "automatic",
+            },
         ]
     },
     source="the default routes",

@@ -291,9 +291,25 @@ def test_the_default_routes(alertname: str, expected: tuple[str, str]) -> None:
     assert (route.runbook, route.mode) == expected
 
 
-@pytest.mark.parametrize("alertname", ["WatchtowerCheckUnknown", "WatchtowerProbeStale", "Other"])
-def test_alerts_about_watchtower_itself_start_nothing(alertname: str) -> None:
-    assert select(DEFAULT_ROUTES, {"alertname": alertname}) == []
+@pytest.mark.parametrize(
+    "alertname",
+    [
+        "WatchtowerCheckCritical",
+        "WatchtowerCheckUnknown",
+        "WatchtowerProbeStale",
+        "WatchtowerCheckStale",
+        "WatchtowerAbsent",
+    ],
+)
+def test_alerts_about_watchtower_itself_start_their_own_read_only_runbooks(alertname: str) -> None:
+    (route,) = select(DEFAULT_ROUTES, {"alertname": alertname})
+    expected = "watchtower-" + alertname.removeprefix("Watchtower").replace("Check", "check-")
+    assert route.runbook.startswith("watchtower-") and route.mode == "automatic"
+    assert route.runbook.replace("-", "") == expected.lower().replace("-", "")
+
+
+def test_an_alert_no_route_selects_starts_nothing() -> None:
+    assert select(DEFAULT_ROUTES, {"alertname": "Other"}) == []
 
 
 def test_unknown_runbooks_are_named_once() -> None:
@@ -302,6 +318,11 @@ def test_unknown_runbooks_are_named_once() -> None:
         "lambda-cold-starts",
         "cloudfront-cache-invalidation",
         "rollback-dual-write",
+        "watchtower-check-critical",
+        "watchtower-check-unknown",
+        "watchtower-probe-stale",
+        "watchtower-check-stale",
+        "watchtower-absent",
     ]
 
 
@@ -376,7 +397,7 @@ def test_dispatch_starts_routed_runbooks_once_and_passes_on_resolutions(
     firing = payload(
         am_alert("ImageUploadProbeFailing", fingerprint="aa"),
         am_alert("LegacyInsertsAfterCutover", fingerprint="bb"),
-        am_alert("WatchtowerCheckUnknown", fingerprint="cc"),
+        am_alert("SomethingElse", fingerprint="cc"),
     )
     done = _dispatch(firing, starter, store)
     assert starter.started == [
