@@ -204,6 +204,7 @@ class Settings:
     max_body_bytes: int = 65_536  # the largest request body of any page but the webhook (413)
     public_url: str = "http://127.0.0.1:8080"  # where people reach Watchtower (runbook links)
     prometheus_url: str | None = None  # runbook `query` steps' PromQL goes to its HTTP API
+    alertmanager_url: str | None = None  # runbook silences go to its API v2
     image_redis_url: str | None = None  # the image service's Redis (gallery cache invalidation)
     runbooks_dir: str | None = None  # default: runbooks/ beside the watchtower package
     runbook_approval_timeout: int = 3600  # seconds an approval request waits before it expires
@@ -322,6 +323,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "webhook_max_bytes": ("WATCHTOWER_WEBHOOK_MAX_BYTES", positive_int),
     "webhook_max_in_flight": ("WATCHTOWER_WEBHOOK_MAX_IN_FLIGHT", positive_int),
     "prometheus_url": ("WATCHTOWER_PROMETHEUS_URL", _url("http", "https")),
+    "alertmanager_url": ("WATCHTOWER_ALERTMANAGER_URL", _url("http", "https")),
     "image_redis_url": ("WATCHTOWER_IMAGE_REDIS_URL", _url("redis", "rediss", "unix")),
     "runbooks_dir": ("WATCHTOWER_RUNBOOKS_DIR", _text),
     "runbook_approval_timeout": ("WATCHTOWER_RUNBOOK_APPROVAL_TIMEOUT", positive_int),

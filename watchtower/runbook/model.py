@@ -543,6 +543,7 @@ SETTINGS_NAMES = frozenset(
         "public_url",
         "sandbox",
         "prometheus_configured",
+        "alertmanager_configured",
         "image_redis_configured",
         "legacy_database_configured",
     }
@@ -564,6 +565,7 @@ def settings_view(settings: Any) -> dict[str, Any]:
         "public_url": settings.public_url,
         "sandbox": settings.sandbox,
         "prometheus_configured": bool(settings.prometheus_url),
+        "alertmanager_configured": bool(getattr(settings, "alertmanager_url", None)),
         "image_redis_configured": bool(settings.image_redis_url),
         "legacy_database_configured": bool(settings.legacy_database_url),
     }
