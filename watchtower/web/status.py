@@ -7,6 +7,7 @@ pure rules in `watchtower.status`. Closed UTC days of history are summed once an
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from watchtower.model import Alert
 from watchtower.probes.base import interval_for as probe_interval
 from watchtower.runtime import Watchtower
 from watchtower.status import DAYS, Feed, Hour, Hours, charts, floor_hour
+from watchtower.status import maintenance as upkeep
 from watchtower.web.auth import require
 
 REFRESH_SECONDS = 30
@@ -117,6 +119,7 @@ class StatusView:
     latency_start: datetime
     alerts: list[Alert]
     executions: list[ExecutionSummary]
+    maintenance: list[upkeep.Window] = dataclasses.field(default_factory=list)  # active now
 
 
 def feeds(wt: Watchtower) -> list[Feed]:
@@ -152,6 +155,12 @@ def snapshot(wt: Watchtower, *, now: datetime) -> StatusView:
     runs = {f.name: status.latest_run(wt.store.newest(f.name, count=2)) for f in known}
     components = status.component_states(known, runs, now)
     hours = cache.hours(wt, known, now)
+    # Runbooks' declared maintenance: shown, and left out of uptime (watchtower.status.maintenance).
+    windows = [upkeep.Window(**w) for w in wt.runbooks.maintenance()]
+    hours = {
+        cid: upkeep.exclude(h, [w for w in windows if w.component == cid], now)
+        for cid, h in hours.items()
+    }
     history = {
         c.component.id: ComponentHistory(
             uptime=status.uptimes(hours.get(c.component.id, {}), now),
@@ -171,6 +180,7 @@ def snapshot(wt: Watchtower, *, now: datetime) -> StatusView:
         latency_start=floor_hour(now) - (status.LATENCY_HOURS - 1) * status.HOUR,
         alerts=firing_alerts(wt),
         executions=recent_executions(wt),
+        maintenance=[w for w in windows if w.active(now)],
     )
 
 
@@ -279,6 +289,15 @@ def _time(moment: datetime | None) -> str | None:
 
 def to_json(v: StatusView) -> dict[str, Any]:
     return {
+        "maintenance": [
+            {
+                "component": w.component,
+                "until": _time(w.ends_at),
+                "execution": w.execution_id,
+                "runbook": w.runbook,
+            }
+            for w in v.maintenance
+        ],
         "generated_at": _time(v.now),
         "sandbox": v.sandbox,
         "refresh_seconds": v.refresh_seconds,

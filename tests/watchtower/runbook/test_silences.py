@@ -4,8 +4,10 @@ by the compensation when the post-check fails."""
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,12 @@ import pytest
 from tests.conftest import _start
 from tests.watchtower.alerts.servers import HttpServer, start_alertmanager
 from tests.watchtower.runbook.conftest import MakeHarness
+from watchtower.config import Settings
 from watchtower.runbook.model import ExecutionStatus
+from watchtower.runtime import build
+from watchtower.status.history import Hour, uptime
+from watchtower.status.maintenance import HOUR, Window, exclude
+from watchtower.web import create_app
 
 RUNBOOK = """
 ---
@@ -124,3 +131,60 @@ def test_without_alertmanager_the_silence_step_fails_saying_so(
     run = h.get(run_id)
     assert run.status is ExecutionStatus.FAILED
     assert "WATCHTOWER_ALERTMANAGER_URL" in run.steps[0].error
+
+
+# -- maintenance on the status page --------------------------------------------------------------
+
+T0 = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+
+
+def test_maintenance_seconds_leave_uptime_down_first() -> None:
+    hours = {T0: Hour(observed=3600, down=1200), T0 + HOUR: Hour(observed=3600, down=0)}
+    window = Window(
+        component="cloudfront",
+        starts_at=T0 + timedelta(minutes=30),
+        ends_at=T0 + timedelta(minutes=70),
+        execution_id="e",
+    )
+    # Overlapping windows count once.
+    twice = [window, dataclasses.replace(window, ends_at=T0 + timedelta(minutes=50))]
+    out = exclude(hours, twice, now=T0 + timedelta(hours=2))
+    assert out[T0] == Hour(observed=1800, down=0)  # 30 min of maintenance, taken from down first
+    assert out[T0 + HOUR] == Hour(observed=3000, down=0)
+    assert uptime(hours, T0 + timedelta(hours=2), 24) == pytest.approx(1 - 1200 / 7200)
+    assert uptime(out, T0 + timedelta(hours=2), 24) == 1.0
+    assert exclude(hours, [], now=T0) == hours
+
+
+def test_a_runbook_silence_naming_a_component_puts_it_under_maintenance_on_the_status_page(
+    alertmanager: HttpServer, tmp_path: Path, moto: Any
+) -> None:
+    folder = write(tmp_path, "state == 'active'")
+    text = (folder / "planned-invalidation.md").read_text()
+    (folder / "planned-invalidation.md").write_text(
+        text.replace("  minutes: 45\n", "  minutes: 45\n  component: cloudfront\n")
+    )
+    wt = build(
+        Settings(
+            database_url=f"sqlite:///{tmp_path / 'w.sqlite'}",
+            aws_endpoint_url=moto.url,
+            runbooks_dir=str(folder),
+            alertmanager_url=alertmanager.url,
+            users=(("vic", "viewer", "viewer-secret-5d1e"),),
+            anonymous_role=None,
+            secret_key="k" * 32,
+        )
+    )
+    try:
+        client = create_app(wt).test_client()
+        viewer = {"Authorization": "Bearer viewer-secret-5d1e"}
+        assert client.get("/api/v1/status", headers=viewer).json["maintenance"] == []
+        run_id = wt.runbooks.start("planned-invalidation", params={}, started_by="olive")
+        wt.runbooks.run_pending()
+        assert wt.runbooks.get(run_id).status is ExecutionStatus.SUCCEEDED
+        (shown,) = client.get("/api/v1/status", headers=viewer).json["maintenance"]
+        assert (shown["component"], shown["execution"]) == ("cloudfront", run_id)
+        page = client.get("/", headers=viewer).get_data(as_text=True)
+        assert "Under maintenance" in page and run_id in page
+    finally:
+        wt.close()

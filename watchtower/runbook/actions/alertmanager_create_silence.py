@@ -61,6 +61,8 @@ class CreateSilence(Action):
         Param(name="matchers", type="list", pattern=MATCHER.pattern, required=True),
         Param(name="minutes", type="integer", default=30),
         Param(name="comment", default="", pattern=r"[^\x00-\x1f\x7f]{0,300}"),
+        # The status page's component under maintenance meanwhile (its uptime excludes it).
+        Param(name="component", default="", pattern=r"[a-z0-9_-]{0,64}"),
     )
 
     def check(self, values: dict[str, Any]) -> None:
@@ -102,5 +104,7 @@ class CreateSilence(Action):
         return {
             "silence_id": silence_id,
             "matchers": list(values["matchers"]),
+            "starts_at": silence["startsAt"],
             "ends_at": silence["endsAt"],
+            "component": values["component"],
         }
