@@ -214,6 +214,10 @@ class Settings:
     # Notifications handled at once per process; beyond it, 503 at once so Alertmanager backs off
     # and retries, instead of timeouts while abandoned requests are still being worked on.
     webhook_max_in_flight: int = 16
+    # Acknowledge a notification after storing it (one write), and dispatch it from the store on
+    # the web process's intake thread; off: dispatch before answering (the summary says what
+    # started).
+    webhook_deferred: bool = False
     webhook_max_bytes: int = 1_048_576  # the largest Alertmanager notification accepted (413)
     # Which alerts start which runbooks, and how (watchtower.alerting; WATCHTOWER_ROUTES_FILE).
     routes: tuple[Route, ...] = field(default=DEFAULT_ROUTES, repr=False)
@@ -322,6 +326,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "public_url": ("WATCHTOWER_PUBLIC_URL", _url("http", "https")),
     "webhook_max_bytes": ("WATCHTOWER_WEBHOOK_MAX_BYTES", positive_int),
     "webhook_max_in_flight": ("WATCHTOWER_WEBHOOK_MAX_IN_FLIGHT", positive_int),
+    "webhook_deferred": ("WATCHTOWER_WEBHOOK_DEFERRED", _bool),
     "prometheus_url": ("WATCHTOWER_PROMETHEUS_URL", _url("http", "https")),
     "alertmanager_url": ("WATCHTOWER_ALERTMANAGER_URL", _url("http", "https")),
     "image_redis_url": ("WATCHTOWER_IMAGE_REDIS_URL", _url("redis", "rediss", "unix")),

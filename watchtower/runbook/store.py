@@ -169,7 +169,10 @@ notifications = Table(
     Column("status", String(16), nullable=False),
     Column("alerts", Integer, nullable=False),
     Column("body", Text, nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=True),  # an intake dispatching it
+    Column("processed_at", DateTime(timezone=True), nullable=True),  # dispatched
 )
+Index("alert_notifications_pending", notifications.c.processed_at)
 KEEP_NOTIFICATIONS = 10_000
 _PRUNE_EVERY = 100
 Index("runbook_episodes_fingerprint", episodes.c.fingerprint)
@@ -256,8 +259,11 @@ class RunbookStore:
         status: str,
         alerts: int,
         keep: int = KEEP_NOTIFICATIONS,
+        dispatched: bool = True,
     ) -> int:
-        """Store one accepted notification as it was sent; its id. Old ones beyond `keep` go."""
+        """Store one accepted notification as it was sent; its id. Old ones beyond `keep` go.
+
+        `dispatched=False`: the intake dispatches it from here (claim_notifications)."""
         with _guard("store a notification"), self.engine.begin() as conn:
             found = conn.execute(
                 insert(notifications).values(
@@ -266,6 +272,7 @@ class RunbookStore:
                     status=status,
                     alerts=alerts,
                     body=body,
+                    processed_at=received_at if dispatched else None,
                 )
             )
             key = found.inserted_primary_key
@@ -274,6 +281,58 @@ class RunbookStore:
             if number % _PRUNE_EVERY == 0 or keep < _PRUNE_EVERY:
                 conn.execute(delete(notifications).where(notifications.c.id <= number - keep))
         return number
+
+    def claim_notifications(
+        self, *, now: datetime, stale_before: datetime, limit: int
+    ) -> builtins.list[StoredNotification]:
+        """Take up to `limit` notifications nobody dispatched yet (or whose intake went silent),
+        oldest first; each is then the caller's to dispatch and mark done."""
+        query = (
+            select(notifications.c.id)
+            .where(
+                notifications.c.processed_at.is_(None),
+                or_(
+                    notifications.c.claimed_at.is_(None),
+                    notifications.c.claimed_at < stale_before,
+                ),
+            )
+            .order_by(notifications.c.id)
+            .limit(limit)
+        )
+        taken = []
+        with _guard("claim notifications"), self.engine.begin() as conn:
+            for number in [r.id for r in conn.execute(query)]:
+                won = conn.execute(
+                    update(notifications)
+                    .where(
+                        notifications.c.id == number,
+                        notifications.c.processed_at.is_(None),
+                        or_(
+                            notifications.c.claimed_at.is_(None),
+                            notifications.c.claimed_at < stale_before,
+                        ),
+                    )
+                    .values(claimed_at=now)
+                )
+                if won.rowcount == 1:
+                    taken.append(number)
+        return [self.notification(n) for n in taken]
+
+    def notifications_done(self, numbers: Iterable[int], *, at: datetime) -> None:
+        chosen = builtins.list(numbers)
+        if not chosen:
+            return
+        with _guard("mark notifications dispatched"), self.engine.begin() as conn:
+            conn.execute(
+                update(notifications).where(notifications.c.id.in_(chosen)).values(processed_at=at)
+            )
+
+    def release_notification(self, number: int) -> None:
+        """Dispatching it failed: another pass (here or on another replica) takes it again."""
+        with _guard("release a notification"), self.engine.begin() as conn:
+            conn.execute(
+                update(notifications).where(notifications.c.id == number).values(claimed_at=None)
+            )
 
     def notification(self, number: int) -> StoredNotification:
         with _guard("read a notification"), self.engine.connect() as conn:

@@ -35,6 +35,7 @@ from watchtower import alerting
 from watchtower.config import Settings
 from watchtower.errors import PayloadError
 from watchtower.runbook.errors import NotificationNotFound, ParamError, RunbookError
+from watchtower.runbook.intake import Intake
 from watchtower.runbook.model import execution_json
 from watchtower.runtime import Watchtower
 from watchtower.web.auth import current_user, require
@@ -45,6 +46,7 @@ bp = Blueprint("alerts", __name__)
 
 MAX_LIST = 500
 SLOTS = "watchtower.webhook.slots"
+INTAKE = "watchtower.webhook.intake"
 
 
 def _watchtower() -> Watchtower:
@@ -57,6 +59,15 @@ def _check_routes(state: BlueprintSetupState) -> None:
     """Say at start-up when a route names a runbook the engine does not have."""
     wt: Watchtower = state.app.extensions["watchtower"]
     state.app.extensions[SLOTS] = threading.BoundedSemaphore(wt.settings.webhook_max_in_flight)
+    intake = Intake(
+        store=wt.runbooks.store,
+        alerts=wt.store,
+        engine=wt.runbooks,
+        routes=wt.settings.routes,
+        clock=wt.now,
+    )
+    state.app.extensions[INTAKE] = intake
+    wt.closers.append(intake.stop)
     counter = wt.metrics.alerts_still_firing
     wt.runbooks.on_still_firing = lambda runbook, _fingerprint: counter.labels(runbook).inc()
     missing = alerting.unknown_runbooks(wt.settings.routes, wt.runbooks.runbooks)
@@ -128,6 +139,8 @@ def _receive(wt: Watchtower, settings: Settings) -> Any:
             notification.truncated_alerts,
             notification.receiver,
         )
+    if settings.webhook_deferred:
+        return _defer(wt, body, notification)
     try:
         now = wt.now()
         kept = wt.runbooks.store.keep_notification(
@@ -177,6 +190,29 @@ def _receive(wt: Watchtower, settings: Settings) -> Any:
             },
         )
     return _answer(202, "accepted", summary)
+
+
+def _defer(wt: Watchtower, body: bytes, notification: alerting.Notification) -> Any:
+    """One write, then 202; the intake dispatches it from the store (WEBHOOK_DEFERRED)."""
+    try:
+        kept = wt.runbooks.store.keep_notification(
+            body.decode(json.detect_encoding(body)),
+            received_at=wt.now(),
+            receiver=notification.receiver,
+            status=notification.status,
+            alerts=len(notification.alerts),
+            dispatched=False,
+        )
+    except Exception as exc:  # the store: Alertmanager keeps the notification and retries
+        log.exception("could not store a notification of %d alerts", len(notification.alerts))
+        return _error(503, "unavailable", f"alerts could not be stored: {type(exc).__name__}")
+    intake: Intake = current_app.extensions[INTAKE]
+    intake.submit()
+    return _answer(
+        202,
+        "accepted",
+        {"notification": kept, "received": len(notification.alerts), "deferred": True},
+    )
 
 
 @bp.get("/api/v1/executions")
