@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 
 from tests.watchtower.alerts.test_alerting import am_alert, payload
 from watchtower.config import Settings
+from watchtower.runbook.alert_records import notifications
 from watchtower.runbook.intake import Intake
-from watchtower.runbook.store import notifications
 from watchtower.runtime import Watchtower, build
 from watchtower.web import create_app
 
@@ -131,3 +131,26 @@ def test_a_notification_whose_runbook_fails_to_start_is_taken_again_later(
     monkeypatch.setattr(watchtower.runbooks, "start_from_alert", real)
     assert retry.drain() == 1
     assert len(watchtower.runbooks.list()) == 1
+
+
+def test_retention_never_drops_a_notification_not_dispatched_yet(watchtower: Watchtower) -> None:
+    store = watchtower.runbooks.store
+    now = watchtower.now()
+    body = json.dumps(payload(am_alert("SomethingElse", fingerprint="ee"))).encode().decode()
+    waiting = store.keep_notification(
+        body, received_at=now, receiver="w", status="firing", alerts=1, keep=3, dispatched=False
+    )
+    for _ in range(10):
+        store.keep_notification(
+            "{}", received_at=now, receiver="w", status="firing", alerts=0, keep=3
+        )
+    assert store.notification(waiting).id == waiting  # kept: the intake has not seen it
+    intake = Intake(
+        store=store,
+        alerts=watchtower.store,
+        engine=watchtower.runbooks,
+        routes=watchtower.settings.routes,
+        clock=watchtower.now,
+    )
+    assert intake.drain() == 1
+    assert watchtower.store.alert("ee") is not None

@@ -18,7 +18,7 @@ from tests.watchtower.alerts.test_alerting import am_alert, payload
 from tests.watchtower.runbook.conftest import Aws
 from watchtower.cli import main
 from watchtower.config import Settings
-from watchtower.runbook import store as runbook_store
+from watchtower.runbook import alert_records as runbook_store
 from watchtower.runtime import Watchtower, build
 from watchtower.web import create_app
 
