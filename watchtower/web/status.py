@@ -65,7 +65,9 @@ def recent_executions(wt: Watchtower, limit: int = 8) -> list[ExecutionSummary]:
             id=e.id,
             runbook=e.runbook_id,
             title=e.title,
-            state=e.status.value.replace("_", " ") + (" (dry run)" if e.dry_run else ""),
+            state=e.status.value.replace("_", " ")
+            + (" (dry run)" if e.dry_run else "")
+            + (", alert still firing" if e.still_firing else ""),
             started_at=e.started_at or e.created_at,
             finished_at=e.finished_at,
             trigger=f"alert {e.alert_name}" if e.alert_name else f"started by {e.started_by}",

@@ -180,3 +180,24 @@ def test_retention_keeps_the_newest_notifications(watchtower: Watchtower) -> Non
             kept.append(store.notification(number).id)
     assert kept == numbers[-5:]
     assert runbook_store.KEEP_NOTIFICATIONS >= 1000
+
+
+def test_an_alert_still_firing_after_its_run_ended_is_shown_on_the_run_and_the_status_page(
+    client: FlaskClient, watchtower: Watchtower
+) -> None:
+    body = json.dumps(payload(ALERT)).encode()
+    deliver(client, body)
+    (run,) = watchtower.runbooks.list()
+    watchtower.runbooks.cancel(run.id, by="olive")
+    deliver(client, body)  # repeat_interval: the same episode, after its run ended
+    assert len(watchtower.runbooks.list()) == 1
+    listed = client.get("/api/v1/executions", headers=VIEWER).json["executions"]
+    assert listed[0]["still_firing"] is True and listed[0]["repeats_after_finish"] == 1
+    page = client.get(f"/executions/{run.id}", headers=VIEWER).get_data(as_text=True)
+    assert "still firing" in page
+    status = client.get("/", headers=VIEWER).get_data(as_text=True)
+    assert "alert still firing" in status
+    metric = watchtower.metrics.registry.get_sample_value(
+        "watchtower_alerts_still_firing_total", {"runbook": "rollback-dual-write"}
+    )
+    assert metric == 1
