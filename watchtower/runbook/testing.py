@@ -6,10 +6,11 @@
   succeeds, or ends as the runbook's fixture says; post-checks hold. Each mutating action's
   calls, as the AWS clients saw them, are the calls its dry run planned.
 * **failure injection**, for each mutating action the real run took: *fail* (the action raises
-  before any call: the run fails and the state is as it was when the step began) and *undone*
+  before any call: the run fails and the state is as it was when the step began), *undone*
   (the change is made, then its post-check fails: the compensation must restore the state
-  snapshotted right before the change; a step without a compensation fails this pass). No step
-  runs twice in any pass (counted per step).
+  snapshotted right before the change; a step without a compensation fails this pass) and
+  *killed* (the process ends right after the action's calls; another worker resumes the run,
+  which fails as interrupted). No step runs twice in any pass (counted per step).
 
 A runbook carries its fixtures in a fenced block whose info string is `runbook-test` (YAML):
 
@@ -30,7 +31,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import yaml
@@ -107,6 +108,11 @@ class _Calls:
     fail: str | None = None  # the step whose action raises before any call
     undo: str | None = None  # the step whose post-check is made to fail after the change
     before: dict[str, Any] | None = None  # the state when the injected step began
+    kill: str | None = None  # the step after whose action's calls the process "dies"
+
+
+class _Killed(BaseException):
+    """The worker's process ends right after an action's calls (escapes `except Exception`)."""
 
 
 class _Watched(Action):
@@ -144,9 +150,13 @@ class _Watched(Action):
             raise RuntimeError("injected: the post-check did not hold")
         calls.step = ctx.step_id
         try:
-            return self.inner.run(values, ctx)
+            result = self.inner.run(values, ctx)
         finally:
             calls.step = None
+        if self.mutating and ctx.step_id == calls.kill:
+            calls.kill = None  # once: the resumed run must not meet it again
+            raise _Killed()
+        return result
 
 
 def watched_catalog(catalog: Catalog, calls: _Calls, sandbox: Sandbox) -> Catalog:
@@ -201,6 +211,7 @@ class Tester:
         for step_id in mutated:
             results.append(self._inject(runbook, fix, step_id, undo=False))
             results.append(self._inject(runbook, fix, step_id, undo=True))
+            results.append(self._kill(runbook, fix, step_id))
         return results
 
     # -- the passes -------------------------------------------------------------------------------
@@ -294,6 +305,35 @@ class Tester:
         if calls.before is not None and after != calls.before:
             return out(False, f"not restored: {_diff(calls.before, after)}")
         return out(True, "compensated, state restored" if undo else "failed, nothing changed")
+
+    def _kill(self, runbook: Runbook, fix: Fixture, step_id: str) -> Outcome:
+        """The process dies right after the action's calls; another worker resumes the run: the
+        action in flight is failed as interrupted (it may have taken effect), and no step that
+        completed runs again."""
+        out = _outcome(runbook, f"killed:{step_id}")
+        with self._pass(fix) as (engine, calls):
+            calls.kill = step_id
+            run_id = self._start(engine, runbook, fix)
+            try:
+                _drive(engine, run_id)
+            except _Killed:
+                pass
+            else:
+                if calls.performed.get(step_id):  # the action raised on its own (a refusal)
+                    return out(True, "the action failed by itself here: nothing to resume after")
+                return out(False, "the run never reached the step")
+            resumed = self.make_engine(watched_catalog(self.catalog, calls, self.sandbox), calls)
+            resumed.worker.lease = timedelta(0)  # the dead worker's lease is over at once
+            try:
+                run = _drive(resumed, run_id)
+            finally:
+                resumed.stop_worker()
+        twice = {k: n for k, n in calls.performed.items() if n > 1}
+        if twice:
+            return out(False, f"resuming ran steps again: {twice}")
+        if run.status is not ExecutionStatus.FAILED:
+            return out(False, f"resumed and ended {run.status.value}, not failed as interrupted")
+        return out(True, f"resumed by another worker: {run.reason[:80]}")
 
     # -- helpers ----------------------------------------------------------------------------------
 

@@ -114,8 +114,9 @@ def test_runbooks_test_proves_a_runbook_in_its_own_sandbox() -> None:
         "real",
         "fail:switch-to-on-demand",
         "undone:switch-to-on-demand",
+        "killed:switch-to-on-demand",
     ]
-    assert "4 passes, 0 failed" in out
+    assert "5 passes, 0 failed" in out
 
 
 def test_runbooks_test_refuses_an_unknown_runbook() -> None:
