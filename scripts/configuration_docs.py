@@ -118,9 +118,13 @@ DESCRIPTIONS: dict[str, str] = {
     "WATCHTOWER_PUBLIC_URL": "where people reach Watchtower (links in runbooks and reports); "
     "`https://` also marks cookies Secure",
     "WATCHTOWER_WEBHOOK_MAX_BYTES": "the largest Alertmanager notification accepted (413 above)",
+    "WATCHTOWER_WEBHOOK_DEFERRED": "answer a notification once it is stored (one write) and "
+    "dispatch it from the store on the web process's intake thread; off: dispatch first",
     "WATCHTOWER_ROUTES_FILE": "which alerts start which runbooks (the shape of "
     "`alerts/routes.yml`), validated at start-up",
     "WATCHTOWER_PROMETHEUS_URL": "Prometheus' HTTP API, for runbook `query` steps in PromQL",
+    "WATCHTOWER_ALERTMANAGER_URL": "Alertmanager's API v2, for the runbook actions that create "
+    "and expire silences (alertmanager.create_silence, alertmanager.expire_silence)",
     "WATCHTOWER_IMAGE_REDIS_URL": "the image service's Redis, for the gallery-cache runbook action",
     "WATCHTOWER_RUNBOOKS_DIR": "where the runbooks are read from",
     "WATCHTOWER_RUNBOOK_APPROVAL_TIMEOUT": "seconds an approval request waits before it expires",

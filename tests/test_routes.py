@@ -52,6 +52,7 @@ WATCHTOWER_ROUTES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "cutover.api": ("/api/v1/cutover", GET, "viewer"),
     "sandbox.state": ("/api/v1/sandbox", GET, "viewer"),
     "rehearsal.state": ("/api/v1/sandbox/rehearsal", GET, "viewer"),
+    "alerts.notification": ("/alerts/notifications/<int:number>", GET, "viewer"),
     "incidents.incidents": ("/incidents", GET, "viewer"),
     "incidents.day_page": ("/incidents/<component>/<day>", GET, "viewer"),
     # Acting: runbooks, approvals, the cutover window, the sandbox's scenario.
@@ -65,6 +66,8 @@ WATCHTOWER_ROUTES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "cutover.rollback": ("/cutover/windows/<window_id>/rollback", POST, "operator"),
     "sandbox.switch_scenario": ("/api/v1/sandbox/scenario", POST, "operator"),
     "rehearsal.start": ("/api/v1/sandbox/rehearsal", POST, "operator"),
+    "alerts.replay_page": ("/alerts/notifications/<int:number>/replay", POST, "operator"),
+    "alerts.replay_api": ("/api/v1/notifications/<int:number>/replay", POST, "operator"),
     "incidents.add_note": ("/incidents/<component>/<day>/notes", POST, "operator"),
     # Administering: sign out everywhere.
     "auth.sessions_page": ("/sessions", GET_POST, "admin"),

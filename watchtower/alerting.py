@@ -21,7 +21,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from watchtower.errors import ConfigError, PayloadError
@@ -249,6 +249,9 @@ class Route:
     runbook: str
     mode: Mode
     continue_matching: bool = False  # `continue: true`: later routes may match too
+    # `rerun_after: 4h`: an episode still firing this long after its run ended runs again.
+    # None (the default): one run per episode, however long it fires.
+    rerun_after: timedelta | None = None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
@@ -270,10 +273,12 @@ def parse_routes(data: object, *, source: str) -> tuple[Route, ...]:
         where = f"routes[{n}]"
         if not isinstance(entry, dict):
             raise fail(where, "must be a mapping")
-        unknown = set(entry) - {"matchers", "runbook", "mode", "continue"}
+        unknown = set(entry) - {"matchers", "runbook", "mode", "continue", "rerun_after"}
         if unknown:
             raise fail(
-                where, f"unknown key {sorted(unknown)[0]!r} (matchers, runbook, mode, continue)"
+                where,
+                f"unknown key {sorted(unknown)[0]!r} (matchers, runbook, mode, continue, "
+                "rerun_after)",
             )
         raw_matchers = entry.get("matchers")
         if not isinstance(raw_matchers, list) or not raw_matchers:
@@ -297,10 +302,37 @@ def parse_routes(data: object, *, source: str) -> tuple[Route, ...]:
         go_on = entry.get("continue", False)
         if not isinstance(go_on, bool):
             raise fail(f"{where}.continue", "must be true or false")
+        rerun_after = None
+        if "rerun_after" in entry:
+            try:
+                rerun_after = parse_duration(entry["rerun_after"])
+            except ValueError as exc:
+                raise fail(f"{where}.rerun_after", str(exc)) from None
         routes.append(
-            Route(matchers=tuple(matchers), runbook=runbook, mode=mode, continue_matching=go_on)
+            Route(
+                matchers=tuple(matchers),
+                runbook=runbook,
+                mode=mode,
+                continue_matching=go_on,
+                rerun_after=rerun_after,
+            )
         )
     return tuple(routes)
+
+
+_DURATION = re.compile(r"(\d{1,6})(s|m|h|d)")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> timedelta:
+    """`90s`, `30m`, `4h`, `1d` (as Alertmanager writes one unit); at least one minute."""
+    found = _DURATION.fullmatch(value) if isinstance(value, str) else None
+    if found is None:
+        raise ValueError(f"{value!r} is not a duration like 30m, 4h or 1d")
+    duration = timedelta(seconds=int(found[1]) * _UNITS[found[2]])
+    if duration < timedelta(minutes=1):
+        raise ValueError(f"{value!r} is shorter than a minute: a re-run needs a cool-down")
+    return duration
 
 
 def select(routes: Iterable[Route], labels: Mapping[str, str]) -> list[Route]:
@@ -356,6 +388,32 @@ DEFAULT_ROUTES = parse_routes(
                 "runbook": "rollback-dual-write",
                 "mode": "suggest",
             },
+            # Watchtower's own alerts: runbooks that read, and change nothing.
+            {
+                "matchers": ["alertname = WatchtowerCheckCritical"],
+                "runbook": "watchtower-check-critical",
+                "mode": "automatic",
+            },
+            {
+                "matchers": ["alertname = WatchtowerCheckUnknown"],
+                "runbook": "watchtower-check-unknown",
+                "mode": "automatic",
+            },
+            {
+                "matchers": ["alertname = WatchtowerProbeStale"],
+                "runbook": "watchtower-probe-stale",
+                "mode": "automatic",
+            },
+            {
+                "matchers": ["alertname = WatchtowerCheckStale"],
+                "runbook": "watchtower-check-stale",
+                "mode": "automatic",
+            },
+            {
+                "matchers": ["alertname = WatchtowerAbsent"],
+                "runbook": "watchtower-absent",
+                "mode": "automatic",
+            },
         ]
     },
     source="the default routes",
@@ -368,11 +426,16 @@ DEFAULT_ROUTES = parse_routes(
 class RunbookStarter(Protocol):
     """The runbook engine, as the webhook sees it."""
 
-    def start_from_alert(self, runbook_id: str, *, alert: Alert, mode: Mode) -> str | None:
-        """Start (or, in suggest mode, propose) a run; None when this fingerprint's is open."""
+    def start_from_alert(
+        self, runbook_id: str, *, alert: Alert, mode: Mode, rerun_after: timedelta | None = None
+    ) -> str | None:
+        """Start (or, in suggest mode, propose) the run of the alert's episode (runbook,
+        fingerprint, startsAt); None when that episode already has one."""
 
-    def alert_resolved(self, fingerprint: str, *, at: datetime) -> None:
-        """Record on the alert's open execution that the alert resolved."""
+    def alert_resolved(
+        self, fingerprint: str, *, at: datetime, starts_at: datetime | None = None
+    ) -> None:
+        """Record on the alert episode's runs that the alert resolved."""
 
 
 class AlertRecorder(Protocol):
@@ -386,7 +449,7 @@ class Started:
     alertname: str
     runbook: str
     mode: Mode
-    execution: str | None  # None: the alert's execution was still open, nothing new started
+    execution: str | None  # None: the alert's episode already has its run, nothing new started
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -419,7 +482,8 @@ def dispatch(
     An alert older than the state already stored (a late retry: a firing notification after its
     resolution, or a previous episode's) changes nothing. One runbook failing to start does not
     stop the others; the caller answers 5xx so that Alertmanager retries, which starts nothing
-    twice since the engine keys executions by fingerprint. A store failure propagates.
+    twice since the engine keys alert runs by episode (runbook, fingerprint, startsAt). A store
+    failure propagates.
     """
     started: list[Started] = []
     resolved: list[str] = []
@@ -431,7 +495,9 @@ def dispatch(
             continue
         if alert.status == "resolved":
             try:
-                runbooks.alert_resolved(alert.fingerprint, at=alert.ends_at or now)
+                runbooks.alert_resolved(
+                    alert.fingerprint, at=alert.ends_at or now, starts_at=alert.starts_at
+                )
             except Exception as exc:  # the engine's failure is reported, not raised
                 failed.append(Failed(fingerprint=alert.fingerprint, runbook="", error=_said(exc)))
             else:
@@ -439,7 +505,9 @@ def dispatch(
             continue
         for route in select(routes, alert.labels):
             try:
-                execution = runbooks.start_from_alert(route.runbook, alert=alert, mode=route.mode)
+                execution = runbooks.start_from_alert(
+                    route.runbook, alert=alert, mode=route.mode, rerun_after=route.rerun_after
+                )
             except Exception as exc:
                 failed.append(
                     Failed(fingerprint=alert.fingerprint, runbook=route.runbook, error=_said(exc))

@@ -23,6 +23,7 @@ from watchtower.errors import ConfigError
 from watchtower.model import Result, Status
 from watchtower.runbook import commands as runbook_commands
 from watchtower.sandbox import commands as sandbox_commands
+from watchtower.sandbox import runbook_tests
 from watchtower.scheduler_main import scheduler as scheduler_command
 
 if TYPE_CHECKING:
@@ -209,8 +210,10 @@ def doctor(process: Process, as_json: bool) -> None:
 
 main.add_command(sandbox_commands.sandbox)
 main.add_command(sandbox_commands.demo)
+runbook_commands.runbooks.add_command(runbook_tests.test_command)
 main.add_command(runbook_commands.runbooks)
 main.add_command(runbook_commands.runbook)
+main.add_command(runbook_commands.alerts)
 main.add_command(cutover_cli.cutover)
 main.add_command(cutover_cli.report_group)
 main.add_command(scheduler_command)  # the schedule in its own process

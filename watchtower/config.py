@@ -213,6 +213,7 @@ class Settings:
     max_body_bytes: int = 65_536  # the largest request body of any page but the webhook (413)
     public_url: str = "http://127.0.0.1:8080"  # where people reach Watchtower (runbook links)
     prometheus_url: str | None = None  # runbook `query` steps' PromQL goes to its HTTP API
+    alertmanager_url: str | None = None  # runbook silences go to its API v2
     image_redis_url: str | None = None  # the image service's Redis (gallery cache invalidation)
     runbooks_dir: str | None = None  # default: runbooks/ beside the watchtower package
     runbook_approval_timeout: int = 3600  # seconds an approval request waits before it expires
@@ -222,6 +223,10 @@ class Settings:
     # Notifications handled at once per process; beyond it, 503 at once so Alertmanager backs off
     # and retries, instead of timeouts while abandoned requests are still being worked on.
     webhook_max_in_flight: int = 16
+    # Acknowledge a notification after storing it (one write), and dispatch it from the store on
+    # the web process's intake thread; off: dispatch before answering (the summary says what
+    # started).
+    webhook_deferred: bool = False
     webhook_max_bytes: int = 1_048_576  # the largest Alertmanager notification accepted (413)
     # Which alerts start which runbooks, and how (watchtower.alerting; WATCHTOWER_ROUTES_FILE).
     routes: tuple[Route, ...] = field(default=DEFAULT_ROUTES, repr=False)
@@ -344,7 +349,9 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "public_url": ("WATCHTOWER_PUBLIC_URL", _url("http", "https")),
     "webhook_max_bytes": ("WATCHTOWER_WEBHOOK_MAX_BYTES", positive_int),
     "webhook_max_in_flight": ("WATCHTOWER_WEBHOOK_MAX_IN_FLIGHT", positive_int),
+    "webhook_deferred": ("WATCHTOWER_WEBHOOK_DEFERRED", _bool),
     "prometheus_url": ("WATCHTOWER_PROMETHEUS_URL", _url("http", "https")),
+    "alertmanager_url": ("WATCHTOWER_ALERTMANAGER_URL", _url("http", "https")),
     "image_redis_url": ("WATCHTOWER_IMAGE_REDIS_URL", _url("redis", "rediss", "unix")),
     "runbooks_dir": ("WATCHTOWER_RUNBOOKS_DIR", _text),
     "runbook_approval_timeout": ("WATCHTOWER_RUNBOOK_APPROVAL_TIMEOUT", positive_int),

@@ -112,6 +112,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.alerts_still_firing = Counter(
+            "watchtower_alerts_still_firing_total",
+            "Firing deliveries of an alert episode whose runbook run had already ended, by "
+            "runbook (the run did not clear the alert, or not yet).",
+            ["runbook"],
+            registry=r,
+        )
         self.job_runs = Counter(
             "watchtower_scheduler_job_runs_total",
             "Scheduled job firings: ran, skipped (another replica holds this interval) or failed.",

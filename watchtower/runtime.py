@@ -52,6 +52,7 @@ from watchtower.probes.credential import ProbeCredential
 from watchtower.probes.runner import run_probe
 from watchtower.runbook.adapters import PlatformQueries, RunbookAuditEvents, WatchtowerChecks
 from watchtower.runbook.engine import Engine
+from watchtower.runbook.intake import Intake
 from watchtower.runbook.parser import catalog, default_dir, load
 from watchtower.runbook.store import RunbookStore
 from watchtower.scheduler import JobLock, LocalJobLock, RedisJobLock, Scheduler
@@ -87,6 +88,7 @@ class Watchtower:
     clock: Callable[[], float] = time.time
     probe_credential: ProbeCredential | None = None  # the probe's bearer token, when configured
     aws: MakeClient | None = None  # the boto3 clients the root makes (`watchtower doctor` reads)
+    intake: Intake | None = None  # dispatches stored notifications to their runbooks (webhook)
     closers: list[Callable[[], None]] = field(default_factory=list)
     _unstored: deque[Result] = field(
         default_factory=lambda: deque(maxlen=UNSTORED_MAX), init=False, repr=False
@@ -258,7 +260,7 @@ def build(
         for close in reversed(closers):
             close()
         raise
-    return Watchtower(
+    wt = Watchtower(
         settings=settings,
         store=store,
         metrics=Metrics(),
@@ -274,6 +276,13 @@ def build(
         probe_credential=probe_credential(settings),
         aws=make,
     )
+    wt.intake = Intake(
+        store=runs, alerts=store, engine=runbooks, routes=settings.routes, clock=wt.now
+    )
+    closers.append(wt.intake.stop)
+    still_firing = wt.metrics.alerts_still_firing
+    runbooks.on_still_firing = lambda runbook, _fingerprint: still_firing.labels(runbook).inc()
+    return wt
 
 
 def probe_credential(settings: Settings) -> ProbeCredential | None:

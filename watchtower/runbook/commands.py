@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import click
 
 from watchtower.runbook.errors import ParamError, Refused, RunbookError
-from watchtower.runbook.model import Execution, ExecutionStatus, StepRun, StepStatus
+from watchtower.runbook.model import (
+    Execution,
+    ExecutionStatus,
+    StepRun,
+    StepStatus,
+    execution_json,
+)
 
 if TYPE_CHECKING:
     from watchtower.runbook.engine import Engine
@@ -199,3 +205,47 @@ def _decide(engine: Engine, execution: Execution, who: str) -> None:
         engine.approve(execution.id, by=approver.strip(), comment="at the terminal")
     except Refused as exc:
         click.echo(f"refused: {exc}")
+
+
+@click.group("alerts")
+def alerts() -> None:
+    """Stored Alertmanager notifications."""
+
+
+@alerts.command("replay")
+@click.argument("notification_id", type=int)
+@click.option("--dry-run", "dry_run", is_flag=True, help="Required: a replay changes nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print each execution as JSON.")
+@click.pass_obj
+def replay(process: Process, notification_id: int, dry_run: bool, as_json: bool) -> None:
+    """Start the routes' runbooks from a stored notification, in dry-run mode, and run them."""
+    from watchtower.runbook.errors import NotificationNotFound
+
+    if not dry_run:
+        raise click.UsageError("a replay is always a dry run: pass --dry-run")
+    who = f"{getpass.getuser()}@terminal"
+    with process.runbooks() as engine:
+        try:
+            started = engine.replay(notification_id, routes=engine.settings.routes, started_by=who)
+        except NotificationNotFound as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except (ParamError, RunbookError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        if not started:
+            click.echo(f"notification {notification_id}: no firing alert is routed to a runbook")
+            return
+        failed = False
+        for execution_id in started:
+            engine.run_pending()
+            execution = engine.get(execution_id)
+            if as_json:
+                click.echo(json.dumps(execution_json(execution), indent=2))
+            else:
+                click.echo(
+                    f"execution {execution_id} of {execution.runbook_id} (dry run): "
+                    f"{execution.status.value}: {execution.reason}"
+                )
+            failed = failed or execution.status is not ExecutionStatus.SUCCEEDED
+    sys.exit(1 if failed else 0)

@@ -24,8 +24,11 @@ Rules (docs/runbooks.md says the same for people):
   runbook and target holds it from its first step to its end. A second one *waits* (pending,
   saying for whom) and starts when the lock is free; if its alert resolves meanwhile it is closed
   as no longer needed. Dry runs change nothing and take no lock.
-* **Alerts.** One open execution per runbook and alert fingerprint; a resolution closes runs that
-  wait (for a person or a lock), and stops a running one after the step in flight.
+* **Alerts.** One run per alert episode (runbook, fingerprint, `startsAt`), whatever arrives
+  when and where; one open execution per runbook and fingerprint; a delivery after the run
+  ended marks it still firing (a route's `rerun_after` may allow one more run); a resolution
+  closes runs that wait (for a person or a lock), stops a running one after the step in flight,
+  and is recorded on an episode's run that had already ended.
 * **Restarts.** A worker holds the runs it advances with a heartbeat. When one stops (a restart,
   a crash) its runs are taken over: a read that was in flight runs again; an action that was in
   flight is marked failed (interrupted: it may or may not have taken effect) and the run fails;
@@ -37,10 +40,12 @@ from __future__ import annotations
 import builtins
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from watchtower.alerting import Route, parse_notification
+from watchtower.alerting import select as select_routes
 from watchtower.model import Alert
 from watchtower.runbook import machine, scope
 from watchtower.runbook.actions.base import CutoverPort
@@ -53,7 +58,15 @@ from watchtower.runbook.machine import (
     needs_approval,
     reads,
 )
-from watchtower.runbook.model import ANY_OWNER, AuditEntry, Execution, Mode, Runbook
+from watchtower.runbook.model import (
+    ANY_OWNER,
+    AuditEntry,
+    Episode,
+    Execution,
+    Mode,
+    Runbook,
+    episode_key,
+)
 from watchtower.runbook.parser import Catalog, Problem
 from watchtower.runbook.steps import CheckRunner, QueryRunner, StepRunner, StepTimeout
 from watchtower.runbook.worker import Ledger, Worker
@@ -116,6 +129,9 @@ class Engine:
         self.retry_delay = retry_delay
         self.worker_id = worker_id or f"worker-{secrets.token_hex(6)}"
         self.ledger = Ledger(store)
+        # Told (runbook, fingerprint) when an episode is delivered firing after its run ended;
+        # the web edge counts it in watchtower_alerts_still_firing_total.
+        self.on_still_firing: Callable[[str, str], None] = lambda runbook, fingerprint: None
         stopping = threading.Event()
         self.steps = StepRunner(
             catalog=catalog,
@@ -161,8 +177,16 @@ class Engine:
         *,
         alert: Alert,
         mode: Literal["automatic", "suggest"],
+        rerun_after: timedelta | None = None,
     ) -> str | None:
-        """A run for a firing alert; None when this alert's run of this runbook is still open.
+        """A run for a firing alert's episode; None when that episode already has its run.
+
+        An episode is one runbook, one fingerprint, one `startsAt`: retries, both peers of an
+        HA pair and every `repeat_interval` deliver it again, and it starts one run, whenever
+        they arrive and on whichever replica. A delivery after that run ended is recorded on it
+        as still firing (and reported to `on_still_firing`); with `rerun_after`, a delivery
+        that long after the run ended starts one more run. A new episode (the alert resolved
+        and fired again: a new `startsAt`) starts a new run.
 
         Labels reach the steps only as the runbook's declared parameters, typed and checked
         against their patterns; labels it does not declare are dropped. When a label does not
@@ -174,6 +198,22 @@ class Engine:
             return None
         if mode not in ("automatic", "suggest"):
             raise ValueError(f"mode {mode!r} must be automatic or suggest")
+        key = episode_key(runbook.id, alert.fingerprint, alert.starts_at)
+        replaces = None
+        known = self.store.episode(key)
+        if known is not None:
+            earlier = self.store.get(known.execution_id)
+            if not earlier.status.final:
+                return None  # its run is still going: this delivery is the same episode's
+            now = self.now()
+            due = earlier.finished_at is None or (
+                rerun_after is not None and now - earlier.finished_at >= rerun_after
+            )
+            if not due:
+                self.store.still_firing(key, at=now)
+                self.on_still_firing(runbook.id, alert.fingerprint)
+                return None
+            replaces = earlier.id
         claim = f"alert:{runbook.id}:{alert.fingerprint}"
         if self.store.holder(claim) is not None:
             return None
@@ -185,6 +225,16 @@ class Engine:
             lock_key = scope.lock_key(runbook, params, self.settings)
         except (ParamError, ExpressionError) as exc:
             problem = f"refused: the alert's labels do not fit this runbook: {exc}"
+        episode = Episode(
+            key=key,
+            runbook_id=runbook.id,
+            fingerprint=alert.fingerprint,
+            starts_at=alert.starts_at,
+            execution_id="",
+        )
+        note = f"alert {alert.name} ({alert.fingerprint}), {mode}"
+        if replaces is not None:
+            note += f", a re-run after {rerun_after} (the episode's earlier run: {replaces})"
         return self._create(
             runbook,
             params=params,
@@ -194,8 +244,10 @@ class Engine:
             lock_key=lock_key,
             claim=None if problem else claim,
             alert=alert,
-            note=f"alert {alert.name} ({alert.fingerprint}), {mode}",
+            note=note,
             refused=problem,
+            episode=episode,
+            replaces=replaces,
         )
 
     def start(
@@ -225,6 +277,36 @@ class Engine:
         assert execution_id is not None  # no claim: nothing can conflict
         return execution_id
 
+    def replay(
+        self, notification_id: int, *, routes: Sequence[Route], started_by: str
+    ) -> builtins.list[str]:
+        """Dry runs of what a stored notification's routes select, one per firing alert and
+        runbook: labels become parameters as for a real delivery; nothing changes, no lock, no
+        episode (a replay never stands in for the alert's real run)."""
+        stored = self.store.notification(notification_id)
+        notification = parse_notification(stored.body.encode())
+        started = []
+        for alert in notification.alerts:
+            if alert.status != "firing":
+                continue
+            for route in select_routes(routes, alert.labels):
+                runbook = self.runbook(route.runbook)
+                params = scope.run_params(runbook, alert.labels, self.settings, from_labels=True)
+                created = self._create(
+                    runbook,
+                    params=params,
+                    mode="manual",
+                    started_by=started_by,
+                    dry_run=True,
+                    lock_key=None,
+                    claim=None,
+                    alert=alert,
+                    note=f"replay of notification {stored.id} ({route.mode} route), dry run",
+                )
+                assert created is not None  # no claim: nothing can conflict
+                started.append(created)
+        return started
+
     def defaults(self, runbook: Runbook) -> dict[str, Any]:
         """Each parameter's default as a run would get it (settings filled in)."""
         return scope.param_defaults(runbook, self.settings)
@@ -242,6 +324,8 @@ class Engine:
         alert: Alert | None = None,
         note: str = "",
         refused: str = "",
+        episode: Episode | None = None,
+        replaces: str | None = None,
     ) -> str | None:
         record, audit = machine.created(
             execution_id=secrets.token_hex(8),
@@ -257,7 +341,7 @@ class Engine:
             note=note,
             refused=refused,
         )
-        if not self.store.create(record, claim):
+        if not self.store.create(record, claim, episode=episode, replaces=replaces):
             return None
         self.worker.wake()
         for entry in audit:
@@ -296,8 +380,28 @@ class Engine:
         self.ledger.apply(ask, held_by=ANY_OWNER)
         self.worker.wake()
 
-    def alert_resolved(self, fingerprint: str, *, at: datetime) -> None:
-        """Record the resolution on the alert's open runs, and close those no longer needed."""
+    def alert_resolved(
+        self, fingerprint: str, *, at: datetime, starts_at: datetime | None = None
+    ) -> None:
+        """Record the resolution on the alert's open runs, and close those no longer needed.
+
+        A run of this episode (of any episode of the fingerprint when `starts_at` is None) that
+        had already ended gets the resolution recorded too: it shows when the alert cleared.
+        """
+        for execution_id in self.store.resolved_after(
+            self.store.episode_runs(fingerprint=fingerprint, starts_at=starts_at), at=at
+        ):
+            execution = self.store.get(execution_id)
+            self.store.audit(
+                AuditEntry(
+                    at=self.now(),
+                    execution_id=execution_id,
+                    runbook_id=execution.runbook_id,
+                    actor=ALERTMANAGER,
+                    action="alert-resolved",
+                    comment=f"{machine.resolved_at(at)}, after the run had ended",
+                )
+            )
         for execution_id in self.store.open_ids(fingerprint=fingerprint):
             record = self.store.record(execution_id)
             self.ledger.apply(machine.resolved(record, at=at, now=self.now()), held_by=ANY_OWNER)
@@ -307,6 +411,37 @@ class Engine:
                 self._stop(*machine.stop(record, reason, actor=ALERTMANAGER, now=self.now()))
 
     # -- reading --------------------------------------------------------------------------------
+
+    def maintenance(self, *, limit: int = 200) -> builtins.list[dict[str, Any]]:
+        """Maintenance windows runbooks declared: each silence a recent run created naming a
+        component (and not undone), ending early where a later step of the run expired it."""
+        windows = []
+        for execution in self.list(limit):
+            if execution.dry_run:
+                continue
+            expired = {
+                s.outputs.get("silence_id"): s.finished_at
+                for s in execution.steps
+                if s.status.value == "succeeded" and s.outputs.get("expired") is True
+            }
+            for step in execution.steps:
+                out = step.outputs
+                if step.status.value != "succeeded" or not out.get("component"):
+                    continue
+                if not (out.get("silence_id") and out.get("starts_at") and out.get("ends_at")):
+                    continue
+                ends = datetime.fromisoformat(out["ends_at"])
+                early = expired.get(out["silence_id"])
+                windows.append(
+                    {
+                        "component": out["component"],
+                        "starts_at": datetime.fromisoformat(out["starts_at"]),
+                        "ends_at": min(ends, early) if early else ends,
+                        "execution_id": execution.id,
+                        "runbook": execution.runbook_id,
+                    }
+                )
+        return windows
 
     def get(self, execution_id: str) -> Execution:
         return self.store.get(execution_id)

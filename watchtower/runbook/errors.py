@@ -52,6 +52,11 @@ class ExecutionNotFound(RunbookError, KeyError):
         return f"no execution {self.args[0]!r}" if self.args else "no such execution"
 
 
+class NotificationNotFound(RunbookError, KeyError):
+    def __str__(self) -> str:
+        return f"no stored notification {self.args[0]!r}" if self.args else "no such notification"
+
+
 class Refused(RunbookError):
     pass
 

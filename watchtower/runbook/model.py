@@ -18,7 +18,7 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from watchtower.runbook.errors import ParamError
@@ -339,7 +339,15 @@ class Execution:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     resolved_at: datetime | None = None
+    # The alert was delivered firing again after this run ended (its episode's latest such
+    # delivery, and how many): the run did not fix it, or not yet.
+    still_firing_at: datetime | None = None
+    repeats: int = 0
     steps: tuple[StepRun, ...] = ()
+
+    @property
+    def still_firing(self) -> bool:
+        return self.still_firing_at is not None and self.resolved_at is None
 
     @property
     def waiting_step(self) -> StepRun | None:
@@ -354,6 +362,37 @@ class Execution:
             for s in self.steps
             if s.position < limit and s.status not in (StepStatus.PENDING, StepStatus.SKIPPED)
         ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Episode:
+    """One alert episode's row: which run it started, and what arrived after that run ended."""
+
+    key: str
+    runbook_id: str
+    fingerprint: str
+    starts_at: datetime
+    execution_id: str
+    runs: int = 1
+    repeats: int = 0
+    still_firing_at: datetime | None = None
+
+
+def episode_key(runbook_id: str, fingerprint: str, starts_at: datetime) -> str:
+    moment = starts_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{runbook_id}:{fingerprint}:{moment}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredNotification:
+    """A webhook call as Alertmanager sent it (the body verbatim), kept for replay."""
+
+    id: int
+    received_at: datetime
+    receiver: str
+    status: str
+    alerts: int
+    body: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -461,6 +500,9 @@ def execution_json(execution: Execution) -> dict[str, Any]:
         "started_at": moment(execution.started_at),
         "finished_at": moment(execution.finished_at),
         "resolved_at": moment(execution.resolved_at),
+        "still_firing": execution.still_firing,
+        "still_firing_at": moment(execution.still_firing_at),
+        "repeats_after_finish": execution.repeats,
         "steps": [
             {
                 "id": s.step_id,
@@ -502,6 +544,7 @@ SETTINGS_NAMES = frozenset(
         "public_url",
         "sandbox",
         "prometheus_configured",
+        "alertmanager_configured",
         "image_redis_configured",
         "legacy_database_configured",
     }
@@ -524,6 +567,7 @@ def settings_view(settings: Any) -> dict[str, Any]:
         "public_url": settings.public_url,
         "sandbox": settings.sandbox,
         "prometheus_configured": bool(settings.prometheus_url),
+        "alertmanager_configured": bool(getattr(settings, "alertmanager_url", None)),
         "image_redis_configured": bool(settings.image_redis_url),
         "legacy_database_configured": bool(settings.legacy_database_url),
     }

@@ -343,6 +343,7 @@ class Verifier:
     checks: CheckRunner
     clock: Callable[[], datetime]
     context: Callable[[Execution, str], ActionContext]
+    sleep: Callable[[float], None] = time.sleep  # between a post-check's attempts (tests: none)
 
     def verify(
         self,
@@ -365,7 +366,7 @@ class Verifier:
                 # Not cut short by a shutdown: a verification stopped early would count as failed
                 # and compensate a change that was right. A worker that dies here leaves the step
                 # in flight, and the run is failed as interrupted, never undone blindly.
-                time.sleep(check.delay)
+                self.sleep(check.delay)
             evidence["attempts"] = attempt + 1
             try:
                 values = render(dict(check.with_), seen_scope)

@@ -39,12 +39,14 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from watchtower import tables
 from watchtower.errors import StoreUnavailable
+from watchtower.runbook.alert_records import AlertRecords, _episode, episodes
 from watchtower.runbook.errors import ExecutionNotFound
 from watchtower.runbook.model import (
     ANY_OWNER,
     KEEP,
     Approval,
     AuditEntry,
+    Episode,
     Execution,
     ExecutionStatus,
     Owner,
@@ -53,6 +55,7 @@ from watchtower.runbook.model import (
     StepChange,
     StepRun,
     StepStatus,
+    episode_key,
 )
 from watchtower.store import metadata
 
@@ -137,7 +140,7 @@ claims = Table(
 Index("runbook_claims_execution", claims.c.execution_id)
 
 
-class RunbookStore:
+class RunbookStore(AlertRecords):
     """Adapter over a ready SQLAlchemy engine (the caller owns it); speaks in the model's types.
 
     Every SQLAlchemy error is translated here into `StoreUnavailable`, naming the operation.
@@ -151,11 +154,48 @@ class RunbookStore:
 
     # -- executions -------------------------------------------------------------------------------
 
-    def create(self, record: Record, claim: str | None) -> bool:
-        """Insert a run and its steps; False (nothing written) when `claim` is already held."""
+    def create(
+        self,
+        record: Record,
+        claim: str | None,
+        *,
+        episode: Episode | None = None,
+        replaces: str | None = None,
+    ) -> bool:
+        """Insert a run and its steps; False (nothing written) when `claim` is already held.
+
+        With `episode`, the run is that alert episode's: False when the episode already has a
+        run, unless `replaces` names that run (a re-run after a cool-down) and it still does.
+        """
         execution = record.execution
         try:
             with _guard("create an execution"), self.engine.begin() as conn:
+                if episode is not None and replaces is None:
+                    conn.execute(
+                        insert(episodes).values(
+                            key=episode.key,
+                            runbook_id=episode.runbook_id,
+                            fingerprint=episode.fingerprint,
+                            starts_at=episode.starts_at,
+                            execution_id=execution.id,
+                            runs=1,
+                            repeats=0,
+                            created_at=execution.created_at,
+                        )
+                    )
+                elif episode is not None:
+                    moved = conn.execute(
+                        update(episodes)
+                        .where(episodes.c.key == episode.key, episodes.c.execution_id == replaces)
+                        .values(
+                            execution_id=execution.id,
+                            runs=episodes.c.runs + 1,
+                            repeats=0,
+                            still_firing_at=None,
+                        )
+                    )
+                    if moved.rowcount != 1:
+                        raise _Lost()
                 if claim is not None:
                     conn.execute(
                         insert(claims).values(
@@ -166,9 +206,38 @@ class RunbookStore:
                 rows = [_step_row(execution.id, s) for s in execution.steps]
                 if rows:
                     conn.execute(insert(step_runs), rows)
-        except IntegrityError:
+        except (IntegrityError, _Lost):
             return False
         return True
+
+    # -- alert episodes ---------------------------------------------------------------------------
+
+    def resolved_after(self, execution_ids: Iterable[str], *, at: datetime) -> builtins.list[str]:
+        """Record a resolution on finished runs that have none yet; the ids changed."""
+        ids = builtins.list(execution_ids)
+        if not ids:
+            return []
+        finished = [s.value for s in ExecutionStatus if s.final]
+        where = (
+            executions.c.id.in_(ids),
+            executions.c.status.in_(finished),
+            executions.c.resolved_at.is_(None),
+        )
+        with _guard("record a resolution"), self.engine.begin() as conn:
+            changed = [r.id for r in conn.execute(select(executions.c.id).where(*where))]
+            if changed:
+                conn.execute(
+                    update(executions)
+                    .where(executions.c.id.in_(changed), executions.c.resolved_at.is_(None))
+                    .values(resolved_at=at)
+                )
+        return changed
+
+    def _episodes_of(self, conn: Any, ids: builtins.list[str]) -> dict[str, Episode]:
+        if not ids:
+            return {}
+        rows = conn.execute(select(episodes).where(episodes.c.execution_id.in_(ids)))
+        return {r.execution_id: _episode(r) for r in rows}
 
     def record(self, execution_id: str) -> Record:
         with _guard("read an execution"), self.engine.connect() as conn:
@@ -180,8 +249,9 @@ class RunbookStore:
                 .where(step_runs.c.execution_id == execution_id)
                 .order_by(step_runs.c.position)
             ).all()
+            episode = self._episodes_of(conn, [execution_id]).get(execution_id)
         return Record(
-            execution=_execution(row, steps),
+            execution=_execution(row, steps, episode),
             source=row.source,
             path=row.path,
             cursor=row.cursor,
@@ -216,7 +286,8 @@ class RunbookStore:
                     .order_by(step_runs.c.position)
                 ):
                     steps[s.execution_id].append(s)
-        return [_execution(r, steps[r.id]) for r in rows]
+            found = self._episodes_of(conn, ids)
+        return [_execution(r, steps[r.id], found.get(r.id)) for r in rows]
 
     def open_ids(self, *, fingerprint: str) -> builtins.list[str]:
         query = select(executions.c.id).where(
@@ -373,6 +444,10 @@ class RunbookStore:
             ]
 
 
+class _Lost(Exception):
+    """Another replica started the episode's re-run first."""
+
+
 _OPEN = [
     s.value for s in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.WAITING)
 ]
@@ -496,7 +571,7 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _execution(row: Any, steps: Iterable[Any]) -> Execution:
+def _execution(row: Any, steps: Iterable[Any], episode: Episode | None = None) -> Execution:
     return Execution(
         id=row.id,
         runbook_id=row.runbook_id,
@@ -514,6 +589,8 @@ def _execution(row: Any, steps: Iterable[Any]) -> Execution:
         started_at=_utc(row.started_at),
         finished_at=_utc(row.finished_at),
         resolved_at=_utc(row.resolved_at),
+        still_firing_at=episode.still_firing_at if episode else None,
+        repeats=episode.repeats if episode else 0,
         steps=tuple(_step(s) for s in steps),
     )
 
@@ -546,4 +623,4 @@ def _step(row: Any) -> StepRun:
     )
 
 
-__all__ = ["ANY_OWNER", "Record", "RunbookStore"]
+__all__ = ["ANY_OWNER", "Episode", "Record", "RunbookStore", "episode_key"]

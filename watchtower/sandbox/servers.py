@@ -333,29 +333,39 @@ def _spawn(name: str, argv: list[str], workdir: Path, port: int) -> HttpServer:
     raise ServerUnavailable(f"{name} was not ready after 20 s")
 
 
-def _one_route(webhook_url: str) -> dict[str, Any]:
+def _one_route(webhook_url: str, repeat_interval: str) -> dict[str, Any]:
     return {
         "route": {
             "receiver": "watchtower",
             "group_by": ["..."],
             "group_wait": "1s",
             "group_interval": "1s",
-            "repeat_interval": "1h",
+            "repeat_interval": repeat_interval,
         },
         "receivers": [{"name": "watchtower", "webhook_configs": [{"url": webhook_url}]}],
     }
 
 
 def start_alertmanager(
-    *, webhook_url: str, token: str, config: dict[str, Any] | None = None
+    *,
+    webhook_url: str,
+    token: str,
+    config: dict[str, Any] | None = None,
+    repeat_interval: str = "1h",
+    cluster_port: int | None = None,
+    peers: tuple[int, ...] = (),
 ) -> HttpServer:
     """Alertmanager with `config` (default: one route, a notification a second) whose every
-    webhook posts to `webhook_url` with the bearer token, read from a file of its own."""
+    webhook posts to `webhook_url` with the bearer token, read from a file of its own.
+
+    With `cluster_port`, it gossips on that loopback port with the Alertmanagers on `peers`
+    (an HA pair: each sends, the later one after its peer timeout, unless the notification log
+    the first gossiped says it was sent)."""
     workdir = Path(tempfile.mkdtemp(prefix="watchtower-alertmanager-"))
     token_file = workdir / "webhook-token"
     token_file.write_text(token)
     os.chmod(token_file, 0o600)
-    config = config if config is not None else _one_route(webhook_url)
+    config = config if config is not None else _one_route(webhook_url, repeat_interval)
     for receiver in config.get("receivers") or []:
         for webhook in receiver.get("webhook_configs") or []:
             webhook["url"] = webhook_url
@@ -364,13 +374,25 @@ def start_alertmanager(
             http_config["authorization"] = {"type": "Bearer", "credentials_file": str(token_file)}
     (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     port = free_port()
+    if cluster_port is None:
+        cluster = ["--cluster.listen-address="]  # no gossip port on every interface
+    else:
+        cluster = [
+            f"--cluster.listen-address={LOOPBACK}:{cluster_port}",
+            f"--cluster.advertise-address={LOOPBACK}:{cluster_port}",
+            *(f"--cluster.peer={LOOPBACK}:{p}" for p in peers),
+            "--cluster.peer-timeout=1s",
+            "--cluster.gossip-interval=100ms",
+            "--cluster.pushpull-interval=1s",
+            "--cluster.settle-timeout=2s",
+        ]
     return _spawn(
         "alertmanager",
         [
             f"--config.file={workdir / 'alertmanager.yml'}",
             f"--storage.path={workdir / 'data'}",
             f"--web.listen-address={LOOPBACK}:{port}",
-            "--cluster.listen-address=",  # no gossip port on every interface
+            *cluster,
         ],
         workdir,
         port,
@@ -380,13 +402,16 @@ def start_alertmanager(
 def start_prometheus(
     *,
     scrape: str,
-    alertmanager: str,
+    alertmanager: str | list[str],
     rules: dict[str, Any],
     port: int | None = None,
     interval: str = "1s",
+    resend_delay: str = "1m",
 ) -> HttpServer:
     """Scrape `scrape` (host:port) and evaluate `rules` every `interval`; alerts to
-    `alertmanager` (host:port)."""
+    `alertmanager` (host:port: every one of a list, as Prometheus sends to each member of an HA
+    cluster)."""
+    targets = [alertmanager] if isinstance(alertmanager, str) else alertmanager
     workdir = Path(tempfile.mkdtemp(prefix="watchtower-prometheus-"))
     (workdir / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
     config = {
@@ -396,7 +421,7 @@ def start_prometheus(
             "scrape_timeout": interval,
         },
         "rule_files": [str(workdir / "rules.yml")],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": targets}]}]},
         "scrape_configs": [{"job_name": "watchtower", "static_configs": [{"targets": [scrape]}]}],
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
@@ -407,6 +432,7 @@ def start_prometheus(
             f"--config.file={workdir / 'prometheus.yml'}",
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address={LOOPBACK}:{port}",
+            f"--rules.alert.resend-delay={resend_delay}",
         ],
         workdir,
         port,

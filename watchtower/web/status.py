@@ -18,7 +18,7 @@ import gzip
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -30,6 +30,7 @@ from watchtower.errors import StoreUnavailable
 from watchtower.model import Alert
 from watchtower.runtime import Watchtower, feeds_for
 from watchtower.status import DAYS, Day, Feed, Hours, charts, floor_hour
+from watchtower.status import maintenance as upkeep
 from watchtower.web.auth import require
 
 REFRESH_SECONDS = 30
@@ -100,7 +101,9 @@ def recent_executions(wt: Watchtower, limit: int = 8) -> list[ExecutionSummary]:
             id=e.id,
             runbook=e.runbook_id,
             title=e.title,
-            state=e.status.value.replace("_", " ") + (" (dry run)" if e.dry_run else ""),
+            state=e.status.value.replace("_", " ")
+            + (" (dry run)" if e.dry_run else "")
+            + (", alert still firing" if e.still_firing else ""),
             started_at=e.started_at or e.created_at,
             finished_at=e.finished_at,
             trigger=f"alert {e.alert_name}" if e.alert_name else f"started by {e.started_by}",
@@ -174,6 +177,7 @@ class StatusView:
     executions: list[ExecutionSummary]
     frozen: Frozen | None = None  # set when this is the last good view, served during an outage
     served_at: datetime | None = None  # when it was served (frozen views only)
+    maintenance: list[upkeep.Window] = field(default_factory=list)  # active now
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -303,6 +307,13 @@ def snapshot(wt: Watchtower, *, now: datetime, cache: PageCache | None = None) -
     }
     components = status.component_states(known, runs, now)
     hours = cache.hours(wt, known, now)  # the last 24 h, for the 24 h uptime
+    # Runbooks' declared maintenance: shown, and left out of the 24 h uptime
+    # (watchtower.status.maintenance); the daily rollups count it as observed.
+    windows = [upkeep.Window(**w) for w in wt.runbooks.maintenance()]
+    hours = {
+        cid: upkeep.exclude(h, [w for w in windows if w.component == cid], now)
+        for cid, h in hours.items()
+    }
     by_component = cache.days(wt, known, now)  # 90 days, from the daily rollups
     history = {}
     for c in components:
@@ -322,6 +333,7 @@ def snapshot(wt: Watchtower, *, now: datetime, cache: PageCache | None = None) -
         latency_start=floor_hour(now) - (status.LATENCY_HOURS - 1) * status.HOUR,
         alerts=firing_alerts(wt),
         executions=recent_executions(wt),
+        maintenance=[w for w in windows if w.active(now)],
     )
 
 
@@ -461,6 +473,15 @@ def _time(moment: datetime | None) -> str | None:
 def to_json(v: StatusView) -> dict[str, Any]:
     frozen = v.frozen
     return {
+        "maintenance": [
+            {
+                "component": w.component,
+                "until": _time(w.ends_at),
+                "execution": w.execution_id,
+                "runbook": w.runbook,
+            }
+            for w in v.maintenance
+        ],
         "generated_at": _time(v.now),
         "served_at": _time(v.served_at or v.now),
         # Watchtower itself: degraded while it serves frozen data.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -290,9 +291,25 @@ def test_the_default_routes(alertname: str, expected: tuple[str, str]) -> None:
     assert (route.runbook, route.mode) == expected
 
 
-@pytest.mark.parametrize("alertname", ["WatchtowerCheckUnknown", "WatchtowerProbeStale", "Other"])
-def test_alerts_about_watchtower_itself_start_nothing(alertname: str) -> None:
-    assert select(DEFAULT_ROUTES, {"alertname": alertname}) == []
+@pytest.mark.parametrize(
+    "alertname",
+    [
+        "WatchtowerCheckCritical",
+        "WatchtowerCheckUnknown",
+        "WatchtowerProbeStale",
+        "WatchtowerCheckStale",
+        "WatchtowerAbsent",
+    ],
+)
+def test_alerts_about_watchtower_itself_start_their_own_read_only_runbooks(alertname: str) -> None:
+    (route,) = select(DEFAULT_ROUTES, {"alertname": alertname})
+    expected = "watchtower-" + alertname.removeprefix("Watchtower").replace("Check", "check-")
+    assert route.runbook.startswith("watchtower-") and route.mode == "automatic"
+    assert route.runbook.replace("-", "") == expected.lower().replace("-", "")
+
+
+def test_an_alert_no_route_selects_starts_nothing() -> None:
+    assert select(DEFAULT_ROUTES, {"alertname": "Other"}) == []
 
 
 def test_unknown_runbooks_are_named_once() -> None:
@@ -301,6 +318,11 @@ def test_unknown_runbooks_are_named_once() -> None:
         "lambda-cold-starts",
         "cloudfront-cache-invalidation",
         "rollback-dual-write",
+        "watchtower-check-critical",
+        "watchtower-check-unknown",
+        "watchtower-probe-stale",
+        "watchtower-check-stale",
+        "watchtower-absent",
     ]
 
 
@@ -316,7 +338,9 @@ class RecordingStarter:
     open: dict[str, str] = field(default_factory=dict)  # fingerprint -> execution id
     fail_for: set[str] = field(default_factory=set)  # runbook ids whose start raises
 
-    def start_from_alert(self, runbook_id: str, *, alert: Alert, mode: Mode) -> str | None:
+    def start_from_alert(
+        self, runbook_id: str, *, alert: Alert, mode: Mode, rerun_after: timedelta | None = None
+    ) -> str | None:
         if runbook_id in self.fail_for:
             raise RuntimeError(f"cannot start {runbook_id}")
         if alert.fingerprint in self.open:
@@ -325,7 +349,9 @@ class RecordingStarter:
         self.open[alert.fingerprint] = f"x{len(self.started)}"
         return self.open[alert.fingerprint]
 
-    def alert_resolved(self, fingerprint: str, *, at: datetime) -> None:
+    def alert_resolved(
+        self, fingerprint: str, *, at: datetime, starts_at: datetime | None = None
+    ) -> None:
         self.resolved.append((fingerprint, at))
         self.open.pop(fingerprint, None)
 
@@ -371,7 +397,7 @@ def test_dispatch_starts_routed_runbooks_once_and_passes_on_resolutions(
     firing = payload(
         am_alert("ImageUploadProbeFailing", fingerprint="aa"),
         am_alert("LegacyInsertsAfterCutover", fingerprint="bb"),
-        am_alert("WatchtowerCheckUnknown", fingerprint="cc"),
+        am_alert("SomethingElse", fingerprint="cc"),
     )
     done = _dispatch(firing, starter, store)
     assert starter.started == [
@@ -416,3 +442,84 @@ def test_one_runbook_failing_to_start_does_not_stop_the_others(starter: Recordin
     assert [f.runbook for f in done.failed] == ["image-upload-failures"]
     assert "RuntimeError: cannot start" in done.failed[0].error
     assert [s.runbook for s in done.started] == ["dynamodb-throttling"]
+
+
+def test_a_route_names_its_rerun_cool_down() -> None:
+    (route,) = alerting.parse_routes(
+        {"routes": [{"matchers": ["alertname = X"], "runbook": "r", "mode": "automatic"}]},
+        source="t",
+    )
+    assert route.rerun_after is None  # one run per episode, however long it fires
+    (route,) = alerting.parse_routes(
+        {
+            "routes": [
+                {
+                    "matchers": ["alertname = X"],
+                    "runbook": "r",
+                    "mode": "automatic",
+                    "rerun_after": "4h",
+                }
+            ]
+        },
+        source="t",
+    )
+    assert route.rerun_after == timedelta(hours=4)
+    for bad in ("10s", "4 hours", 5, ""):
+        with pytest.raises(ConfigError, match=r"routes\[0\]\.rerun_after"):
+            alerting.parse_routes(
+                {
+                    "routes": [
+                        {
+                            "matchers": ["alertname = X"],
+                            "runbook": "r",
+                            "mode": "automatic",
+                            "rerun_after": bad,
+                        }
+                    ]
+                },
+                source="t",
+            )
+
+
+def test_dispatch_hands_the_route_cool_down_and_the_episode_to_the_engine() -> None:
+    seen: list[tuple[timedelta | None, datetime | None]] = []
+
+    class Engine:
+        def start_from_alert(
+            self, runbook_id: str, *, alert: Alert, mode: Mode, rerun_after: timedelta | None = None
+        ) -> str | None:
+            seen.append((rerun_after, alert.starts_at))
+            return "x"
+
+        def alert_resolved(
+            self, fingerprint: str, *, at: datetime, starts_at: datetime | None = None
+        ) -> None:
+            seen.append((None, starts_at))
+
+    routes = alerting.parse_routes(
+        {
+            "routes": [
+                {
+                    "matchers": ["alertname = X"],
+                    "runbook": "r",
+                    "mode": "automatic",
+                    "rerun_after": "30m",
+                }
+            ]
+        },
+        source="t",
+    )
+    start = datetime(2026, 5, 1, tzinfo=UTC)
+    firing = Alert(
+        fingerprint="ab",
+        status="firing",
+        labels={"alertname": "X"},
+        annotations={},
+        starts_at=start,
+    )
+    note = alerting.Notification(receiver="w", status="firing", group_key="g", alerts=(firing,))
+    alerting.dispatch(note, routes=routes, store=MemoryAlerts(), runbooks=Engine(), now=start)
+    resolved = dataclasses.replace(firing, status="resolved", ends_at=start + timedelta(hours=1))
+    note = dataclasses.replace(note, status="resolved", alerts=(resolved,))
+    alerting.dispatch(note, routes=routes, store=MemoryAlerts(), runbooks=Engine(), now=start)
+    assert seen == [(timedelta(minutes=30), start), (None, start)]

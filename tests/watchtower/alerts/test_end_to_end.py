@@ -70,14 +70,20 @@ class Served:
             self.server = None
 
 
-def wait_for(what: str, found: Callable[[], Any], timeout: float = WAIT) -> Any:
+def wait_for(
+    what: str,
+    found: Callable[[], Any],
+    timeout: float = WAIT,
+    state: Callable[[], str] | None = None,
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = found()
         if value:
             return value
         time.sleep(0.02)
-    raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
+    seen = f" ({state()})" if state is not None else ""
+    raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}{seen}")
 
 
 def rules_with_short_for() -> dict[str, Any]:

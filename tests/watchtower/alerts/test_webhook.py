@@ -125,7 +125,7 @@ def test_a_malformed_payload_is_400_naming_the_field(
 FIRING = payload(
     am_alert("ImageUploadProbeFailing", fingerprint="aa", probe="upload_get"),
     am_alert("LegacyInsertsAfterCutover", fingerprint="bb", check="postgres_inserts"),
-    am_alert("WatchtowerCheckUnknown", fingerprint="cc", check="dual_write"),
+    am_alert("SomethingUnrouted", fingerprint="cc", check="dual_write"),
 )
 
 

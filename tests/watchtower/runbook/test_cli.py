@@ -28,7 +28,7 @@ def invoke(
 def test_validate_the_repository_runbooks() -> None:
     code, out, err = invoke(["runbooks", "validate", str(ROOT / "runbooks")])
     assert (code, out) == (0, "")
-    assert err.strip() == "6 runbooks, no problems"
+    assert err.strip() == "11 runbooks, no problems"
 
 
 def test_validate_reports_every_problem_at_its_line() -> None:
@@ -101,3 +101,24 @@ def test_approvals_are_asked_at_the_terminal(
     assert "[ok] re-enable: Set ENABLE_DYNAMODB_DUAL_WRITE=true on the function" in out
     assert out.rstrip().endswith("succeeded: done")
     assert aws.environment() == {"ENABLE_DYNAMODB_DUAL_WRITE": "true", "OTHER": "kept"}
+
+
+@pytest.mark.slow
+def test_runbooks_test_proves_a_runbook_in_its_own_sandbox() -> None:
+    """The command as CI runs it: its own moto, Redis and PostgreSQL, one line per pass."""
+    code, out, _err = invoke(["runbooks", "test", "dynamodb-throttling"])
+    lines = [line for line in out.splitlines() if line.startswith(("ok", "FAIL"))]
+    assert code == 0, out
+    assert [line.split()[2] for line in lines] == [
+        "dry-run",
+        "real",
+        "fail:switch-to-on-demand",
+        "undone:switch-to-on-demand",
+        "killed:switch-to-on-demand",
+    ]
+    assert "5 passes, 0 failed" in out
+
+
+def test_runbooks_test_refuses_an_unknown_runbook() -> None:
+    code, _out, err = invoke(["runbooks", "test", "no-such-runbook"])
+    assert code == 2 and "no runbook no-such-runbook" in err

@@ -3,11 +3,12 @@ two-person rule, cancel, verified remediation, dry runs, restarts, locks and ale
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -534,22 +535,96 @@ def test_one_run_per_runbook_and_target_the_second_waits(harness: Harness, aws: 
 # -- alerts ----------------------------------------------------------------------------------------
 
 
-def test_alert_runs_are_deduplicated_by_fingerprint(harness: Harness) -> None:
+def test_alert_runs_are_deduplicated_by_episode(harness: Harness) -> None:
     h = harness
-    first = h.engine.start_from_alert("alerted", alert=alert("fp-1"), mode="suggest")
+    firing = alert("fp-1")
+    first = h.engine.start_from_alert("alerted", alert=firing, mode="suggest")
     assert first is not None
-    assert h.engine.start_from_alert("alerted", alert=alert("fp-1"), mode="suggest") is None
+    assert h.engine.start_from_alert("alerted", alert=firing, mode="suggest") is None
     other = h.engine.start_from_alert(
         "alerted", alert=alert("fp-2", function="other-fn"), mode="suggest"
     )
     assert other is not None and other != first
     h.engine.cancel(first, by="ada")
-    again = h.engine.start_from_alert("alerted", alert=alert("fp-1"), mode="suggest")
-    assert again not in (None, first)  # the earlier run is closed: a new one starts
+    # The same episode (same fingerprint, same startsAt), delivered again after its run ended:
+    # a retry, the HA peer, repeat_interval. It starts nothing, and is shown as still firing.
+    assert h.engine.start_from_alert("alerted", alert=firing, mode="suggest") is None
+    assert h.get(first).still_firing and h.get(first).repeats == 1
+    # A new episode of the same alert (it resolved and fired again) starts a new run.
+    refired = dataclasses.replace(firing, starts_at=firing.starts_at + timedelta(minutes=5))
+    again = h.engine.start_from_alert("alerted", alert=refired, mode="suggest")
+    assert again not in (None, first)
     listed = h.engine.list()
     assert [e.id for e in listed] == [again, other, first]  # newest first
     assert execution_json(listed[2])["alert"] == {"fingerprint": "fp-1", "name": "FlagWrong"}
+    assert execution_json(listed[2])["still_firing"] is True
     assert actions(h, first)[0] == ("alertmanager", "started")
+
+
+def test_one_run_per_episode_across_two_engines_on_one_database(
+    make_harness: MakeHarness, books: Path, aws: Aws
+) -> None:
+    aws.function({"FLAG": "true", "KEEP": "me"})
+    a = make_harness(runbooks=books, worker_id="replica-a")
+    b = make_harness(runbooks=books, worker_id="replica-b")
+    firing = alert("fp-ha")
+    started = []
+    for n in range(40):  # deliveries spread over both replicas, runs finishing in between
+        engine = (a if n % 2 else b).engine
+        started.append(engine.start_from_alert("alerted", alert=firing, mode="automatic"))
+        (a if n % 3 else b).run()
+    runs = [s for s in started if s is not None]
+    assert len(runs) == 1
+    (run,) = runs
+    assert a.status(run) is ExecutionStatus.SUCCEEDED
+    assert a.get(run).repeats >= 30  # every delivery after it ended was counted on it
+
+
+def test_a_route_may_allow_a_rerun_after_its_cool_down(harness: Harness) -> None:
+    h = harness
+    seen: list[tuple[str, str]] = []
+    h.engine.on_still_firing = lambda runbook, fingerprint: seen.append((runbook, fingerprint))
+    firing = alert("fp-cool")
+    cool = timedelta(minutes=30)
+    first = h.engine.start_from_alert("alerted", alert=firing, mode="automatic", rerun_after=cool)
+    assert first is not None
+    h.run()
+    assert h.status(first) is ExecutionStatus.SUCCEEDED
+    h.clock.advance(minutes=29)
+    assert (
+        h.engine.start_from_alert("alerted", alert=firing, mode="automatic", rerun_after=cool)
+        is None
+    )
+    assert seen == [("alerted", "fp-cool")]
+    h.clock.advance(minutes=2)
+    second = h.engine.start_from_alert("alerted", alert=firing, mode="automatic", rerun_after=cool)
+    assert second not in (None, first)
+    # ... once: the re-run is the episode's run now, and it is still open.
+    assert (
+        h.engine.start_from_alert("alerted", alert=firing, mode="automatic", rerun_after=cool)
+        is None
+    )
+    assert "a re-run after 0:30:00" in " ".join(a.comment for a in h.engine.audit(second))
+
+
+def test_a_resolution_after_the_run_ended_is_recorded_on_it(harness: Harness) -> None:
+    h = harness
+    firing = alert("fp-late")
+    run_id = h.engine.start_from_alert("alerted", alert=firing, mode="automatic")
+    assert run_id is not None
+    h.run()
+    assert h.status(run_id) is ExecutionStatus.SUCCEEDED
+    assert h.engine.start_from_alert("alerted", alert=firing, mode="automatic") is None
+    assert h.get(run_id).still_firing
+    at = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+    h.engine.alert_resolved("fp-late", at=at, starts_at=firing.starts_at)
+    run = h.get(run_id)
+    assert (run.status, run.resolved_at, run.still_firing) == (
+        ExecutionStatus.SUCCEEDED,
+        at,
+        False,
+    )
+    assert actions(h, run_id)[-1] == ("alertmanager", "alert-resolved")
 
 
 def test_labels_reach_steps_only_as_validated_parameters(harness: Harness) -> None:

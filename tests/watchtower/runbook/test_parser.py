@@ -291,4 +291,9 @@ def test_the_repository_runbooks_are_valid(known: Catalog) -> None:
         "image-upload-failures",
         "lambda-cold-starts",
         "rollback-dual-write",
+        "watchtower-absent",
+        "watchtower-check-critical",
+        "watchtower-check-stale",
+        "watchtower-check-unknown",
+        "watchtower-probe-stale",
     ]

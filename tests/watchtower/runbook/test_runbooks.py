@@ -342,3 +342,58 @@ def test_rollback_dual_write(make_harness: MakeHarness, aws: Aws) -> None:
         "watchtower",
         "cutover.rolled_back",
     )
+
+
+@pytest.mark.parametrize(
+    ("runbook_id", "alertname"),
+    [
+        ("watchtower-check-critical", "WatchtowerCheckCritical"),
+        ("watchtower-check-unknown", "WatchtowerCheckUnknown"),
+        ("watchtower-probe-stale", "WatchtowerProbeStale"),
+        ("watchtower-check-stale", "WatchtowerCheckStale"),
+        ("watchtower-absent", "WatchtowerAbsent"),
+    ],
+)
+def test_watchtowers_own_alerts_start_their_runbooks_which_read_and_wait_for_a_person(
+    make_harness: MakeHarness, aws: Aws, runbook_id: str, alertname: str
+) -> None:
+    aws.function({"IMAGE_TABLE": "images"})
+    aws.table(provisioned=False)
+    h = make_harness()
+    alert = fired(alertname)
+    real = h.engine.start_from_alert(runbook_id, alert=alert, mode="automatic")
+    assert real is not None
+    h.run()
+    run = h.get(real)
+    # Every read ran (the Prometheus ones are skipped: none configured here); the last step is
+    # a person's: what to restart or fix.
+    assert run.status is ExecutionStatus.WAITING, run.reason
+    assert run.waiting_step is not None and run.waiting_step.kind == "manual"
+    assert all(s.status.value in ("succeeded", "skipped") for s in run.evidence())
+    assert decide(h, real, by="ada")
+    assert h.status(real) is ExecutionStatus.SUCCEEDED
+
+
+def test_the_check_unknown_runbook_names_the_source_watchtower_cannot_read(
+    make_harness: MakeHarness, aws: Aws
+) -> None:
+    aws.function({"IMAGE_TABLE": "images"})  # the table is missing: the source that fails
+    h = make_harness()
+    labels = {"alertname": "WatchtowerCheckUnknown", "check": "dynamodb_throttling"}
+    alert = Alert(
+        fingerprint="ab12",
+        status="firing",
+        labels=labels,
+        annotations={},
+        starts_at=datetime.now(UTC),
+    )
+    run_id = h.engine.start_from_alert("watchtower-check-unknown", alert=alert, mode="automatic")
+    assert run_id is not None
+    h.run()
+    run = h.get(run_id)
+    steps = {s.step_id: s for s in run.steps}
+    assert run.params["check"] == "dynamodb_throttling"
+    assert steps["lambda-configuration"].status.value == "succeeded"
+    assert steps["dynamodb-table"].status.value == "failed"
+    assert steps["dynamodb-table"].error  # what the source answered, for the person
+    assert run.waiting_step is not None and run.waiting_step.step_id == "fix-source"

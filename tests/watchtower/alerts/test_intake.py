@@ -1,0 +1,156 @@
+"""The deferred intake (WATCHTOWER_WEBHOOK_DEFERRED): a notification is answered 202 after one
+write, and its alerts are recorded and its runs started from the stored notification by the
+intake; dispatching twice (two replicas, a retry) starts nothing twice."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from tests.watchtower.alerts.test_alerting import am_alert, payload
+from watchtower.config import Settings
+from watchtower.runbook.alert_records import notifications
+from watchtower.runbook.intake import Intake
+from watchtower.runtime import Watchtower, build
+from watchtower.web import create_app
+
+TOKEN = "hook-secret-61bd"
+HOOK = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def watchtower(tmp_path: Path) -> Iterator[Watchtower]:
+    wt = build(
+        Settings(
+            database_url=f"sqlite:///{tmp_path / 'w.sqlite'}",
+            webhook_token=TOKEN,
+            webhook_deferred=True,
+            anonymous_role=None,
+            secret_key="k" * 32,
+        )
+    )
+    yield wt
+    wt.close()
+
+
+@pytest.fixture
+def client(watchtower: Watchtower) -> FlaskClient:
+    return create_app(watchtower).test_client()
+
+
+def post(client: FlaskClient, body: bytes) -> dict[str, object]:
+    answer = client.post("/api/v1/alerts", data=body, headers=HOOK, content_type="application/json")
+    assert answer.status_code == 202, answer.json
+    result: dict[str, object] = answer.json
+    return result
+
+
+def test_a_notification_is_answered_after_one_write_and_dispatched_from_the_store(
+    client: FlaskClient, watchtower: Watchtower
+) -> None:
+    body = json.dumps(
+        payload(
+            am_alert("ImageUploadProbeFailing", fingerprint="aa", probe="upload_get"),
+            am_alert("SomethingElse", fingerprint="bb"),
+        )
+    ).encode()
+    answer = post(client, body)
+    assert answer["deferred"] is True and answer["received"] == 2
+    # The intake thread dispatches it; wait until it is marked done.
+    query = select(func.count()).where(notifications.c.processed_at.is_(None))
+
+    def pending() -> int:
+        with watchtower.runbooks.store.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    deadline = time.monotonic() + 10
+    while pending() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pending() == 0
+    (run,) = watchtower.runbooks.list()
+    assert (run.runbook_id, run.alert_fingerprint) == ("image-upload-failures", "aa")
+    assert {a.fingerprint for a in watchtower.store.firing_alerts()} == {"aa", "bb"}
+
+
+def test_duplicates_and_a_second_intake_start_nothing_twice(
+    watchtower: Watchtower, client: FlaskClient
+) -> None:
+    body = json.dumps(
+        payload(am_alert("ImageUploadProbeFailing", fingerprint="cc", probe="upload_get"))
+    ).encode()
+    intake: Intake = client.application.extensions["watchtower.webhook.intake"]
+    intake.stop()  # nobody dispatches meanwhile: the notifications wait in the store
+    for _ in range(20):
+        post(client, body)
+    other = Intake(
+        store=watchtower.runbooks.store,
+        alerts=watchtower.store,
+        engine=watchtower.runbooks,
+        routes=watchtower.settings.routes,
+        clock=watchtower.now,
+    )
+    assert watchtower.runbooks.list() == []
+    assert other.drain() == 20
+    assert other.drain() == 0
+    assert len(watchtower.runbooks.list()) == 1
+
+
+def test_a_notification_whose_runbook_fails_to_start_is_taken_again_later(
+    watchtower: Watchtower, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    intake: Intake = client.application.extensions["watchtower.webhook.intake"]
+    intake.stop()
+    post(
+        client,
+        json.dumps(
+            payload(am_alert("ImageUploadProbeFailing", fingerprint="dd", probe="upload_get"))
+        ).encode(),
+    )
+    real = watchtower.runbooks.start_from_alert
+
+    def broken(*args: object, **kwargs: object) -> str | None:
+        raise RuntimeError("the engine is down")
+
+    monkeypatch.setattr(watchtower.runbooks, "start_from_alert", broken)
+    retry = Intake(
+        store=watchtower.runbooks.store,
+        alerts=watchtower.store,
+        engine=watchtower.runbooks,
+        routes=watchtower.settings.routes,
+        clock=watchtower.now,
+        stale=timedelta(0),
+    )
+    assert retry.drain() == 0  # not done: still pending
+    monkeypatch.setattr(watchtower.runbooks, "start_from_alert", real)
+    assert retry.drain() == 1
+    assert len(watchtower.runbooks.list()) == 1
+
+
+def test_retention_never_drops_a_notification_not_dispatched_yet(watchtower: Watchtower) -> None:
+    store = watchtower.runbooks.store
+    now = watchtower.now()
+    body = json.dumps(payload(am_alert("SomethingElse", fingerprint="ee"))).encode().decode()
+    waiting = store.keep_notification(
+        body, received_at=now, receiver="w", status="firing", alerts=1, keep=3, dispatched=False
+    )
+    for _ in range(10):
+        store.keep_notification(
+            "{}", received_at=now, receiver="w", status="firing", alerts=0, keep=3
+        )
+    assert store.notification(waiting).id == waiting  # kept: the intake has not seen it
+    intake = Intake(
+        store=store,
+        alerts=watchtower.store,
+        engine=watchtower.runbooks,
+        routes=watchtower.settings.routes,
+        clock=watchtower.now,
+    )
+    assert intake.drain() == 1
+    assert watchtower.store.alert("ee") is not None

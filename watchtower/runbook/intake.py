@@ -1,0 +1,119 @@
+"""The webhook's deferred intake: notifications are acknowledged once stored (one write each),
+and dispatched from the store here, on one thread of the web process, in batches.
+
+`dispatch` is the same as the synchronous webhook's (watchtower.alerting): each alert recorded,
+routed alerts' runs started by episode, resolutions passed on. A notification is claimed before
+it is dispatched and marked done after; one whose dispatch failed (the store, a runbook that did
+not start) stays claimed and is taken again after `stale`, like one whose intake died (replicas
+share the table; dispatching twice starts nothing twice, since runs are keyed by alert episode).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from watchtower.alerting import AlertRecorder, Route, dispatch, parse_notification
+from watchtower.errors import PayloadError
+
+log = logging.getLogger(__name__)
+
+BATCH = 50
+
+
+class Intake:
+    def __init__(
+        self,
+        *,
+        store: Any,  # watchtower.runbook.store.RunbookStore
+        alerts: AlertRecorder,
+        engine: Any,  # watchtower.runbook.engine.Engine (the RunbookStarter)
+        routes: Sequence[Route],
+        clock: Callable[[], datetime],
+        stale: timedelta = timedelta(seconds=30),
+        idle_seconds: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.alerts = alerts
+        self.engine = engine
+        self.routes = routes
+        self.clock = clock
+        self.stale = stale
+        self.idle_seconds = idle_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self) -> None:
+        """A notification was stored: dispatch it soon (starting the thread the first time)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="intake", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def drain(self, *, max_passes: int = 100) -> int:
+        """Dispatch every stored notification not yet dispatched, in this thread; how many."""
+        done = 0
+        for _ in range(max_passes):
+            count = self._pass()
+            done += count
+            if count == 0:
+                break
+        return done
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.idle_seconds)
+            self._wake.clear()
+            try:
+                while self._pass() and not self._stop.is_set():
+                    pass
+            except Exception:  # the store: the next pass tries again
+                log.exception("the webhook intake could not dispatch stored notifications")
+
+    def _pass(self) -> int:
+        now = self.clock()
+        taken = self.store.claim_notifications(now=now, stale_before=now - self.stale, limit=BATCH)
+        finished = []
+        for stored in taken:
+            try:
+                notification = parse_notification(stored.body.encode())
+            except PayloadError:  # validated before it was stored; kept, never retried
+                log.error("stored notification %d no longer parses", stored.id)
+                finished.append(stored.id)
+                continue
+            try:
+                done = dispatch(
+                    notification,
+                    routes=self.routes,
+                    store=self.alerts,
+                    runbooks=self.engine,
+                    now=stored.received_at,
+                )
+            except Exception:
+                log.exception("notification %d: the alert store failed; retried", stored.id)
+                continue
+            if done.failed:
+                for failed in done.failed:
+                    log.error(
+                        "notification %d, alert %s: runbook %r did not start: %s",
+                        stored.id,
+                        failed.fingerprint,
+                        failed.runbook,
+                        failed.error,
+                    )
+                continue  # taken again after `stale`
+            finished.append(stored.id)
+        self.store.notifications_done(finished, at=self.clock())
+        return len(finished)
