@@ -10,7 +10,9 @@ what a naive page would pay just to read those days' results one by one (`histor
 `--rollups` measures the page over daily rollups: 50 and 500 sources x 90 days of rollup rows
 (one per component, day and source, as the store writes them) plus the last 25 hours of raw
 results at one per 5 minutes (the 24 h uptime and the states read those), first render and the
-median of later renders, page and JSON.
+median of later renders, page and JSON, against the issue's budget; and the 90-day bars summed
+per component and day in SQL (`rollup_totals`, as the page reads them) against reading every
+source's rollup row and summing in Python (as the page did before), best of 3 each.
 
 `history_watchtower` is shared with benchmarks/status_and_metrics.py, which adds a larger
 fleet of checks (`fleet_checks`) to the same nine and measures `/metrics` as well.
@@ -26,11 +28,12 @@ import statistics
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from benchmarks.common import Figure, note, print_figures, timed
 from tests.watchtower.web.history import synthetic_history
+from watchtower import status
 from watchtower.checks.base import Check
 from watchtower.config import Settings
 from watchtower.model import Result, Status
@@ -314,10 +317,20 @@ def rollup_run(sources: int, *, days: int = 90, runs: int = 15) -> list[Figure]:
             first = timed(page)
             warm = [timed(page) for _ in range(runs)]
             json = [timed(lambda: client.get("/api/v1/status")) for _ in range(runs)]
+            since = now.date() - timedelta(days=days - 1)
+            summed = min(timed(lambda: bars_summed_in_sql(wt, since, now)) for _ in range(3))
+            per_source = min(timed(lambda: bars_per_source(wt, since, now)) for _ in range(3))
         finally:
             wt.close()
     label = f"{sources} sources x {days} d rollups"
     return [
+        Figure(
+            benchmark="status_page",
+            name=f"90-day bars, summed in SQL, {label}",
+            value=summed,
+            baseline_name="per-source rollups summed in Python",
+            baseline=per_source,
+        ),
         Figure(
             benchmark="status_page",
             name=f"page, first render, {label}",
@@ -340,6 +353,19 @@ def rollup_run(sources: int, *, days: int = 90, runs: int = 15) -> list[Figure]:
             baseline=30.0,
         ),
     ]
+
+
+def bars_summed_in_sql(wt: Watchtower, since: date, now: datetime) -> int:
+    """The 90-day bars as the page reads them: one row per component and day."""
+    return len([status.day_of_totals(t, t.day, now) for t in wt.store.rollup_totals(since=since)])
+
+
+def bars_per_source(wt: Watchtower, since: date, now: datetime) -> int:
+    """The baseline: every source's rollup row read, then summed per component and day."""
+    grouped: dict[tuple[str, date], list[DayRollup]] = {}
+    for r in wt.store.rollups(since=since):
+        grouped.setdefault((r.component, r.day), []).append(r)
+    return len([status.day_of(day, rows, now) for (_, day), rows in grouped.items()])
 
 
 def main() -> None:

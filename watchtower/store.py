@@ -4,6 +4,7 @@ SQLAlchemy's errors."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -35,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from watchtower.errors import StoreUnavailable
 from watchtower.model import Alert, Result, Status, StatusCount, StepResult
-from watchtower.status import RANK, DayRollup, Feed, rollup_deltas
+from watchtower.status import RANK, DayRollup, DayTotals, Feed, rollup_deltas
 from watchtower.tables import create_tables, translated
 
 T = TypeVar("T")
@@ -245,8 +246,43 @@ class HistoryStore:
                     warning=row.warning,
                     critical=row.critical,
                     unknown=row.unknown,
-                    worst=Status(row.worst),
+                    worst=_STATUS[row.worst],
                     worst_reason=row.worst_reason,
+                )
+                for row in conn.execute(query)
+            ]
+
+    @translated(STORE)
+    def rollup_totals(self, *, since: date, until: date | None = None) -> list[DayTotals]:
+        """Daily rollups of [since, until) summed per component and day in SQL: the 90-day bars
+        read one row per component and day, not one per source (`status.totals_of`)."""
+        r = rollups.c
+        query = select(
+            r.component,
+            r.day,
+            func.max(r.interval_seconds * r.critical).label("down"),
+            func.max(r.interval_seconds * (r.ok + r.warning + r.critical)).label("observed"),
+            func.max(r.interval_seconds * r.warning).label("degraded"),
+            func.sum(r.ok).label("ok"),
+            func.sum(r.warning).label("warning"),
+            func.sum(r.critical).label("critical"),
+            func.sum(r.unknown).label("unknown"),
+        ).where(r.day >= since.isoformat())
+        if until is not None:
+            query = query.where(r.day < until.isoformat())
+        query = query.group_by(r.component, r.day)
+        with self.engine.connect() as conn:
+            return [
+                DayTotals(
+                    component=row.component,
+                    day=date.fromisoformat(row.day),
+                    down=float(row.down or 0),
+                    observed=float(row.observed or 0),
+                    degraded=float(row.degraded or 0),
+                    ok=int(row.ok or 0),
+                    warning=int(row.warning or 0),
+                    critical=int(row.critical or 0),
+                    unknown=int(row.unknown or 0),
                 )
                 for row in conn.execute(query)
             ]
@@ -295,8 +331,8 @@ class HistoryStore:
             return [
                 StatusCount(
                     name=row.name,
-                    hour=datetime.strptime(row.hour, "%Y-%m-%d %H").replace(tzinfo=UTC),
-                    status=Status(row.status),
+                    hour=_parsed_hour(row.hour),
+                    status=_STATUS[row.status],
                     count=row.n,
                 )
                 for row in conn.execute(query)
@@ -519,6 +555,15 @@ def _row(r: Result) -> dict[str, Any]:
         "duration_seconds": r.duration_seconds,
         "attempt": r.attempt,
     }
+
+
+_STATUS = {s.value: s for s in Status}  # a dict lookup: Status(value) is slow in bulk
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_hour(text: str) -> datetime:
+    """'2026-12-07 13' as an aware UTC hour (a few dozen distinct hours per read)."""
+    return datetime.strptime(text, "%Y-%m-%d %H").replace(tzinfo=UTC)
 
 
 def _result(row: Any) -> Result:

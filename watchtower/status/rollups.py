@@ -102,23 +102,61 @@ def day_of(day: date, sources: Sequence[DayRollup], now: datetime) -> Day:
     return _day(day, sources, length)
 
 
-def _day(day: date, sources: Sequence[DayRollup], length: float) -> Day:
-    def longest(*fields: str) -> float:
-        return min(
-            length,
-            max((r.interval * sum(getattr(r, f) for f in fields) for r in sources), default=0.0),
-        )
+@dataclass(frozen=True, kw_only=True)
+class DayTotals:
+    """One component's day summed over its sources: what a day's bar needs, one row however
+    many sources (the store sums it in SQL, `HistoryStore.rollup_totals`)."""
 
-    down = longest("critical")
-    observed = longest("ok", "warning", "critical")
-    totals = Hour(
-        observed=observed,
-        down=down,
-        degraded=min(length - down, longest("warning")),
+    component: str
+    day: date
+    down: float  # the most critical time of any one source: interval x critical readings
+    observed: float  # the most ok, warning or critical time of any one source
+    degraded: float  # the most warning time of any one source
+    ok: int = 0
+    warning: int = 0
+    critical: int = 0
+    unknown: int = 0
+
+
+def totals_of(component: str, day: date, sources: Sequence[DayRollup]) -> DayTotals:
+    """The same sums as `rollup_totals`, from a component's rollups of one day."""
+    return DayTotals(
+        component=component,
+        day=day,
+        down=max((r.interval * r.critical for r in sources), default=0.0),
+        observed=max((r.interval * (r.ok + r.warning + r.critical) for r in sources), default=0.0),
+        degraded=max((r.interval * r.warning for r in sources), default=0.0),
         ok=sum(r.ok for r in sources),
         warning=sum(r.warning for r in sources),
         critical=sum(r.critical for r in sources),
         unknown=sum(r.unknown for r in sources),
+    )
+
+
+def day_of_totals(totals: DayTotals | None, day: date, now: datetime) -> Day:
+    """One component's UTC day from its sums (None: no rollups that day)."""
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    length = min(DAY, max(now - start, timedelta(seconds=1))).total_seconds()
+    return _day_from(
+        day, totals or DayTotals(component="", day=day, down=0, observed=0, degraded=0), length
+    )
+
+
+def _day(day: date, sources: Sequence[DayRollup], length: float) -> Day:
+    return _day_from(day, totals_of("", day, sources), length)
+
+
+def _day_from(day: date, sums: DayTotals, length: float) -> Day:
+    down = min(length, sums.down)
+    observed = min(length, sums.observed)
+    totals = Hour(
+        observed=observed,
+        down=down,
+        degraded=min(length - down, min(length, sums.degraded)),
+        ok=sums.ok,
+        warning=sums.warning,
+        critical=sums.critical,
+        unknown=sums.unknown,
     )
     if totals.critical:
         state = DayState.DOWN
@@ -172,9 +210,12 @@ def window_uptimes(
 __all__ = [
     "RANK",
     "DayRollup",
+    "DayTotals",
     "day_of",
+    "day_of_totals",
     "days_from_rollups",
     "rollup_deltas",
+    "totals_of",
     "uptime_of_days",
     "window_uptimes",
 ]

@@ -70,6 +70,9 @@ def gzipped(response: Any) -> Any:
 def _set_up(state: BlueprintSetupState) -> None:
     state.app.extensions["watchtower.status.cache"] = PageCache()
     state.app.extensions["watchtower.status.last_good"] = LastGood()
+    # Compile the page's template when the app is built (start-up in `wsgi` and `serve`), not
+    # on the first request: compiling it was most of the first render.
+    state.app.jinja_env.get_template("status/page.html")
 
 
 # -- what the integrator wires: the alert receiver and the runbook engine ------------------------
@@ -378,23 +381,20 @@ class PageCache:
             self._check_feeds(known)
             since = max(first, self._days_until or first)
             if since < closed:
-                grouped: dict[tuple[str, date], list[status.DayRollup]] = {}
-                for r in wt.store.rollups(since=since, until=closed):
-                    grouped.setdefault((r.component, r.day), []).append(r)
-                for (component, day), rows in grouped.items():
-                    self._days.setdefault(component, {})[day] = status.day_of(day, rows, now)
+                for t in wt.store.rollup_totals(since=since, until=closed):
+                    self._days.setdefault(t.component, {})[t.day] = status.day_of_totals(
+                        t, t.day, now
+                    )
                 self._days_until = closed
             cached = {c: dict(days) for c, days in self._days.items()}
-        open_: dict[tuple[str, date], list[status.DayRollup]] = {}
-        for r in wt.store.rollups(since=closed):
-            open_.setdefault((r.component, r.day), []).append(r)
+        open_ = {(t.component, t.day): t for t in wt.store.rollup_totals(since=closed)}
         out: dict[str, list[Day]] = {}
         for feed_row in {row for f in known for row in f.rows} | set(cached):
             days = cached.get(feed_row, {})
             out[feed_row] = [
                 days[d]
                 if d < closed and d in days
-                else status.day_of(d, open_.get((feed_row, d), []), now)
+                else status.day_of_totals(open_.get((feed_row, d)), d, now)
                 for d in (first + timedelta(days=n) for n in range(DAYS))
             ]
         return out

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from tests.watchtower.contracts.concurrent import race
 from watchtower.model import Alert, Result, Status, StatusCount, StepResult
-from watchtower.status import DayRollup, Feed
+from watchtower.status import DayRollup, Feed, totals_of
 from watchtower.store import HistoryStore
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -239,6 +239,21 @@ def test_rollups_split_a_walk_by_its_steps_and_days_by_utc(history: HistoryStore
     assert day[("upload_path", "walk")].ok == 1
     nextday = history.rollups(since=datetime(2026, 11, 28).date())
     assert [(r.source, r.day.isoformat(), r.ok) for r in nextday] == [("a", "2026-11-28", 1)]
+
+
+def test_rollup_totals_sum_a_components_sources_as_the_page_does(history: HistoryStore) -> None:
+    # Two sources of one component at different intervals: the day's down time is the longest
+    # any one source was critical (b: 1 x 300 s), not the sum; counts are summed.
+    history.feeds = FEEDS
+    history.add([result("a", 1, Status.CRITICAL), result("a", 2), result("a", 3, Status.WARNING)])
+    history.add([result("b", 1, Status.CRITICAL), result("b", 2), result("b", 3, Status.UNKNOWN)])
+    totals = {(t.component, t.day): t for t in history.rollup_totals(since=T0.date())}
+    summed = totals[("dynamodb", T0.date())]
+    sources = [r for r in history.rollups(since=T0.date()) if r.component == "dynamodb"]
+    assert summed == totals_of("dynamodb", T0.date(), sources)
+    assert (summed.down, summed.observed, summed.degraded) == (300, 600, 60)
+    assert (summed.ok, summed.warning, summed.critical, summed.unknown) == (2, 1, 2, 1)
+    assert history.rollup_totals(since=T0.date() + timedelta(days=1)) == []
 
 
 def test_pruning_raw_results_keeps_the_rollups(history: HistoryStore) -> None:
