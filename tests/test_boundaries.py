@@ -71,6 +71,7 @@ FORBIDDEN: dict[str, frozenset[str]] = {
     "watchtower.runbook.parser": IO,
     "watchtower.runbook.scope": IO,
     "watchtower.runbook.machine": IO,
+    "watchtower.runbook.maintenance": IO,
     "watchtower.runbook.steps": IO,
     "watchtower.runbook.worker": IO,
     "watchtower.runbook.engine": IO,

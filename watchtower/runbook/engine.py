@@ -412,37 +412,6 @@ class Engine:
 
     # -- reading --------------------------------------------------------------------------------
 
-    def maintenance(self, *, limit: int = 200) -> builtins.list[dict[str, Any]]:
-        """Maintenance windows runbooks declared: each silence a recent run created naming a
-        component (and not undone), ending early where a later step of the run expired it."""
-        windows = []
-        for execution in self.list(limit):
-            if execution.dry_run:
-                continue
-            expired = {
-                s.outputs.get("silence_id"): s.finished_at
-                for s in execution.steps
-                if s.status.value == "succeeded" and s.outputs.get("expired") is True
-            }
-            for step in execution.steps:
-                out = step.outputs
-                if step.status.value != "succeeded" or not out.get("component"):
-                    continue
-                if not (out.get("silence_id") and out.get("starts_at") and out.get("ends_at")):
-                    continue
-                ends = datetime.fromisoformat(out["ends_at"])
-                early = expired.get(out["silence_id"])
-                windows.append(
-                    {
-                        "component": out["component"],
-                        "starts_at": datetime.fromisoformat(out["starts_at"]),
-                        "ends_at": min(ends, early) if early else ends,
-                        "execution_id": execution.id,
-                        "runbook": execution.runbook_id,
-                    }
-                )
-        return windows
-
     def get(self, execution_id: str) -> Execution:
         return self.store.get(execution_id)
 

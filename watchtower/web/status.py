@@ -28,6 +28,7 @@ from flask.sansio.blueprints import BlueprintSetupState
 from watchtower import status
 from watchtower.errors import StoreUnavailable
 from watchtower.model import Alert
+from watchtower.runbook.maintenance import maintenance_windows
 from watchtower.runtime import Watchtower, feeds_for
 from watchtower.status import DAYS, Day, Feed, Hours, charts, floor_hour
 from watchtower.status import maintenance as upkeep
@@ -312,7 +313,7 @@ def snapshot(wt: Watchtower, *, now: datetime, cache: PageCache | None = None) -
     hours = cache.hours(wt, known, now)  # the last 24 h, for the 24 h uptime
     # Runbooks' declared maintenance: shown, and left out of the 24 h uptime
     # (watchtower.status.maintenance); the daily rollups count it as observed.
-    windows = [upkeep.Window(**w) for w in wt.runbooks.maintenance()]
+    windows = [upkeep.Window(**w) for w in maintenance_windows(wt.runbooks.list(200))]
     hours = {
         cid: upkeep.exclude(h, [w for w in windows if w.component == cid], now)
         for cid, h in hours.items()
