@@ -49,7 +49,8 @@ from watchtower.alerting import select as select_routes
 from watchtower.model import Alert
 from watchtower.runbook import machine, scope
 from watchtower.runbook.actions.base import CutoverPort
-from watchtower.runbook.errors import ExpressionError, ParamError, Refused, UnknownRunbook
+from watchtower.runbook.alert_runs import AlertRuns
+from watchtower.runbook.errors import Refused, UnknownRunbook
 from watchtower.runbook.machine import (
     ALERTMANAGER,
     CHANGED_MEANWHILE,
@@ -65,7 +66,6 @@ from watchtower.runbook.model import (
     Execution,
     Mode,
     Runbook,
-    episode_key,
 )
 from watchtower.runbook.parser import Catalog, Problem
 from watchtower.runbook.steps import CheckRunner, QueryRunner, StepRunner, StepTimeout
@@ -179,76 +179,9 @@ class Engine:
         mode: Literal["automatic", "suggest"],
         rerun_after: timedelta | None = None,
     ) -> str | None:
-        """A run for a firing alert's episode; None when that episode already has its run.
-
-        An episode is one runbook, one fingerprint, one `startsAt`: retries, both peers of an
-        HA pair and every `repeat_interval` deliver it again, and it starts one run, whenever
-        they arrive and on whichever replica. A delivery after that run ended is recorded on it
-        as still firing (and reported to `on_still_firing`); with `rerun_after`, a delivery
-        that long after the run ended starts one more run. A new episode (the alert resolved
-        and fired again: a new `startsAt`) starts a new run.
-
-        Labels reach the steps only as the runbook's declared parameters, typed and checked
-        against their patterns; labels it does not declare are dropped. When a label does not
-        match, nothing runs: the execution is recorded as failed, saying which label and why
-        (raising would make Alertmanager retry the same labels forever).
-        """
-        runbook = self.runbook(runbook_id)
-        if alert.status != "firing":
-            return None
-        if mode not in ("automatic", "suggest"):
-            raise ValueError(f"mode {mode!r} must be automatic or suggest")
-        key = episode_key(runbook.id, alert.fingerprint, alert.starts_at)
-        replaces = None
-        known = self.store.episode(key)
-        if known is not None:
-            earlier = self.store.get(known.execution_id)
-            if not earlier.status.final:
-                return None  # its run is still going: this delivery is the same episode's
-            now = self.now()
-            due = earlier.finished_at is None or (
-                rerun_after is not None and now - earlier.finished_at >= rerun_after
-            )
-            if not due:
-                self.store.still_firing(key, at=now)
-                self.on_still_firing(runbook.id, alert.fingerprint)
-                return None
-            replaces = earlier.id
-        claim = f"alert:{runbook.id}:{alert.fingerprint}"
-        if self.store.holder(claim) is not None:
-            return None
-        problem = ""
-        params: dict[str, Any] = {}
-        lock_key = None
-        try:
-            params = scope.run_params(runbook, alert.labels, self.settings, from_labels=True)
-            lock_key = scope.lock_key(runbook, params, self.settings)
-        except (ParamError, ExpressionError) as exc:
-            problem = f"refused: the alert's labels do not fit this runbook: {exc}"
-        episode = Episode(
-            key=key,
-            runbook_id=runbook.id,
-            fingerprint=alert.fingerprint,
-            starts_at=alert.starts_at,
-            execution_id="",
-        )
-        note = f"alert {alert.name} ({alert.fingerprint}), {mode}"
-        if replaces is not None:
-            note += f", a re-run after {rerun_after} (the episode's earlier run: {replaces})"
-        return self._create(
-            runbook,
-            params=params,
-            mode=mode,
-            started_by=ALERTMANAGER,
-            dry_run=False,
-            lock_key=lock_key,
-            claim=None if problem else claim,
-            alert=alert,
-            note=note,
-            refused=problem,
-            episode=episode,
-            replaces=replaces,
-        )
+        """A run for a firing alert's episode; None when that episode already has its run
+        (watchtower.runbook.alert_runs says when)."""
+        return AlertRuns(self).start(runbook_id, alert=alert, mode=mode, rerun_after=rerun_after)
 
     def start(
         self,
@@ -383,32 +316,8 @@ class Engine:
     def alert_resolved(
         self, fingerprint: str, *, at: datetime, starts_at: datetime | None = None
     ) -> None:
-        """Record the resolution on the alert's open runs, and close those no longer needed.
-
-        A run of this episode (of any episode of the fingerprint when `starts_at` is None) that
-        had already ended gets the resolution recorded too: it shows when the alert cleared.
-        """
-        for execution_id in self.store.resolved_after(
-            self.store.episode_runs(fingerprint=fingerprint, starts_at=starts_at), at=at
-        ):
-            execution = self.store.get(execution_id)
-            self.store.audit(
-                AuditEntry(
-                    at=self.now(),
-                    execution_id=execution_id,
-                    runbook_id=execution.runbook_id,
-                    actor=ALERTMANAGER,
-                    action="alert-resolved",
-                    comment=f"{machine.resolved_at(at)}, after the run had ended",
-                )
-            )
-        for execution_id in self.store.open_ids(fingerprint=fingerprint):
-            record = self.store.record(execution_id)
-            self.ledger.apply(machine.resolved(record, at=at, now=self.now()), held_by=ANY_OWNER)
-            record = self.store.record(execution_id)
-            if not record.execution.status.final:
-                reason = machine.no_longer_needed(at)
-                self._stop(*machine.stop(record, reason, actor=ALERTMANAGER, now=self.now()))
+        """Record the resolution on the alert's runs; close those no longer needed."""
+        AlertRuns(self).resolved(fingerprint, at=at, starts_at=starts_at)
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -1,0 +1,133 @@
+"""What an alert does to runs: a firing episode starts one run, a resolution is recorded on
+its runs and closes those no longer needed. The part of the `Engine` facade Alertmanager drives.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from watchtower.model import Alert
+from watchtower.runbook import machine, scope
+from watchtower.runbook.errors import ExpressionError, ParamError
+from watchtower.runbook.machine import ALERTMANAGER
+from watchtower.runbook.model import ANY_OWNER, AuditEntry, Episode, episode_key
+
+if TYPE_CHECKING:
+    from watchtower.runbook.engine import Engine
+
+
+class AlertRuns:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def start(
+        self,
+        runbook_id: str,
+        *,
+        alert: Alert,
+        mode: Literal["automatic", "suggest"],
+        rerun_after: timedelta | None = None,
+    ) -> str | None:
+        """A run for a firing alert's episode; None when that episode already has its run.
+
+        An episode is one runbook, one fingerprint, one `startsAt`: retries, both peers of an
+        HA pair and every `repeat_interval` deliver it again, and it starts one run, whenever
+        they arrive and on whichever replica. A delivery after that run ended is recorded on it
+        as still firing (and reported to `on_still_firing`); with `rerun_after`, a delivery
+        that long after the run ended starts one more run. A new episode (the alert resolved
+        and fired again: a new `startsAt`) starts a new run.
+
+        Labels reach the steps only as the runbook's declared parameters, typed and checked
+        against their patterns; labels it does not declare are dropped. When a label does not
+        match, nothing runs: the execution is recorded as failed, saying which label and why
+        (raising would make Alertmanager retry the same labels forever).
+        """
+        runbook = self.engine.runbook(runbook_id)
+        if alert.status != "firing":
+            return None
+        if mode not in ("automatic", "suggest"):
+            raise ValueError(f"mode {mode!r} must be automatic or suggest")
+        key = episode_key(runbook.id, alert.fingerprint, alert.starts_at)
+        replaces = None
+        known = self.engine.store.episode(key)
+        if known is not None:
+            earlier = self.engine.store.get(known.execution_id)
+            if not earlier.status.final:
+                return None  # its run is still going: this delivery is the same episode's
+            now = self.engine.now()
+            due = earlier.finished_at is None or (
+                rerun_after is not None and now - earlier.finished_at >= rerun_after
+            )
+            if not due:
+                self.engine.store.still_firing(key, at=now)
+                self.engine.on_still_firing(runbook.id, alert.fingerprint)
+                return None
+            replaces = earlier.id
+        claim = f"alert:{runbook.id}:{alert.fingerprint}"
+        if self.engine.store.holder(claim) is not None:
+            return None
+        problem = ""
+        params: dict[str, Any] = {}
+        lock_key = None
+        try:
+            params = scope.run_params(runbook, alert.labels, self.engine.settings, from_labels=True)
+            lock_key = scope.lock_key(runbook, params, self.engine.settings)
+        except (ParamError, ExpressionError) as exc:
+            problem = f"refused: the alert's labels do not fit this runbook: {exc}"
+        episode = Episode(
+            key=key,
+            runbook_id=runbook.id,
+            fingerprint=alert.fingerprint,
+            starts_at=alert.starts_at,
+            execution_id="",
+        )
+        note = f"alert {alert.name} ({alert.fingerprint}), {mode}"
+        if replaces is not None:
+            note += f", a re-run after {rerun_after} (the episode's earlier run: {replaces})"
+        return self.engine._create(
+            runbook,
+            params=params,
+            mode=mode,
+            started_by=ALERTMANAGER,
+            dry_run=False,
+            lock_key=lock_key,
+            claim=None if problem else claim,
+            alert=alert,
+            note=note,
+            refused=problem,
+            episode=episode,
+            replaces=replaces,
+        )
+
+    def resolved(
+        self, fingerprint: str, *, at: datetime, starts_at: datetime | None = None
+    ) -> None:
+        """Record the resolution on the alert's open runs, and close those no longer needed.
+
+        A run of this episode (of any episode of the fingerprint when `starts_at` is None) that
+        had already ended gets the resolution recorded too: it shows when the alert cleared.
+        """
+        for execution_id in self.engine.store.resolved_after(
+            self.engine.store.episode_runs(fingerprint=fingerprint, starts_at=starts_at), at=at
+        ):
+            execution = self.engine.store.get(execution_id)
+            self.engine.store.audit(
+                AuditEntry(
+                    at=self.engine.now(),
+                    execution_id=execution_id,
+                    runbook_id=execution.runbook_id,
+                    actor=ALERTMANAGER,
+                    action="alert-resolved",
+                    comment=f"{machine.resolved_at(at)}, after the run had ended",
+                )
+            )
+        for execution_id in self.engine.store.open_ids(fingerprint=fingerprint):
+            record = self.engine.store.record(execution_id)
+            resolved = machine.resolved(record, at=at, now=self.engine.now())
+            self.engine.ledger.apply(resolved, held_by=ANY_OWNER)
+            record = self.engine.store.record(execution_id)
+            if not record.execution.status.final:
+                reason = machine.no_longer_needed(at)
+                now = self.engine.now()
+                self.engine._stop(*machine.stop(record, reason, actor=ALERTMANAGER, now=now))
