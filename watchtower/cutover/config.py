@@ -11,7 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from watchtower.checks.dual_write import MIN_SUCCESS_RATIO
 from watchtower.config import positive_int
+from watchtower.cutover.model import LATENCY_THRESHOLDS_MS
 from watchtower.errors import ConfigError
 
 PREFIX = "WATCHTOWER_CUTOVER_"
@@ -30,9 +32,12 @@ class CutoverSettings:
     preflight_days: int = 7
     baseline_days: int = 7
     min_coverage: float = 0.99
-    min_success_ratio: float = 0.999
+    min_success_ratio: float = MIN_SUCCESS_RATIO  # the dual_write check's rule, shared
     reconciliation_tolerance: float = 0.001  # share of DynamoDB's count the two sides may differ
-    max_p95_ms: float = 800.0
+    max_p95_ms: float = 800.0  # must be one of latency_thresholds_ms: refused at start-up if not
+    # The LatencyOver<N>ms thresholds the image core publishes (its IMAGE_LATENCY_THRESHOLDS_MS):
+    # latency is judged from counts over these, so only they can be an objective.
+    latency_thresholds_ms: tuple[int, ...] = LATENCY_THRESHOLDS_MS
     max_p95_regression: float = 0.10  # the window's P95 may be at most this much above baseline
     max_breach_seconds: int = 1800  # a latency breach longer than this fails the window
     min_slot_latency_samples: int = 20  # fewer uploads in a slot: its P95 is not judged
@@ -60,12 +65,61 @@ class CutoverSettings:
             if raw is not None and raw.strip():
                 value = parse(variable, raw)
                 values[field_name] = value * scale if scale != 1 else value
+        _one_success_rule(env, values)
         settings = cls(**values)
+        judgeable_objective(settings)
         if settings.window_seconds < settings.sample_interval:
             raise ConfigError(
                 f"{PREFIX}WINDOW_HOURS must cover at least one {PREFIX}SAMPLE_INTERVAL"
             )
         return settings
+
+
+def judgeable_objective(settings: CutoverSettings) -> None:
+    """Refuse an upload P95 objective the evidence cannot judge: latency is read as counts of
+    uploads over the image core's published thresholds, so the objective must be one of them
+    (never a silent "0% over 900 ms")."""
+    objective = settings.max_p95_ms
+    if objective in settings.latency_thresholds_ms:
+        return
+    known = ", ".join(str(t) for t in settings.latency_thresholds_ms)
+    raise ConfigError(
+        f"{PREFIX}MAX_P95_MS={objective:g} cannot be judged: the image core publishes upload "
+        f"latency only as counts over {known} ms (LatencyOver<N>ms). Set one of those, or publish "
+        f"{objective:g} too (the image core's IMAGE_LATENCY_THRESHOLDS_MS) and list it in "
+        f"{PREFIX}LATENCY_THRESHOLDS_MS"
+    )
+
+
+def _thresholds(name: str, raw: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} must list whole milliseconds, comma-separated") from None
+    if not values or any(v <= 0 for v in values) or len(set(values)) != len(values):
+        raise ConfigError(f"{name}={raw!r} must list distinct positive milliseconds")
+    return tuple(sorted(values))
+
+
+CHECK_MIN_SUCCESS_RATIO = "WATCHTOWER_CHECK_DUAL_WRITE_MIN_SUCCESS_RATIO"
+
+
+def _one_success_rule(env: Mapping[str, str], values: dict[str, Any]) -> None:
+    """One dual-write success threshold for the check, the gate and the alert: the gate takes the
+    dual_write check's when its own is unset, and refuses to start when the two differ."""
+    raw = (env.get(CHECK_MIN_SUCCESS_RATIO) or "").strip()
+    if not raw:
+        return
+    check = _ratio(CHECK_MIN_SUCCESS_RATIO, raw)
+    gate = values.get("min_success_ratio")
+    if gate is None:
+        values["min_success_ratio"] = check
+    elif gate != check:
+        raise ConfigError(
+            f"{PREFIX}MIN_SUCCESS_RATIO={gate} and {CHECK_MIN_SUCCESS_RATIO}={check} differ: the "
+            "pre-flight gate, the dual_write check and its alert share one threshold; set one "
+            "(or both to the same value)"
+        )
 
 
 def _minutes_int(name: str, raw: str) -> int:
@@ -141,6 +195,7 @@ _VARIABLES: dict[str, tuple[str, _Parse, int]] = {
     "reconciliation_tolerance": (f"{PREFIX}RECONCILIATION_TOLERANCE", _ratio, 1),
     "max_p95_ms": (f"{PREFIX}MAX_P95_MS", _positive_number, 1),
     "max_p95_regression": (f"{PREFIX}MAX_P95_REGRESSION", _ratio, 1),
+    "latency_thresholds_ms": (f"{PREFIX}LATENCY_THRESHOLDS_MS", _thresholds, 1),
     "max_breach_seconds": (f"{PREFIX}MAX_BREACH_MINUTES", positive_int, 60),
     "min_write_ratio": (f"{PREFIX}MIN_WRITE_RATIO", _ratio, 1),
     "max_low_write_hours": (f"{PREFIX}MAX_LOW_WRITE_HOURS", _non_negative_int, 1),

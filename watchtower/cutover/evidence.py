@@ -57,6 +57,27 @@ FIRST_INSERTED = (
     "WHERE inserted_at > %(since)s AND inserted_at <= %(until)s"
 )
 NO_LEGACY_DB = "the legacy database is not configured (WATCHTOWER_LEGACY_DATABASE_URL)"
+LEGACY_TABLE = "gallery_images"
+# Every write to the table, whatever its schema: PostgreSQL's cumulative counters since the last
+# statistics reset (and when that was). Deltas between samples are judged, never the totals.
+TABLE_WRITES = (
+    "SELECT json_build_object('ins', n_tup_ins, 'upd', n_tup_upd, 'del', n_tup_del, "
+    "'reset', (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database())) "
+    "FROM pg_stat_user_tables WHERE relid = to_regclass(%(table)s)"
+)
+HAS_INSERTED_AT = (
+    "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() "
+    "AND table_name = %(table)s AND column_name = 'inserted_at'"
+)
+HAS_STATEMENTS = "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'"
+# The statements that write to the table, as pg_stat_statements normalises them (most calls first).
+WRITING_STATEMENTS = (
+    "SELECT coalesce(json_agg(s ORDER BY s.calls DESC), '[]'::json) FROM ("
+    "SELECT left(query, 300) AS query, calls, rows, userid::regrole::text AS role "
+    "FROM pg_stat_statements WHERE query ~* "
+    "'^\\s*(insert\\s+into|update|delete\\s+from)\\s+(\\w+\\.)?\"?gallery_images\\y' "
+    "ORDER BY calls DESC LIMIT 10) s"
+)
 
 
 # -- the metrics a sample reads -------------------------------------------------------------------
@@ -70,8 +91,11 @@ def _query(
     )
 
 
-def sample_queries(settings: Settings, window: int) -> list[MetricQuery]:
-    """Every CloudWatch metric one sample reads: one GetMetricData call."""
+def sample_queries(
+    settings: Settings, window: int, thresholds: tuple[int, ...] = LATENCY_THRESHOLDS_MS
+) -> list[MetricQuery]:
+    """Every CloudWatch metric one sample reads: one GetMetricData call. `thresholds`: the
+    LatencyOver<N>ms the image core publishes (WATCHTOWER_CUTOVER_LATENCY_THRESHOLDS_MS)."""
     ns = settings.metrics_namespace
     function = (("FunctionName", settings.lambda_function),)
     return [
@@ -88,10 +112,7 @@ def sample_queries(settings: Settings, window: int) -> list[MetricQuery]:
         ),
         image_metrics.requests(settings, window, traffic="user", outcome="server_error"),
         image_metrics.latency_samples(settings, window, traffic="user"),
-        *(
-            image_metrics.latency_over(settings, window, t, traffic="user")
-            for t in LATENCY_THRESHOLDS_MS
-        ),
+        *(image_metrics.latency_over(settings, window, t, traffic="user") for t in thresholds),
         image_metrics.dual_writes(settings, window, outcome="success"),
         image_metrics.dual_writes(settings, window, outcome="failure"),
         *(
@@ -113,7 +134,9 @@ def _sum(series: Series | None) -> float:
     return sum(v for _, v in series or [])
 
 
-def metric_readings(values: Mapping[str, Series]) -> dict[str, Reading]:
+def metric_readings(
+    values: Mapping[str, Series], thresholds: tuple[int, ...] = LATENCY_THRESHOLDS_MS
+) -> dict[str, Reading]:
     """The metric-based readings of one sample, from its fetched series by key."""
 
     def s(key: str) -> float:
@@ -136,9 +159,7 @@ def metric_readings(values: Mapping[str, Series]) -> dict[str, Reading]:
         "upload_latency": Reading(
             figures={
                 "samples": s("latency_samples_upload_user"),
-                "over": {
-                    str(t): s(f"latency_over_{t}ms_upload_user") for t in LATENCY_THRESHOLDS_MS
-                },
+                "over": {str(t): s(f"latency_over_{t}ms_upload_user") for t in thresholds},
             }
         ),
         "dual_write_errors": Reading(
@@ -171,10 +192,11 @@ def take_sample(
     metrics_start = metrics_end - interval
     readings: dict[str, Reading] = {}
 
-    queries = sample_queries(settings, window.interval_seconds)
+    thresholds = cutover.latency_thresholds_ms
+    queries = sample_queries(settings, window.interval_seconds, thresholds)
     try:
         fetched = ports.metrics.fetch(queries, now=metrics_end, region=settings.region)
-        readings.update(metric_readings({q.key: fetched.get(q, []) for q in queries}))
+        readings.update(metric_readings({q.key: fetched.get(q, []) for q in queries}, thresholds))
     except SourceError as exc:
         for name in ("dynamodb_writes", "upload_success", "upload_latency", "dual_write_errors"):
             readings[name] = Reading(error=str(exc))
@@ -234,8 +256,20 @@ def _legacy_reading(
     sql = ports.legacy_sql
     if sql is None:
         return Reading(error=NO_LEGACY_DB)
+    try:
+        writes = table_writes(sql)
+        has_inserted_at = bool(sql.scalar(HAS_INSERTED_AT, {"table": LEGACY_TABLE}))
+    except SourceError as exc:
+        return Reading(error=str(exc))
+    if writes is None:
+        return Reading(error=f"the legacy table {LEGACY_TABLE} does not exist")
+    extra = {"writes": writes, "has_inserted_at": has_inserted_at, **writing_statements(sql)}
+    if not has_inserted_at:
+        # No row timestamps to count from: the statistics alone judge (deltas between samples).
+        return Reading(figures=extra)
     grace_until = window.opened_at + grace
     figures: dict[str, Any] = {
+        **extra,
         "rows_since_flip": 0,
         "rows_in_slot": 0,
         "first_insert_at": None,
@@ -262,6 +296,44 @@ def _legacy_reading(
     except SourceError as exc:
         return Reading(error=str(exc))
     return Reading(figures=figures)
+
+
+def table_writes(sql: Any) -> dict[str, Any] | None:
+    """The table's cumulative inserts, updates and deletes since the last statistics reset, and
+    that reset's time: None when the table does not exist."""
+    raw = sql.scalar(TABLE_WRITES, {"table": LEGACY_TABLE})
+    if raw is None:
+        return None
+    reset = raw.get("reset")
+    return {
+        "ins": int(raw.get("ins") or 0),
+        "upd": int(raw.get("upd") or 0),
+        "del": int(raw.get("del") or 0),
+        "reset": reset if isinstance(reset, str) or reset is None else _iso(reset),
+    }
+
+
+def writing_statements(sql: Any) -> dict[str, Any]:
+    """The statements that wrote to the table, from pg_stat_statements when it is installed."""
+    try:
+        if not sql.scalar(HAS_STATEMENTS, {}):
+            return {"statements": None, "statements_note": "pg_stat_statements is not installed"}
+        rows = sql.scalar(WRITING_STATEMENTS, {}) or []
+    except SourceError as exc:
+        return {"statements": None, "statements_note": f"pg_stat_statements: {exc}"}
+    return {"statements": [dict(r) for r in rows], "statements_note": None}
+
+
+def legacy_writes_at_open(ports: EvidencePorts, *, at: datetime) -> dict[str, Any] | None:
+    """The table's write counters when the window opens: what the first sample's deltas start
+    from (None when they cannot be read; the first sample then only starts the count)."""
+    if ports.legacy_sql is None:
+        return None
+    try:
+        writes = table_writes(ports.legacy_sql)
+    except SourceError:
+        return None
+    return None if writes is None else {**writes, "read_at": iso(at)}
 
 
 def _iso(value: Any) -> str | None:
@@ -335,20 +407,26 @@ def fetch_baseline(
                     "period_seconds": 3600,
                 }
             )
-            for t in LATENCY_THRESHOLDS_MS
+            for t in cutover.latency_thresholds_ms
         ),
     ]
+    legacy_writes = legacy_writes_at_open(ports, at=opened_at)
     try:
         fetched = ports.metrics.fetch(queries, now=end, region=settings.region)
     except SourceError as exc:
-        return Baseline(start=start, end=end, days=days, error=str(exc))
+        return Baseline(
+            start=start, end=end, days=days, error=str(exc), legacy_writes=legacy_writes
+        )
     values = {q.key: fetched.get(q, []) for q in queries}
     by_hour = [0.0] * 24
     for at, value in values["writes"]:
         by_hour[at.astimezone(UTC).hour] += value
     latency = LatencyCounts(
         samples=_sum(values["latency_samples_upload_user"]),
-        over={t: _sum(values[f"latency_over_{t}ms_upload_user"]) for t in LATENCY_THRESHOLDS_MS},
+        over={
+            t: _sum(values[f"latency_over_{t}ms_upload_user"])
+            for t in cutover.latency_thresholds_ms
+        },
     )
     return Baseline(
         start=start,
@@ -356,6 +434,7 @@ def fetch_baseline(
         days=days,
         writes_by_hour=tuple(v / days for v in by_hour),
         latency=latency if latency.samples > 0 else None,
+        legacy_writes=legacy_writes,
     )
 
 

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from watchtower import figures as fig
+from watchtower.checks.dual_write import success_meets
 from watchtower.cutover.model import PreflightReport
 
 
@@ -72,7 +73,7 @@ def decide_gate(report: PreflightReport, *, min_success_ratio: float, tolerance:
             )
         else:
             ratio = report.success_ratio or 0.0
-            ok = ratio > min_success_ratio
+            ok = success_meets(ratio, min_success_ratio)
             checks.append(
                 GateCheck(
                     name="success_ratio",

@@ -60,9 +60,12 @@ class Baseline:
     writes_by_hour: tuple[float, ...] = ()  # mean write units in each UTC hour of the day (24)
     latency: LatencyCounts | None = None  # user uploads over the whole baseline
     error: str | None = None  # why it could not be fetched (retried by the sampler)
+    # The legacy table's write counters (pg_stat_user_tables) when the window opened: the first
+    # sample's deltas start from them. None when they could not be read.
+    legacy_writes: Mapping[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "start": iso(self.start),
             "end": iso(self.end),
             "days": self.days,
@@ -70,6 +73,9 @@ class Baseline:
             "latency": self.latency.as_json() if self.latency else None,
             "error": self.error,
         }
+        if self.legacy_writes is not None:
+            data["legacy_writes"] = dict(self.legacy_writes)
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Baseline:
@@ -80,6 +86,7 @@ class Baseline:
             writes_by_hour=tuple(data.get("writes_by_hour") or ()),
             latency=LatencyCounts.from_json(data["latency"]) if data.get("latency") else None,
             error=data.get("error"),
+            legacy_writes=data.get("legacy_writes"),
         )
 
 
