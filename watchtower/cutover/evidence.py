@@ -27,6 +27,7 @@ from typing import Any
 from watchtower.checks import image_metrics
 from watchtower.checks.base import MetricQuery, Series
 from watchtower.checks.dual_write import flag_value
+from watchtower.checks.postgres_inserts import HAS_INSERTED_AT, TABLE_WRITES
 from watchtower.config import Settings
 from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.model import (
@@ -58,17 +59,6 @@ FIRST_INSERTED = (
 )
 NO_LEGACY_DB = "the legacy database is not configured (WATCHTOWER_LEGACY_DATABASE_URL)"
 LEGACY_TABLE = "gallery_images"
-# Every write to the table, whatever its schema: PostgreSQL's cumulative counters since the last
-# statistics reset (and when that was). Deltas between samples are judged, never the totals.
-TABLE_WRITES = (
-    "SELECT json_build_object('ins', n_tup_ins, 'upd', n_tup_upd, 'del', n_tup_del, "
-    "'reset', (SELECT stats_reset FROM pg_stat_database WHERE datname = current_database())) "
-    "FROM pg_stat_user_tables WHERE relid = to_regclass(%(table)s)"
-)
-HAS_INSERTED_AT = (
-    "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() "
-    "AND table_name = %(table)s AND column_name = 'inserted_at'"
-)
 HAS_STATEMENTS = "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'"
 # The statements that write to the table, as pg_stat_statements normalises them (most calls first).
 WRITING_STATEMENTS = (
