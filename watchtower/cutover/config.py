@@ -46,6 +46,10 @@ class CutoverSettings:
     min_baseline_write_units: float = 10.0  # per hour: less is too little to compare against
     max_low_write_hours: int = 2
     max_lambda_error_ratio: float = 0.001
+    # Slots the sampler missed (Watchtower down) are read back from the sources' history, at
+    # most this many per tick, and only while CloudWatch still holds one-minute data for them.
+    backfill_slots_per_tick: int = 24
+    backfill_max_age_seconds: int = 15 * 86400
     signers: tuple[str, ...] = ("Engineering lead", "Operations lead")
     cost_tag: tuple[str, str] = ("service", "image-service")
     rollback_runbook: str = "rollback-dual-write"
@@ -200,6 +204,8 @@ _VARIABLES: dict[str, tuple[str, _Parse, int]] = {
     "min_write_ratio": (f"{PREFIX}MIN_WRITE_RATIO", _ratio, 1),
     "max_low_write_hours": (f"{PREFIX}MAX_LOW_WRITE_HOURS", _non_negative_int, 1),
     "max_lambda_error_ratio": (f"{PREFIX}MAX_LAMBDA_ERROR_RATIO", _ratio, 1),
+    "backfill_slots_per_tick": (f"{PREFIX}BACKFILL_SLOTS_PER_TICK", _non_negative_int, 1),
+    "backfill_max_age_seconds": (f"{PREFIX}BACKFILL_MAX_AGE_DAYS", positive_int, 86400),
     "signers": (f"{PREFIX}SIGNERS", _names, 1),
     "cost_tag": (f"{PREFIX}COST_TAG", _tag, 1),
     "rollback_runbook": (f"{PREFIX}ROLLBACK_RUNBOOK", _runbook_id, 1),

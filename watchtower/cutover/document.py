@@ -145,6 +145,7 @@ def window_document(
                 {"start": iso(g.start), "end": iso(g.end), "reason": g.reason}
                 for g in verdict.coverage.gaps
             ],
+            "backfilled": backfilled_json(verdict),
         },
         "criteria": [
             {
@@ -170,6 +171,14 @@ def window_document(
         "missing_roles": list(verdict.missing_roles),
         "rollback": rollback_plan(cutover),
     }
+
+
+def backfilled_json(verdict: Verdict) -> list[dict[str, Any]]:
+    """The slots read back after a gap: when they were, when read back, and from what."""
+    return [
+        {"start": iso(b.start), "end": iso(b.end), "taken_at": b.taken_at, "sources": b.sources}
+        for b in verdict.coverage.backfilled
+    ]
 
 
 def evidence_hash(document: Mapping[str, Any]) -> str:

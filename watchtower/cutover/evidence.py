@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +31,7 @@ from watchtower.checks.postgres_inserts import HAS_INSERTED_AT, TABLE_WRITES
 from watchtower.config import Settings
 from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.model import (
+    BACKFILL,
     LATENCY_THRESHOLDS_MS,
     Baseline,
     DayRow,
@@ -211,6 +212,89 @@ def take_sample(
         metrics_start=metrics_start,
         metrics_end=metrics_end,
         readings=readings,
+    )
+
+
+# -- backfill: slots Watchtower missed, read back from the sources' history ---------------------
+
+BACKFILL_SOURCES = {
+    "dynamodb_writes": "CloudWatch's retained datapoints (AWS/DynamoDB)",
+    "upload_success": "CloudWatch's retained datapoints (image core Requests) and the probe's "
+    "stored results",
+    "upload_latency": "CloudWatch's retained datapoints (image core Latency)",
+    "dual_write_errors": "CloudWatch's retained datapoints (DualWrites, Errors, AWS/Lambda)",
+    "legacy_inserts": "the legacy table's rows (inserted_at); its write statistics are judged "
+    "across the gap by the next live sample",
+    "flag": "the function's configuration before and after the gap",
+    "critical_alerts": "the alert store (alerts that started before the slot's end and still fire)",
+}
+
+
+def backfill_sample(
+    window: Window,
+    *,
+    at: datetime,
+    taken_at: datetime,
+    before: Sample | None,
+    settings: Settings,
+    cutover: CutoverSettings,
+    ports: EvidencePorts,
+) -> Sample:
+    """The sample of a slot Watchtower missed, read back now from what the sources still hold.
+
+    CloudWatch keeps one-minute datapoints for 15 days and the legacy table keeps its rows, so
+    those readings are what a live sample would have read. What only exists now is re-read with
+    care: the legacy table's write counters are dropped (the next live sample's delta spans the
+    gap), the flag is the function's configuration only when it reads the same as before the gap
+    (`before`, or off at the flip), and alerts are those still firing that started by `at`.
+    """
+    sample = take_sample(
+        window, at=at, taken_at=taken_at, settings=settings, cutover=cutover, ports=ports
+    )
+    readings = dict(sample.readings)
+    legacy = readings["legacy_inserts"]
+    if legacy.readable:
+        readings["legacy_inserts"] = Reading(
+            figures={
+                k: v
+                for k, v in legacy.figures.items()
+                if k not in ("writes", "statements", "statements_note")
+            }
+        )
+    readings["flag"] = _backfilled_flag(readings["flag"], before)
+    alerts = readings["critical_alerts"]
+    if alerts.readable:
+        readings["critical_alerts"] = Reading(
+            figures={
+                "firing": [a for a in alerts.figures.get("firing", []) if a.get("since") <= iso(at)]
+            }
+        )
+    readings[BACKFILL] = Reading(
+        figures={
+            "taken_at": iso(taken_at),
+            "sources": {
+                name: BACKFILL_SOURCES[name] for name in BACKFILL_SOURCES if readings[name].readable
+            },
+        }
+    )
+    return replace(sample, readings=readings)
+
+
+def _backfilled_flag(now: Reading, before: Sample | None) -> Reading:
+    if not now.readable:
+        return now
+    earlier = before.reading("flag") if before is not None else Reading(figures={"flag": 0.0})
+    if not earlier.readable:
+        return Reading(error="the flag during the gap cannot be read back: unknown before it")
+    if earlier.figures.get("flag") != now.figures.get("flag"):
+        return Reading(
+            error="the flag during the gap cannot be read back: it changed during the gap"
+        )
+    return Reading(
+        figures={
+            "flag": now.figures.get("flag"),
+            "note": f"{now.figures.get('note')} (the same before the gap and after it)",
+        }
     )
 
 

@@ -139,6 +139,7 @@ def window_markdown(
             f"- **{kind}** {when(seg['start'])} to {when(seg['end'])} "
             f"({seg['slots']} slot{'' if seg['slots'] == 1 else 's'}): {esc(seg['note'])}"
         )
+    out += backfilled_section(document)
     pre = document.get("preflight")
     out += ["", "## Pre-flight (dual-write, before the flip)", ""]
     if pre:
@@ -189,6 +190,26 @@ def window_markdown(
     else:
         out.append(f"Draft content hash: `{sha256}` (changes with every judgement until signed).")
     return "\n".join(out) + "\n"
+
+
+def backfilled_section(document: Mapping[str, Any]) -> list[str]:
+    """The slots Watchtower missed and read back later from the sources' history."""
+    slots = (document.get("coverage") or {}).get("backfilled") or []
+    if not slots:
+        return []
+    out = ["", "## Backfilled slots", ""]
+    out.append(
+        f"{len(slots)} slot{'' if len(slots) == 1 else 's'} Watchtower missed, read back later "
+        "from the sources' history and counted in the coverage:"
+    )
+    out.append("")
+    for slot in slots:
+        out.append(
+            f"- {when(slot['start'])} to {when(slot['end'])}, read back at {when(slot['taken_at'])}"
+        )
+    sources = {k: v for slot in slots for k, v in slot["sources"].items()}
+    out += ["", "Read back from: " + "; ".join(f"{esc(k)}: {esc(v)}" for k, v in sources.items())]
+    return out
 
 
 def preflight_markdown(document: Mapping[str, Any]) -> str:

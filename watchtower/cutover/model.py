@@ -28,6 +28,10 @@ CRITERIA = (
 )
 
 
+# Not a criterion: the reading that marks a sample read back after a gap (`cutover.backfill`).
+BACKFILL = "backfill"
+
+
 class CloseReason(enum.StrEnum):
     SIGNED = "signed"
     ROLLED_BACK = "rolled_back"
