@@ -32,16 +32,18 @@ def backfill(
     cutover: CutoverSettings,
     ports: EvidencePorts,
 ) -> list[datetime]:
-    """Backfill up to `backfill_slots_per_tick` missed slots before the last one, oldest first;
+    """Try up to `backfill_slots_per_tick` missed slots before the last one, oldest first, and
+    record those every source could give back (the others stay gaps, tried again next tick);
     returns their slot times. Each is recorded once (a replica racing us keeps its own)."""
     limit = cutover.backfill_slots_per_tick
     oldest = now - timedelta(seconds=cutover.backfill_max_age_seconds)
     taken = {s.at: s for s in store.samples(window.id)}
     last = slot_at(now, window.interval_seconds)
     done: list[datetime] = []
+    tried = 0
     before = None
     for slot in slots(window):
-        if slot.at >= last or len(done) >= limit:
+        if slot.at >= last or tried >= limit:
             break
         if slot.at in taken:
             before = taken[slot.at]
@@ -57,6 +59,10 @@ def backfill(
             cutover=cutover,
             ports=ports,
         )
+        tried += 1
+        if not all(r.readable for r in sample.readings.values()):
+            # A source that cannot give this slot back now: left a gap, tried again next tick.
+            continue
         if store.add_sample(sample):
             done.append(slot.at)
             before = sample

@@ -46,6 +46,11 @@ class CutoverSettings:
     min_baseline_write_units: float = 10.0  # per hour: less is too little to compare against
     max_low_write_hours: int = 2
     max_lambda_error_ratio: float = 0.001
+    # Users' get, list and delete, judged beside uploads: at most this share of server errors
+    # per operation, and P95 at or under this (one of latency_thresholds_ms) for each.
+    max_operation_error_ratio: float = 0.001
+    max_operation_p95_ms: float = 500.0
+    min_operation_latency_samples: int = 100  # fewer requests of an operation: its P95 not judged
     # Slots the sampler missed (Watchtower down) are read back from the sources' history, at
     # most this many per tick, and only while CloudWatch still holds one-minute data for them.
     backfill_slots_per_tick: int = 24
@@ -83,10 +88,16 @@ def judgeable_objective(settings: CutoverSettings) -> None:
     """Refuse an upload P95 objective the evidence cannot judge: latency is read as counts of
     uploads over the image core's published thresholds, so the objective must be one of them
     (never a silent "0% over 900 ms")."""
+    known = ", ".join(str(t) for t in settings.latency_thresholds_ms)
+    operations = settings.max_operation_p95_ms
+    if operations not in settings.latency_thresholds_ms:
+        raise ConfigError(
+            f"{PREFIX}MAX_OPERATION_P95_MS={operations:g} cannot be judged: the image core "
+            f"publishes latency only as counts over {known} ms; set one of those"
+        )
     objective = settings.max_p95_ms
     if objective in settings.latency_thresholds_ms:
         return
-    known = ", ".join(str(t) for t in settings.latency_thresholds_ms)
     raise ConfigError(
         f"{PREFIX}MAX_P95_MS={objective:g} cannot be judged: the image core publishes upload "
         f"latency only as counts over {known} ms (LatencyOver<N>ms). Set one of those, or publish "
@@ -204,6 +215,8 @@ _VARIABLES: dict[str, tuple[str, _Parse, int]] = {
     "min_write_ratio": (f"{PREFIX}MIN_WRITE_RATIO", _ratio, 1),
     "max_low_write_hours": (f"{PREFIX}MAX_LOW_WRITE_HOURS", _non_negative_int, 1),
     "max_lambda_error_ratio": (f"{PREFIX}MAX_LAMBDA_ERROR_RATIO", _ratio, 1),
+    "max_operation_error_ratio": (f"{PREFIX}MAX_OPERATION_ERROR_RATIO", _ratio, 1),
+    "max_operation_p95_ms": (f"{PREFIX}MAX_OPERATION_P95_MS", _positive_number, 1),
     "backfill_slots_per_tick": (f"{PREFIX}BACKFILL_SLOTS_PER_TICK", _non_negative_int, 1),
     "backfill_max_age_seconds": (f"{PREFIX}BACKFILL_MAX_AGE_DAYS", positive_int, 86400),
     "signers": (f"{PREFIX}SIGNERS", _names, 1),

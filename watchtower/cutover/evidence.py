@@ -33,6 +33,7 @@ from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.model import (
     BACKFILL,
     LATENCY_THRESHOLDS_MS,
+    OPERATIONS,
     Baseline,
     DayRow,
     LatencyCounts,
@@ -118,7 +119,39 @@ def sample_queries(
         ),
         _query("lambda_errors", "AWS/Lambda", "Errors", function, window),
         _query("lambda_invocations", "AWS/Lambda", "Invocations", function, window),
+        *operation_queries(settings, window, thresholds),
     ]
+
+
+def operation_queries(
+    settings: Settings, window: int, thresholds: tuple[int, ...]
+) -> list[MetricQuery]:
+    """Users' get, list and delete: requests by outcome, and latency over each threshold."""
+    out = []
+    for op in OPERATIONS:
+        out += [
+            image_metrics.requests(settings, window, traffic="user", outcome=o, operation=op)
+            for o in ("success", "server_error")
+        ]
+        out.append(image_metrics.latency_samples(settings, window, traffic="user", operation=op))
+        out += [
+            image_metrics.latency_over(settings, window, t, traffic="user", operation=op)
+            for t in thresholds
+        ]
+    return out
+
+
+def operation_figures(s: Any, thresholds: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+    """One slot's figures per user operation, from its fetched series (`s(key)` sums one)."""
+    return {
+        op: {
+            "requests": s(f"requests_{op}_user_success") + s(f"requests_{op}_user_server_error"),
+            "server_errors": s(f"requests_{op}_user_server_error"),
+            "samples": s(f"latency_samples_{op}_user"),
+            "over": {str(t): s(f"latency_over_{t}ms_{op}_user") for t in thresholds},
+        }
+        for op in OPERATIONS
+    }
 
 
 def _sum(series: Series | None) -> float:
@@ -153,6 +186,7 @@ def metric_readings(
                 "over": {str(t): s(f"latency_over_{t}ms_upload_user") for t in thresholds},
             }
         ),
+        "user_operations": Reading(figures=operation_figures(s, thresholds)),
         "dual_write_errors": Reading(
             figures={
                 "dual_write_attempts": s("dual_writes_success") + s("dual_writes_failure"),
@@ -189,7 +223,13 @@ def take_sample(
         fetched = ports.metrics.fetch(queries, now=metrics_end, region=settings.region)
         readings.update(metric_readings({q.key: fetched.get(q, []) for q in queries}, thresholds))
     except SourceError as exc:
-        for name in ("dynamodb_writes", "upload_success", "upload_latency", "dual_write_errors"):
+        for name in (
+            "dynamodb_writes",
+            "upload_success",
+            "upload_latency",
+            "dual_write_errors",
+            "user_operations",
+        ):
             readings[name] = Reading(error=str(exc))
 
     if readings["upload_success"].readable:
@@ -226,6 +266,7 @@ BACKFILL_SOURCES = {
     "legacy_inserts": "the legacy table's rows (inserted_at); its write statistics are judged "
     "across the gap by the next live sample",
     "flag": "the function's configuration before and after the gap",
+    "user_operations": "CloudWatch's retained datapoints (image core Requests and Latency)",
     "critical_alerts": "the alert store (alerts that started before the slot's end and still fire)",
 }
 

@@ -25,7 +25,9 @@ CRITERIA = (
     "upload_latency",
     "dual_write_errors",
     "critical_alerts",
+    "user_operations",
 )
+OPERATIONS = ("get", "list", "delete")  # users' operations judged beside uploads
 
 
 # Not a criterion: the reading that marks a sample read back after a gap (`cutover.backfill`).
