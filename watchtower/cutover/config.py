@@ -33,7 +33,13 @@ class CutoverSettings:
     baseline_days: int = 7
     min_coverage: float = 0.99
     min_success_ratio: float = MIN_SUCCESS_RATIO  # the dual_write check's rule, shared
-    reconciliation_tolerance: float = 0.001  # share of DynamoDB's count the two sides may differ
+    # Share of DynamoDB's images whose ids may differ between the stores: 0, every difference
+    # fails (reconciliation is by identity, and each difference is listed).
+    reconciliation_tolerance: float = 0.0
+    # Reconciliation reads DynamoDB with a paced Scan: at most this many read units a second
+    # (the capacity the image service can spare), in pages of this many items.
+    reconcile_read_units_per_second: float = 100.0
+    reconcile_page_size: int = 1000
     max_p95_ms: float = 800.0  # must be one of latency_thresholds_ms: refused at start-up if not
     # The LatencyOver<N>ms thresholds the image core publishes (its IMAGE_LATENCY_THRESHOLDS_MS):
     # latency is judged from counts over these, so only they can be an objective.
@@ -208,6 +214,8 @@ _VARIABLES: dict[str, tuple[str, _Parse, int]] = {
     "min_coverage": (f"{PREFIX}MIN_COVERAGE", _ratio, 1),
     "min_success_ratio": (f"{PREFIX}MIN_SUCCESS_RATIO", _ratio, 1),
     "reconciliation_tolerance": (f"{PREFIX}RECONCILIATION_TOLERANCE", _ratio, 1),
+    "reconcile_read_units_per_second": (f"{PREFIX}RECONCILE_READ_UNITS", _positive_number, 1),
+    "reconcile_page_size": (f"{PREFIX}RECONCILE_PAGE_SIZE", positive_int, 1),
     "max_p95_ms": (f"{PREFIX}MAX_P95_MS", _positive_number, 1),
     "max_p95_regression": (f"{PREFIX}MAX_P95_REGRESSION", _ratio, 1),
     "latency_thresholds_ms": (f"{PREFIX}LATENCY_THRESHOLDS_MS", _thresholds, 1),

@@ -181,6 +181,19 @@ def backfilled_json(verdict: Verdict) -> list[dict[str, Any]]:
     ]
 
 
+def identity_json(rec: Any) -> dict[str, Any]:
+    """Reconciliation by identity: the ids on one side only (the first 100) and their counts."""
+    if not rec.by_identity:
+        return {"by_identity": False}
+    return {
+        "by_identity": True,
+        "missing_from_postgres": list(rec.missing_from_postgres),
+        "missing_from_postgres_count": rec.missing_from_postgres_count,
+        "missing_from_dynamodb": list(rec.missing_from_dynamodb),
+        "missing_from_dynamodb_count": rec.missing_from_dynamodb_count,
+    }
+
+
 def evidence_hash(document: Mapping[str, Any]) -> str:
     """What a stakeholder signs: the evidence and its judgement, not the time it was judged."""
     return sha256({k: document.get(k) for k in EVIDENCE_KEYS})
@@ -222,6 +235,7 @@ def preflight_document(
             "dynamodb_error": rec.dynamodb_error,
             "postgres_error": rec.postgres_error,
             "tolerance": cutover.reconciliation_tolerance,
+            **identity_json(rec),
         },
         "metrics_error": report.metrics_error,
         "notes": list(report.notes),

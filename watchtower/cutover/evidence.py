@@ -45,6 +45,8 @@ from watchtower.cutover.model import (
     iso,
 )
 from watchtower.cutover.ports import EvidencePorts, PreflightPorts
+from watchtower.cutover.reconcile import Pacer, Progress, differences
+from watchtower.cutover.reconcile import reconcile as run_reconciliation
 from watchtower.errors import SourceError
 from watchtower.model import Status
 
@@ -669,16 +671,34 @@ def gather_preflight(
             if _sum(values.get(f"failures_{r}")) or r in DEFAULT_FAILURE_REASONS
         },
         daily=tuple(daily),
-        reconciliation=reconcile(ports, start=start, end=end, upload_requests=uploads),
+        reconciliation=reconcile(
+            ports, start=start, end=end, upload_requests=uploads, cutover=cutover
+        ),
         metrics_error=metrics_error,
         notes=tuple(notes),
     )
 
 
 def reconcile(
-    ports: PreflightPorts, *, start: datetime, end: datetime, upload_requests: float | None
+    ports: PreflightPorts,
+    *,
+    start: datetime,
+    end: datetime,
+    upload_requests: float | None,
+    cutover: CutoverSettings | None = None,
 ) -> Reconciliation:
-    """Surviving image records vs surviving gallery_images rows created in (start, end]."""
+    """Surviving image records vs surviving gallery_images rows created in (start, end]: by
+    identity when the image source can page ids (`cutover.reconcile`), else by count."""
+    pager = getattr(ports.images, "id_pages", None)
+    if cutover is not None and pager is not None and ports.legacy_sql is not None:
+        return by_identity(
+            pager(cutover.reconcile_page_size),
+            ports.legacy_sql,
+            start=start,
+            end=end,
+            upload_requests=upload_requests,
+            cutover=cutover,
+        )
     dynamodb = postgres = None
     dynamodb_error = postgres_error = None
     if ports.images is None:
@@ -701,4 +721,47 @@ def reconcile(
         upload_requests=upload_requests,
         dynamodb_error=dynamodb_error,
         postgres_error=postgres_error,
+    )
+
+
+def by_identity(
+    images: Any,
+    sql: Any,
+    *,
+    start: datetime,
+    end: datetime,
+    upload_requests: float | None,
+    cutover: CutoverSettings,
+    pacer: Pacer | None = None,
+) -> Reconciliation:
+    """Every image id created in (start, end] on each side, compared (`cutover.reconcile`)."""
+    try:
+        progress = run_reconciliation(
+            Progress(since=start, until=end),
+            images=images,
+            sql=sql,
+            pacer=pacer or Pacer(cutover.reconcile_read_units_per_second),
+            page_size=cutover.reconcile_page_size,
+        )
+    except SourceError as exc:
+        failed = str(exc)
+        dynamo_side = "DynamoDB" in failed
+        return Reconciliation(
+            dynamodb_images=None,
+            postgres_rows=None,
+            upload_requests=upload_requests,
+            dynamodb_error=failed if dynamo_side else None,
+            postgres_error=None if dynamo_side else failed,
+            by_identity=True,
+        )
+    diff = differences(progress)
+    return Reconciliation(
+        dynamodb_images=diff.dynamodb_images,
+        postgres_rows=diff.postgres_rows,
+        upload_requests=upload_requests,
+        by_identity=True,
+        missing_from_postgres=diff.missing_from_postgres,
+        missing_from_postgres_count=diff.missing_from_postgres_count,
+        missing_from_dynamodb=diff.missing_from_dynamodb,
+        missing_from_dynamodb_count=diff.missing_from_dynamodb_count,
     )

@@ -212,6 +212,22 @@ def backfilled_section(document: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def identity_section(rec: Mapping[str, Any]) -> list[str]:
+    """The image ids on one side only: the first 100 of each, and how many in all."""
+    if not rec.get("by_identity"):
+        return []
+    out = ["", "### Differences by image id", ""]
+    for key, side in (
+        ("missing_from_postgres", "In DynamoDB, missing from gallery_images"),
+        ("missing_from_dynamodb", "In gallery_images, missing from DynamoDB"),
+    ):
+        ids, count = rec.get(key) or [], rec.get(f"{key}_count") or 0
+        shown = f" (the first {len(ids)})" if count > len(ids) else ""
+        out.append(f"- {side}: {count:,}{shown}" + (":" if ids else ""))
+        out += [f"  - `{esc(i)}`" for i in ids]
+    return out
+
+
 def preflight_markdown(document: Mapping[str, Any]) -> str:
     gate = document["gate"]
     rec = document["reconciliation"]
@@ -277,6 +293,7 @@ def preflight_markdown(document: Mapping[str, Any]) -> str:
         "sides count the images that still exist. Successful upload requests count events "
         "(idempotent replays and since-deleted images included) and are shown for context only.",
     ]
+    out += identity_section(rec)
     if document.get("metrics_error"):
         out += ["", f"**Metrics could not be read:** {esc(document['metrics_error'])}"]
     out += [f"- note: {esc(n)}" for n in document.get("notes") or []]

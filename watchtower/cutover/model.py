@@ -215,6 +215,19 @@ class Reconciliation:
     upload_requests: float | None  # context only: counts replays and since-deleted images
     dynamodb_error: str | None = None
     postgres_error: str | None = None
+    # By identity (`cutover.reconcile`): the ids on one side only (the first 100) and how many.
+    by_identity: bool = False
+    missing_from_postgres: tuple[str, ...] = ()
+    missing_from_postgres_count: int = 0
+    missing_from_dynamodb: tuple[str, ...] = ()
+    missing_from_dynamodb_count: int = 0
+
+    @property
+    def differing(self) -> int | None:
+        """How many images differ: by identity, every id on one side only."""
+        if self.by_identity:
+            return self.missing_from_postgres_count + self.missing_from_dynamodb_count
+        return None if self.difference is None else abs(self.difference)
 
     @property
     def difference(self) -> int | None:
