@@ -353,7 +353,7 @@ DEFAULT_ROUTES = parse_routes(
             },
             {
                 "matchers": ["alertname = LegacyInsertsAfterCutover"],
-                "runbook": "rollback-dual-write",
+                "runbook": "find-legacy-writer",
                 "mode": "suggest",
             },
         ]

@@ -126,7 +126,8 @@ def _identity_check(rec: Reconciliation, tolerance: float) -> GateCheck:
     )
     if differing == 0:
         return GateCheck(name="reconciliation", passed=True, text=said + "they agree, id for id")
-    parts, named = [], []
+    parts: list[str] = []
+    named: list[str] = []
     for count, ids, side in (
         (rec.missing_from_postgres_count, rec.missing_from_postgres, "missing from PostgreSQL"),
         (rec.missing_from_dynamodb_count, rec.missing_from_dynamodb, "only in PostgreSQL"),

@@ -90,7 +90,7 @@ REQUIRED = {
     "ImageDynamoDBThrottling": "dynamodb-throttling",
     "ImageLambdaColdStarts": "lambda-cold-starts",
     "ImageCloudFrontHitRateLow": "cloudfront-cache-invalidation",
-    "LegacyInsertsAfterCutover": "rollback-dual-write",
+    "LegacyInsertsAfterCutover": "find-legacy-writer",
     "WatchtowerCheckUnknown": None,
     "WatchtowerProbeStale": None,
 }
