@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 import psycopg
 import pytest
 
-from image_core.legacy import SCHEMA
+from tests.watchtower.checks.conftest import LEGACY_SCHEMA as SCHEMA
 from tests.watchtower.checks.conftest import World, run, settings_for
 from watchtower.checks.postgres_inserts import judge
 from watchtower.model import Status
