@@ -1,5 +1,6 @@
 """Rollback without a hole: write into `gallery_images` the images created while dual-write was
-off, from their DynamoDB records. Idempotent (`ON CONFLICT (id) DO NOTHING`), batched.
+off, from their DynamoDB records, and delete the rows of images deleted meanwhile (deletes are
+dual-written too). Idempotent (`ON CONFLICT (id) DO NOTHING`), batched.
 
 The records are the image core's (`pk` IMAGE#<id>, `sk` META, one attribute per column); only
 ids `gallery_images` lacks are written, so a second run writes nothing. The writer opens its own
@@ -31,6 +32,7 @@ class Plan:
     since: datetime
     until: datetime
     records: tuple[dict[str, Any], ...]  # the rows to write, oldest first
+    stale: tuple[str, ...] = ()  # rows whose image DynamoDB no longer has (deleted while off)
 
     @property
     def ids(self) -> list[str]:
@@ -66,6 +68,7 @@ def plan(
         page_size=page_size,
     )
     missing = sorted(progress.dynamodb_ids - progress.postgres_ids)
+    stale = tuple(sorted(progress.postgres_ids - progress.dynamodb_ids))
     records = []
     for start in range(0, len(missing), 100):
         keys = [
@@ -80,8 +83,30 @@ def plan(
         except (ClientError, BotoCoreError) as exc:
             raise SourceError(f"DynamoDB table {table!r} could not be read: {exc}") from exc
     return Plan(
-        since=since, until=until, records=tuple(sorted(records, key=lambda r: r["created_at"]))
+        since=since,
+        until=until,
+        records=tuple(sorted(records, key=lambda r: r["created_at"])),
+        stale=stale,
     )
+
+
+def delete(url: str, ids: tuple[str, ...], *, batch_size: int = 500) -> int:
+    """Delete the rows of images DynamoDB no longer has, in batches; returns how many."""
+    import psycopg
+
+    deleted = 0
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            for start in range(0, len(ids), batch_size):
+                with conn.transaction():
+                    cur = conn.execute(
+                        "DELETE FROM gallery_images WHERE id = ANY(%s)",
+                        (list(ids[start : start + batch_size]),),
+                    )
+                    deleted += cur.rowcount
+    except psycopg.Error as exc:
+        raise SourceError("PostgreSQL could not be written: " + " ".join(str(exc).split())) from exc
+    return deleted
 
 
 def write(url: str, records: tuple[dict[str, Any], ...], *, batch_size: int = 500) -> int:

@@ -69,21 +69,25 @@ def test_a_rollback_backfills_the_hole_and_reconciles_to_zero(
     for image_id in before:  # dual-written while the flag was on
         legacy.insert(at=flip - timedelta(hours=1), image_id=image_id)
     hole = [put_image(images, flip + timedelta(minutes=10 * k)) for k in range(1, 8)]
+    # Deleted while dual-write was off: gone from DynamoDB, still in gallery_images.
+    gone = uuid.uuid4().hex
+    legacy.insert(at=flip - timedelta(minutes=30), image_id=gone)
     records: list = []
     ctx = context(settings, now, records)
     actions = registry()
 
     # Before: the window does not reconcile, and says which ids are missing.
-    with pytest.raises(ActionError, match="7 differences: 7 missing from gallery_images"):
+    with pytest.raises(ActionError, match="8 differences: 7 missing from gallery_images, 1 only"):
         actions["cutover.reconcile"].run(actions["cutover.reconcile"].validate({}), ctx)
 
     backfill = actions["cutover.backfill_legacy"]
     values = backfill.validate({"batch_size": 3})
-    (call,) = backfill.plan(values, ctx)  # the dry run
+    call, removal = backfill.plan(values, ctx)  # the dry run
+    assert removal.parameters["rows"] == 1 and removal.parameters["first_ids"] == [gone]
     assert call.parameters["rows"] == 7 and sorted(call.parameters["first_ids"]) == sorted(hole)
     assert call.note.startswith("would write 7 rows")
     done = backfill.run(values, ctx)
-    assert done["rows_written"] == 7 and done["rows_missing"] == 7
+    assert done["rows_written"] == 7 and done["rows_missing"] == 7 and done["rows_deleted"] == 1
     assert records[-1][0] == "cutover.legacy_backfilled"
     with psycopg.connect(legacy_url) as conn:
         row = conn.execute(
@@ -94,7 +98,7 @@ def test_a_rollback_backfills_the_hole_and_reconciles_to_zero(
     assert row == ("ada", 64, 48, 1234, "image/png", flip + timedelta(minutes=10))
 
     again = backfill.run(values, ctx)  # idempotent
-    assert again["rows_written"] == 0
+    assert again["rows_written"] == 0 and again["rows_deleted"] == 0
     assert backfill.plan(values, ctx)[0].parameters["rows"] == 0
 
     after = actions["cutover.reconcile"].run(actions["cutover.reconcile"].validate({}), ctx)

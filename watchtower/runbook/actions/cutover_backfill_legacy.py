@@ -78,7 +78,14 @@ class BackfillLegacy(Action):
                 },
                 note=f"would write {len(found.records)} rows: the images created in the last "
                 f"{values['hours']} h that gallery_images lacks",
-            )
+            ),
+            ApiCall(
+                service="postgresql",
+                operation="DELETE FROM gallery_images WHERE id = ANY(...)",
+                parameters={"rows": len(found.stale), "first_ids": list(found.stale[:SHOWN])},
+                note=f"would delete {len(found.stale)} rows of images deleted while dual-write "
+                "was off",
+            ),
         ]
 
     def run(self, values: Mapping[str, Any], ctx: ActionContext) -> dict[str, Any]:
@@ -87,16 +94,25 @@ class BackfillLegacy(Action):
             written = legacy_backfill.write(
                 _legacy_url(ctx), found.records, batch_size=values["batch_size"]
             )
+            deleted = legacy_backfill.delete(
+                _legacy_url(ctx), found.stale, batch_size=values["batch_size"]
+            )
         except SourceError as exc:
             raise ActionError(str(exc)) from exc
         ctx.record(
             "cutover.legacy_backfilled",
-            {"rows": written, "found": len(found.records), "first_ids": found.ids[:SHOWN]},
+            {
+                "rows": written,
+                "found": len(found.records),
+                "deleted": deleted,
+                "first_ids": found.ids[:SHOWN],
+            },
         )
         return {
             "reason": f"{written} rows written into gallery_images ({len(found.records)} "
-            f"missing in the last {values['hours']} h)",
+            f"missing in the last {values['hours']} h), {deleted} rows of deleted images removed",
             "rows_written": written,
+            "rows_deleted": deleted,
             "rows_missing": len(found.records),
             "first_ids": found.ids[:SHOWN],
         }
