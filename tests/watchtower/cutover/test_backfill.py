@@ -17,6 +17,7 @@ from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.judge import State, judge, slot_at
 from watchtower.cutover.markdown import window_markdown
 from watchtower.cutover.model import BACKFILL
+from watchtower.cutover.render import window_html
 
 FIVE = timedelta(minutes=5)
 
@@ -82,6 +83,8 @@ def test_a_30_minute_outage_at_hour_10_is_backfilled_and_the_window_stays_signab
         assert len(document["coverage"]["backfilled"]) == 6
         md = window_markdown(document, sha256="x", frozen=False)
         assert "## Backfilled slots" in md and "6 slots Watchtower missed" in md
+        html = window_html(document, sha256="x", frozen=False)
+        assert 'id="backfilled-heading"' in html and "6 slots Watchtower missed" in html
 
 
 def test_slots_older_than_the_retention_stay_missing_and_are_named(

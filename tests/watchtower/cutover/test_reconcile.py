@@ -16,6 +16,7 @@ from tests.watchtower.cutover.test_preflight import healthy_week
 from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.markdown import preflight_markdown
 from watchtower.cutover.reconcile import Pacer, Progress, differences, reconcile
+from watchtower.cutover.render import preflight_html
 from watchtower.cutover.service import CutoverService
 
 
@@ -72,6 +73,9 @@ def test_missing_rows_at_one_in_a_thousand_are_listed_and_fail_the_gate(
     assert doc["missing_from_postgres_count"] == 100 and len(doc["missing_from_postgres"]) == 100
     md = preflight_markdown(result.document)
     assert "In DynamoDB, missing from gallery_images: 100:" in md and "`img-009900`" in md
+    html = preflight_html(result.document)
+    assert "In DynamoDB, missing from gallery_images: 100" in html
+    assert "<code>img-009900</code>" in html
 
 
 class FakePages:
