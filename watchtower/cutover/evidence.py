@@ -20,18 +20,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from watchtower.checks import image_metrics
 from watchtower.checks.base import MetricQuery, Series
 from watchtower.checks.dual_write import flag_value
-from watchtower.checks.postgres_inserts import HAS_INSERTED_AT, TABLE_WRITES
+from watchtower.checks.postgres_inserts import HAS_INSERTED_AT
 from watchtower.config import Settings
 from watchtower.cutover.config import CutoverSettings
+from watchtower.cutover.legacy_sql import (
+    LEGACY_TABLE,
+    legacy_writes_at_open,
+    table_writes,
+    writing_statements,
+)
 from watchtower.cutover.model import (
-    BACKFILL,
     LATENCY_THRESHOLDS_MS,
     OPERATIONS,
     Baseline,
@@ -45,8 +50,7 @@ from watchtower.cutover.model import (
     iso,
 )
 from watchtower.cutover.ports import EvidencePorts, PreflightPorts
-from watchtower.cutover.reconcile import Pacer, Progress, differences
-from watchtower.cutover.reconcile import reconcile as run_reconciliation
+from watchtower.cutover.reconcile import by_identity
 from watchtower.errors import SourceError
 from watchtower.model import Status
 
@@ -62,18 +66,6 @@ FIRST_INSERTED = (
     "WHERE inserted_at > %(since)s AND inserted_at <= %(until)s"
 )
 NO_LEGACY_DB = "the legacy database is not configured (WATCHTOWER_LEGACY_DATABASE_URL)"
-LEGACY_TABLE = "gallery_images"
-HAS_STATEMENTS = "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'"
-# The statements that write to the table, as pg_stat_statements normalises them (most calls first).
-WRITING_STATEMENTS = (
-    "SELECT coalesce(json_agg(s ORDER BY s.calls DESC), '[]'::json) FROM ("
-    "SELECT left(query, 300) AS query, calls, rows, userid::regrole::text AS role "
-    "FROM pg_stat_statements WHERE query ~* "
-    "'^\\s*(insert\\s+into|update|delete\\s+from)\\s+(\\w+\\.)?\"?gallery_images\\y' "
-    "ORDER BY calls DESC LIMIT 10) s"
-)
-
-
 # -- the metrics a sample reads -------------------------------------------------------------------
 
 
@@ -257,90 +249,6 @@ def take_sample(
     )
 
 
-# -- backfill: slots Watchtower missed, read back from the sources' history ---------------------
-
-BACKFILL_SOURCES = {
-    "dynamodb_writes": "CloudWatch's retained datapoints (AWS/DynamoDB)",
-    "upload_success": "CloudWatch's retained datapoints (image core Requests) and the probe's "
-    "stored results",
-    "upload_latency": "CloudWatch's retained datapoints (image core Latency)",
-    "dual_write_errors": "CloudWatch's retained datapoints (DualWrites, Errors, AWS/Lambda)",
-    "legacy_inserts": "the legacy table's rows (inserted_at); its write statistics are judged "
-    "across the gap by the next live sample",
-    "flag": "the function's configuration before and after the gap",
-    "user_operations": "CloudWatch's retained datapoints (image core Requests and Latency)",
-    "critical_alerts": "the alert store (alerts that started before the slot's end and still fire)",
-}
-
-
-def backfill_sample(
-    window: Window,
-    *,
-    at: datetime,
-    taken_at: datetime,
-    before: Sample | None,
-    settings: Settings,
-    cutover: CutoverSettings,
-    ports: EvidencePorts,
-) -> Sample:
-    """The sample of a slot Watchtower missed, read back now from what the sources still hold.
-
-    CloudWatch keeps one-minute datapoints for 15 days and the legacy table keeps its rows, so
-    those readings are what a live sample would have read. What only exists now is re-read with
-    care: the legacy table's write counters are dropped (the next live sample's delta spans the
-    gap), the flag is the function's configuration only when it reads the same as before the gap
-    (`before`, or off at the flip), and alerts are those still firing that started by `at`.
-    """
-    sample = take_sample(
-        window, at=at, taken_at=taken_at, settings=settings, cutover=cutover, ports=ports
-    )
-    readings = dict(sample.readings)
-    legacy = readings["legacy_inserts"]
-    if legacy.readable:
-        readings["legacy_inserts"] = Reading(
-            figures={
-                k: v
-                for k, v in legacy.figures.items()
-                if k not in ("writes", "statements", "statements_note")
-            }
-        )
-    readings["flag"] = _backfilled_flag(readings["flag"], before)
-    alerts = readings["critical_alerts"]
-    if alerts.readable:
-        readings["critical_alerts"] = Reading(
-            figures={
-                "firing": [a for a in alerts.figures.get("firing", []) if a.get("since") <= iso(at)]
-            }
-        )
-    readings[BACKFILL] = Reading(
-        figures={
-            "taken_at": iso(taken_at),
-            "sources": {
-                name: BACKFILL_SOURCES[name] for name in BACKFILL_SOURCES if readings[name].readable
-            },
-        }
-    )
-    return replace(sample, readings=readings)
-
-
-def _backfilled_flag(now: Reading, before: Sample | None) -> Reading:
-    if not now.readable:
-        return now
-    earlier = before.reading("flag") if before is not None else Reading(figures={"flag": 0.0})
-    if not earlier.readable:
-        return Reading(error="the flag during the gap cannot be read back: unknown before it")
-    if earlier.figures.get("flag") != now.figures.get("flag"):
-        return Reading(
-            error="the flag during the gap cannot be read back: it changed during the gap"
-        )
-    return Reading(
-        figures={
-            "flag": now.figures.get("flag"),
-            "note": f"{now.figures.get('note')} (the same before the gap and after it)",
-        }
-    )
-
-
 def _with_probe(
     reading: Reading, ports: EvidencePorts, *, since: datetime, until: datetime
 ) -> Reading:
@@ -413,44 +321,6 @@ def _legacy_reading(
     except SourceError as exc:
         return Reading(error=str(exc))
     return Reading(figures=figures)
-
-
-def table_writes(sql: Any) -> dict[str, Any] | None:
-    """The table's cumulative inserts, updates and deletes since the last statistics reset, and
-    that reset's time: None when the table does not exist."""
-    raw = sql.scalar(TABLE_WRITES, {"table": LEGACY_TABLE})
-    if raw is None:
-        return None
-    reset = raw.get("reset")
-    return {
-        "ins": int(raw.get("ins") or 0),
-        "upd": int(raw.get("upd") or 0),
-        "del": int(raw.get("del") or 0),
-        "reset": reset if isinstance(reset, str) or reset is None else _iso(reset),
-    }
-
-
-def writing_statements(sql: Any) -> dict[str, Any]:
-    """The statements that wrote to the table, from pg_stat_statements when it is installed."""
-    try:
-        if not sql.scalar(HAS_STATEMENTS, {}):
-            return {"statements": None, "statements_note": "pg_stat_statements is not installed"}
-        rows = sql.scalar(WRITING_STATEMENTS, {}) or []
-    except SourceError as exc:
-        return {"statements": None, "statements_note": f"pg_stat_statements: {exc}"}
-    return {"statements": [dict(r) for r in rows], "statements_note": None}
-
-
-def legacy_writes_at_open(ports: EvidencePorts, *, at: datetime) -> dict[str, Any] | None:
-    """The table's write counters when the window opens: what the first sample's deltas start
-    from (None when they cannot be read; the first sample then only starts the count)."""
-    if ports.legacy_sql is None:
-        return None
-    try:
-        writes = table_writes(ports.legacy_sql)
-    except SourceError:
-        return None
-    return None if writes is None else {**writes, "read_at": iso(at)}
 
 
 def _iso(value: Any) -> str | None:
@@ -721,47 +591,4 @@ def reconcile(
         upload_requests=upload_requests,
         dynamodb_error=dynamodb_error,
         postgres_error=postgres_error,
-    )
-
-
-def by_identity(
-    images: Any,
-    sql: Any,
-    *,
-    start: datetime,
-    end: datetime,
-    upload_requests: float | None,
-    cutover: CutoverSettings,
-    pacer: Pacer | None = None,
-) -> Reconciliation:
-    """Every image id created in (start, end] on each side, compared (`cutover.reconcile`)."""
-    try:
-        progress = run_reconciliation(
-            Progress(since=start, until=end),
-            images=images,
-            sql=sql,
-            pacer=pacer or Pacer(cutover.reconcile_read_units_per_second),
-            page_size=cutover.reconcile_page_size,
-        )
-    except SourceError as exc:
-        failed = str(exc)
-        dynamo_side = "DynamoDB" in failed
-        return Reconciliation(
-            dynamodb_images=None,
-            postgres_rows=None,
-            upload_requests=upload_requests,
-            dynamodb_error=failed if dynamo_side else None,
-            postgres_error=None if dynamo_side else failed,
-            by_identity=True,
-        )
-    diff = differences(progress)
-    return Reconciliation(
-        dynamodb_images=diff.dynamodb_images,
-        postgres_rows=diff.postgres_rows,
-        upload_requests=upload_requests,
-        by_identity=True,
-        missing_from_postgres=diff.missing_from_postgres,
-        missing_from_postgres_count=diff.missing_from_postgres_count,
-        missing_from_dynamodb=diff.missing_from_dynamodb,
-        missing_from_dynamodb_count=diff.missing_from_dynamodb_count,
     )

@@ -22,6 +22,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from watchtower.checks.base import SqlSource
+from watchtower.cutover.config import CutoverSettings
+from watchtower.cutover.model import Reconciliation
 from watchtower.errors import SourceError
 
 SHOWN = 100  # differences listed in the report; all are counted
@@ -218,3 +220,46 @@ def reconcile(
         pages += 1
         progress = replace(progress, pages=progress.pages + 1)
     return progress
+
+
+def by_identity(
+    images: Any,
+    sql: Any,
+    *,
+    start: datetime,
+    end: datetime,
+    upload_requests: float | None,
+    cutover: CutoverSettings,
+    pacer: Pacer | None = None,
+) -> Reconciliation:
+    """Every image id created in (start, end] on each side, compared (`cutover.reconcile`)."""
+    try:
+        progress = reconcile(
+            Progress(since=start, until=end),
+            images=images,
+            sql=sql,
+            pacer=pacer or Pacer(cutover.reconcile_read_units_per_second),
+            page_size=cutover.reconcile_page_size,
+        )
+    except SourceError as exc:
+        failed = str(exc)
+        dynamo_side = "DynamoDB" in failed
+        return Reconciliation(
+            dynamodb_images=None,
+            postgres_rows=None,
+            upload_requests=upload_requests,
+            dynamodb_error=failed if dynamo_side else None,
+            postgres_error=None if dynamo_side else failed,
+            by_identity=True,
+        )
+    diff = differences(progress)
+    return Reconciliation(
+        dynamodb_images=diff.dynamodb_images,
+        postgres_rows=diff.postgres_rows,
+        upload_requests=upload_requests,
+        by_identity=True,
+        missing_from_postgres=diff.missing_from_postgres,
+        missing_from_postgres_count=diff.missing_from_postgres_count,
+        missing_from_dynamodb=diff.missing_from_dynamodb,
+        missing_from_dynamodb_count=diff.missing_from_dynamodb_count,
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from watchtower.cutover.evidence import table_writes, writing_statements
+from watchtower.cutover.legacy_sql import table_writes, writing_statements
 from watchtower.errors import SourceError
 from watchtower.runbook.actions.base import Action, ActionContext, register
 from watchtower.runbook.errors import ActionError
