@@ -41,7 +41,7 @@ class CutoverSettings:
     reconcile_read_units_per_second: float = 100.0
     reconcile_page_size: int = 1000
     max_p95_ms: float = 800.0  # must be one of latency_thresholds_ms: refused at start-up if not
-    # The LatencyOver<N>ms thresholds the image core publishes (its IMAGE_LATENCY_THRESHOLDS_MS):
+    # The LatencyOver<N>ms thresholds the image core publishes (image_core.telemetry):
     # latency is judged from counts over these, so only they can be an objective.
     latency_thresholds_ms: tuple[int, ...] = LATENCY_THRESHOLDS_MS
     max_p95_regression: float = 0.10  # the window's P95 may be at most this much above baseline
@@ -107,7 +107,7 @@ def judgeable_objective(settings: CutoverSettings) -> None:
     raise ConfigError(
         f"{PREFIX}MAX_P95_MS={objective:g} cannot be judged: the image core publishes upload "
         f"latency only as counts over {known} ms (LatencyOver<N>ms). Set one of those, or publish "
-        f"{objective:g} too (the image core's IMAGE_LATENCY_THRESHOLDS_MS) and list it in "
+        f"{objective:g} too (image_core/telemetry.py LATENCY_THRESHOLDS_MS) and list it in "
         f"{PREFIX}LATENCY_THRESHOLDS_MS"
     )
 
