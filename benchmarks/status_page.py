@@ -1,11 +1,16 @@
 """The status page's render time over a week (or more) of history in SQLite.
 
-    python -m benchmarks.status_page [--days 7] [--runs 15]
+    python -m benchmarks.status_page [--days 7] [--runs 15] [--rollups 50,500]
 
 Nine sources (the upload_get probe and eight checks) at one result a minute: 7 days is about
 91,000 results. Measured: the first render (closed days summed in SQL, then cached), later
 renders (today's counts and the last 24 h of probe results only), the JSON, and as the baseline
 what a naive page would pay just to read those days' results one by one (`history()`).
+
+`--rollups` measures the page over daily rollups: 50 and 500 sources x 90 days of rollup rows
+(one per component, day and source, as the store writes them) plus the last 25 hours of raw
+results at one per 5 minutes (the 24 h uptime and the states read those), first render and the
+median of later renders, page and JSON.
 
 `history_watchtower` is shared with benchmarks/status_and_metrics.py, which adds a larger
 fleet of checks (`fleet_checks`) to the same nine and measures `/metrics` as well.
@@ -30,7 +35,8 @@ from watchtower.checks.base import Check
 from watchtower.config import Settings
 from watchtower.model import Result, Status
 from watchtower.probes.base import interval_for as probe_interval
-from watchtower.runtime import Watchtower, build
+from watchtower.runtime import Watchtower, build, feeds_for
+from watchtower.status import DayRollup
 from watchtower.web import create_app
 
 # A bigger deployment than the epic's: the same kinds of checks over more tables, functions,
@@ -152,6 +158,7 @@ def history_watchtower(
     try:
         extra = fleet_checks(fleet)
         wt.checks.update({c.name: c for c in extra})
+        wt.store.feeds = {f.name: f for f in feeds_for(wt.settings, wt.probes, wt.checks)}
         started = time.perf_counter()
         stream = heapq.merge(
             synthetic_history(now, days=days),
@@ -227,11 +234,126 @@ def run(*, quick: bool, days: float = 7, runs: int | None = None) -> list[Figure
     ]
 
 
+def synthetic_checks(count: int) -> list[Check]:
+    """`count` checks spread over the page's components (never run here)."""
+    components = ("upload_path", "get_path", "dynamodb", "lambda", "cloudfront", "cache", "legacy")
+    return [
+        type(
+            f"Synthetic_{n}",
+            (Check,),
+            {"name": f"source_{n:03d}", "title": f"Source {n}", "component": components[n % 7]},
+        )()
+        for n in range(count)
+    ]
+
+
+def rollup_rows(now: datetime, checks: Iterable[Check], days: int) -> Iterator[DayRollup]:
+    """A day's rollup per check and day: mostly ok, a warning day in 9, a critical one in 23."""
+    today = now.date()
+    for n, check in enumerate(checks):
+        for back in range(days):
+            day = today - timedelta(days=back)
+            bad = (n + back) % 23 == 0, (n + back) % 9 == 0
+            yield DayRollup(
+                component=check.component,
+                day=day,
+                source=check.name,
+                interval=60,
+                ok=1400,
+                warning=30 if bad[1] else 0,
+                critical=10 if bad[0] else 0,
+                worst=Status.CRITICAL if bad[0] else Status.WARNING if bad[1] else Status.OK,
+                worst_reason="synthetic",
+            )
+
+
+def rollup_run(sources: int, *, days: int = 90, runs: int = 15) -> list[Figure]:
+    from watchtower.store import rollups as rollups_table
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    with tempfile.TemporaryDirectory(prefix="bench-rollups-") as tmp:
+        wt = build(Settings(database_url=f"sqlite:///{Path(tmp) / 'history.sqlite'}"))
+        try:
+            wt.checks.clear()
+            wt.probes.clear()
+            checks = synthetic_checks(sources)
+            wt.checks.update({c.name: c for c in checks})
+            wt.store.feeds = {f.name: f for f in feeds_for(wt.settings, wt.probes, wt.checks)}
+            started = time.perf_counter()
+            rows = [
+                {
+                    "component": r.component,
+                    "day": r.day.isoformat(),
+                    "source": r.source,
+                    "interval_seconds": r.interval,
+                    "ok": r.ok,
+                    "warning": r.warning,
+                    "critical": r.critical,
+                    "unknown": r.unknown,
+                    "worst_rank": 3 if r.critical else 2 if r.warning else 0,
+                    "worst": r.worst.value,
+                    "worst_reason": r.worst_reason,
+                }
+                for r in rollup_rows(now, checks, days - 1)  # today comes from the results
+            ]
+            with wt.store.engine.begin() as conn:
+                conn.execute(rollups_table.insert(), rows)
+            recent = list(fleet_history(now, checks, days=25 / 24, every=300))
+            for at in range(0, len(recent), 5000):
+                wt.store.add(recent[at : at + 5000])
+            note(
+                f"{sources} sources: {len(rows):,} rollup rows and {len(recent):,} results "
+                f"written in {time.perf_counter() - started:.1f} s"
+            )
+            client = create_app(wt).test_client()
+
+            def page() -> None:
+                answer = client.get("/")
+                assert answer.status_code == 200, answer.status_code
+
+            first = timed(page)
+            warm = [timed(page) for _ in range(runs)]
+            json = [timed(lambda: client.get("/api/v1/status")) for _ in range(runs)]
+        finally:
+            wt.close()
+    label = f"{sources} sources x {days} d rollups"
+    return [
+        Figure(
+            benchmark="status_page",
+            name=f"page, first render, {label}",
+            value=first,
+            baseline_name="budget (issue 16)",
+            baseline=100.0,
+        ),
+        Figure(
+            benchmark="status_page",
+            name=f"page, later renders, {label}, p50",
+            value=statistics.median(warm),
+            baseline_name="budget (issue 16)",
+            baseline=30.0,
+        ),
+        Figure(
+            benchmark="status_page",
+            name=f"/api/v1/status, {label}, p50",
+            value=statistics.median(json),
+            baseline_name="budget (issue 16)",
+            baseline=30.0,
+        ),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.status_page", description=__doc__)
     parser.add_argument("--days", type=float, default=7)
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--rollups", default="", help="source counts, e.g. 50,500")
     args = parser.parse_args()
+    if args.rollups:
+        figures = []
+        for count in args.rollups.split(","):
+            figures += rollup_run(int(count), runs=args.runs)
+        print_figures(figures)
+        return
     print_figures(run(quick=False, days=args.days, runs=args.runs))
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import Forbidden, HTTPException
 
 from image_core import idempotency
 from image_core.app import Components, build
@@ -36,18 +37,43 @@ _OPERATIONS = {
 
 bp = Blueprint("images", __name__)
 
+# Who may reach each route: every view declares it (`view.access`), and `_gate` refuses an
+# endpoint that does not, so a route added without a decision fails closed (tests/test_routes.py
+# holds every route to a table). API Gateway names the caller; the API holds nothing else.
+PUBLIC = "public"  # anyone: health, the API's description
+USER = "user"  # a signed-in user of the product, who sees only their own images
+LEVELS = (PUBLIC, USER)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def public(view: _F) -> _F:
+    view.access = PUBLIC  # type: ignore[attr-defined]
+    return view
+
+
+def signed_in(view: _F) -> _F:
+    view.access = USER  # type: ignore[attr-defined]
+    return view
+
+
+def level_of(app: Flask, endpoint: str) -> str | None:
+    """The declared access level of `endpoint`, or None when nobody decided."""
+    level = getattr(app.view_functions.get(endpoint), "access", None)
+    return level if level in LEVELS else None
+
 
 def create_app(settings: Settings | None = None, components: Components | None = None) -> Flask:
     """Build the app; pass `components` to reuse clients, else they are built from `settings`."""
     if components is None:
         components = build(settings if settings is not None else Settings.from_env())
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # it serves no files: no /static route
     app.extensions["image_core"] = components
     # Werkzeug answers 413 as soon as the declared length is over, before reading the body.
     app.config["MAX_CONTENT_LENGTH"] = components.settings.max_bytes + _MULTIPART_OVERHEAD
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.register_blueprint(bp)
     app.before_request(_start_timer)
+    app.before_request(_gate)
     app.after_request(_record_request)
     app.register_error_handler(RequestError, _request_error)
     app.register_error_handler(DependencyError, _dependency_error)
@@ -70,6 +96,7 @@ def _service() -> ImageService:
 
 
 @bp.post("/images")
+@signed_in
 def upload() -> Any:
     settings = _components().settings
     user_id = _caller()
@@ -96,11 +123,13 @@ def upload() -> Any:
 
 
 @bp.get("/images/<image_id>")
+@signed_in
 def get_image(image_id: str) -> Any:
     return jsonify(_service().get(user_id=_caller(), image_id=image_id))
 
 
 @bp.get("/images")
+@signed_in
 def list_images() -> Any:
     user_id = _caller()
     raw_limit = request.args.get("limit", "20")
@@ -112,17 +141,20 @@ def list_images() -> Any:
 
 
 @bp.delete("/images/<image_id>")
+@signed_in
 def delete_image(image_id: str) -> Any:
     _service().delete(user_id=_caller(), image_id=image_id)
     return "", 204
 
 
 @bp.get("/healthz")
+@public
 def healthz() -> Any:
     return jsonify({"status": "ok"})
 
 
 @bp.get("/openapi.json")
+@public
 def openapi() -> Any:
     return jsonify(document())
 
@@ -130,9 +162,30 @@ def openapi() -> Any:
 # -- identity ---------------------------------------------------------------------------------
 
 
+def _gate() -> None:
+    """Refuse an endpoint without a declared level; name the caller of a user's route before
+    its view reads anything (401 without one)."""
+    endpoint = request.endpoint
+    if endpoint is None:
+        return  # no route matched: the 404 or 405 follows
+    level = level_of(current_app, endpoint)
+    if level is None:
+        current_app.logger.error(
+            "refused %s: endpoint %r declares no access", request.path, endpoint
+        )
+        raise Forbidden("this route declares no access level; nobody may reach it")
+    if level == USER:
+        _caller()
+
+
 def _caller() -> str:
-    user_id = _authorizer_user() or (
-        request.headers.get(USER_HEADER) if _components().settings.trust_user_header else None
+    if "caller" in g:  # named once per request (the gate, then the view)
+        caller: str = g.caller
+        return caller
+    user_id = (
+        _authorizer_user()
+        or _bearer_user()
+        or (request.headers.get(USER_HEADER) if _components().settings.trust_user_header else None)
     )
     if not user_id:
         raise Unauthenticated("no caller identity: sign in (API Gateway authorizer) first")
@@ -142,6 +195,7 @@ def _caller() -> str:
             code="invalid_user_id",
         )
     g.synthetic = _synthetic(user_id)
+    g.caller = user_id
     return user_id
 
 
@@ -152,6 +206,12 @@ def _authorizer_user() -> str | None:
     lambda_ctx = authorizer.get("lambda") or {}
     user = claims.get("sub") or lambda_ctx.get("user_id") or lambda_ctx.get("sub")
     return str(user) if user else None
+
+
+def _bearer_user() -> str | None:
+    """Served as a server: a bearer JWT verified here (image_core/auth.py), when configured."""
+    bearer = _components().bearer
+    return bearer.user(request.headers.get("Authorization")) if bearer is not None else None
 
 
 def _synthetic(user_id: str) -> bool:

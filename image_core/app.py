@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from image_core import aws
+from image_core.auth import BearerVerifier, verifier
 from image_core.cache import RedisGalleryCache, connect
 from image_core.config import Settings
 from image_core.decoding import DecodeGate
@@ -25,6 +26,7 @@ class Components:
     metadata: DynamoDbMetadata
     storage: S3Storage
     legacy: Any = None
+    bearer: BearerVerifier | None = None  # verifies bearer JWTs when IMAGE_JWT_ISSUER is set
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -98,6 +100,7 @@ def build(
     )
     return Components(
         settings=settings,
+        bearer=verifier(settings),
         service=service,
         telemetry=telemetry,
         metadata=metadata,

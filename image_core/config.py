@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -119,6 +119,12 @@ class Settings:
     # user ids whose `X-Synthetic-Traffic` is believed (the probe's); anyone else's is ignored and
     # logged; unset: nobody's
     synthetic_user_ids: tuple[str, ...] = ()
+    # Bearer JWTs verified by the API itself when served as a server (image_core/auth.py); on
+    # Lambda, API Gateway's JWT authorizer does it. Unset issuer: bearer tokens are not read.
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_jwks_url: str | None = None  # the issuer's keys (RS256/ES256), fetched and cached
+    jwt_shared_key: str | None = field(default=None, repr=False)  # HS256: tests, the demo
     # remove location (the EXIF GPS IFD, XMP, IPTC) from stored originals by a byte-level edit
     # that leaves the pixels untouched
     strip_location: bool = True
@@ -157,11 +163,23 @@ class Settings:
                 "ENABLE_DYNAMODB_DUAL_WRITE=true needs IMAGE_LEGACY_DATABASE_URL "
                 "(the PostgreSQL database that holds gallery_images)"
             )
+        if settings.jwt_issuer and (
+            not settings.jwt_audience
+            or (settings.jwt_jwks_url is None) == (settings.jwt_shared_key is None)
+        ):
+            raise ConfigError(
+                "IMAGE_JWT_ISSUER needs IMAGE_JWT_AUDIENCE and exactly one of IMAGE_JWT_JWKS_URL "
+                "or IMAGE_JWT_SHARED_KEY"
+            )
+        if settings.jwt_shared_key is not None and len(settings.jwt_shared_key) < 32:
+            raise ConfigError("IMAGE_JWT_SHARED_KEY must be at least 32 characters")
         return settings
 
     def __repr__(self) -> str:
         # Reprs end up in tracebacks and test reports: URLs keep their host, not their password.
-        shown = (f"{f.name}={_without_password(getattr(self, f.name))!r}" for f in fields(self))
+        shown = (
+            f"{f.name}={_without_password(getattr(self, f.name))!r}" for f in fields(self) if f.repr
+        )
         return f"Settings({', '.join(shown)})"
 
     @property
@@ -198,6 +216,10 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "decode_queue": ("IMAGE_DECODE_QUEUE", _non_negative_int),
     "decode_wait_seconds": ("IMAGE_DECODE_WAIT_SECONDS", _positive_number),
     "synthetic_user_ids": ("IMAGE_SYNTHETIC_USER_IDS", _names),
+    "jwt_issuer": ("IMAGE_JWT_ISSUER", _name),
+    "jwt_audience": ("IMAGE_JWT_AUDIENCE", _name),
+    "jwt_jwks_url": ("IMAGE_JWT_JWKS_URL", _url(("http", "https"))),
+    "jwt_shared_key": ("IMAGE_JWT_SHARED_KEY", _name),
     "strip_location": ("IMAGE_STRIP_LOCATION", parse_bool),
     "thumbnail_size": ("IMAGE_THUMBNAIL_SIZE", _positive_int),
     "cdn_base_url": ("IMAGE_CDN_BASE_URL", _url(("http", "https"))),

@@ -39,6 +39,13 @@ DESCRIPTIONS: dict[str, str] = {
     "ENABLE_DYNAMODB_DUAL_WRITE": "also insert every upload into `gallery_images` (Story 6.1 "
     "turns it off)",
     "IMAGE_TRUST_USER_HEADER": "take the caller from `X-User-Id` (only behind a trusted proxy)",
+    "IMAGE_JWT_ISSUER": "served as a server, verify `Authorization: Bearer` JWTs from this issuer "
+    "(`iss`) and take the caller from `sub`; needs the audience and one key source; unset: "
+    "bearer tokens are not read (on Lambda the HTTP API JWT authorizer verifies them)",
+    "IMAGE_JWT_AUDIENCE": "the `aud` the API's tokens must carry",
+    "IMAGE_JWT_JWKS_URL": "the issuer's JWKS (RS256/ES256 keys), fetched and cached for 5 min",
+    "IMAGE_JWT_SHARED_KEY": "an HS256 key (32+ characters) instead of a JWKS: tests and the local "
+    "demo issuer; a secret",
     "IMAGE_REQUIRE_IDEMPOTENCY_KEY": "reject uploads without `Idempotency-Key` (400)",
     "IMAGE_MAX_BYTES": "largest upload in bytes (413 above)",
     "IMAGE_MAX_PIXELS": "largest image in pixels, judged from the header (413); at most Pillow's "
@@ -66,6 +73,9 @@ DESCRIPTIONS: dict[str, str] = {
     "WATCHTOWER_BUCKET": "the image service's S3 bucket (runbook targets)",
     "WATCHTOWER_LAMBDA_FUNCTION": "the image API's Lambda function: the dual-write flag, cold "
     "starts, runbook targets",
+    "WATCHTOWER_LAMBDA_ALIAS": "the alias traffic goes through (`live`, `prod`): the dual-write "
+    "flag is read from the version(s) it serves and the runbooks publish a version and move it; "
+    "unset: the function is served unqualified (`$LATEST`)",
     "WATCHTOWER_LAMBDA_LOG_GROUP": "its log group; unset: `/aws/lambda/<function>`",
     "WATCHTOWER_CLOUDFRONT_DISTRIBUTION_ID": "the distribution `cloudfront_hit_rate` reads; "
     "unset: that check is unknown",
@@ -73,6 +83,13 @@ DESCRIPTIONS: dict[str, str] = {
     "WATCHTOWER_LEGACY_DATABASE_URL": "the legacy PostgreSQL, read-only (`postgres_inserts`, "
     "runbook SQL); unset: that check is unknown",
     "WATCHTOWER_PROBE_USER": "the `X-User-Id` the probe uploads as",
+    "WATCHTOWER_PROBE_TOKEN": "the probe's bearer token (a secret, never logged); for a token "
+    "that expires, use the file or the command instead",
+    "WATCHTOWER_PROBE_TOKEN_FILE": "a file holding the probe's bearer token, re-read when it "
+    "changes and before the token expires (what a sidecar refreshes)",
+    "WATCHTOWER_PROBE_TOKEN_COMMAND": "a command printing the probe's bearer token (or JSON with "
+    "`token`/`access_token`/`id_token`), run again before it expires; none of the three: the "
+    "probe sends `X-User-Id`, which only an API with `IMAGE_TRUST_USER_HEADER` on believes",
     "WATCHTOWER_PROBE_INTERVAL": "seconds between probe runs",
     "WATCHTOWER_PROBE_TIMEOUT_SECONDS": "each probe request's timeout",
     "WATCHTOWER_CHECKS_TICK": "how often due checks are looked for, seconds",
@@ -131,15 +148,23 @@ DESCRIPTIONS: dict[str, str] = {
     "WATCHTOWER_CUTOVER_MAX_LOW_WRITE_HOURS": "hours below that share the window tolerates",
     "WATCHTOWER_CUTOVER_MAX_LAMBDA_ERROR_RATIO": "Lambda error share the window tolerates",
     "WATCHTOWER_CUTOVER_SIGNERS": "the stakeholder roles that sign the report",
+    "WATCHTOWER_CUTOVER_SIGNER_USERS": "which logins may sign which role (unlisted roles: any "
+    "operator); one login signs one role of a window either way (docs/cutover.md)",
     "WATCHTOWER_CUTOVER_COST_TAG": "cost allocation tag of the image service (the final "
     "report's Cost Explorer figures)",
     "WATCHTOWER_CUTOVER_ROLLBACK_RUNBOOK": "the runbook the report offers as the rollback",
+    "WATCHTOWER_CUTOVER_REHEARSAL": "a rehearsal (the sandbox; `watchtower demo` sets it): every "
+    "window, document, report and hash is marked REHEARSAL, sign-offs are by the signers' roles "
+    "with ` (REHEARSAL)` added, and the window and sampling are the two below",
+    "WATCHTOWER_CUTOVER_REHEARSAL_WINDOW_SECONDS": "a rehearsal's window length, in seconds",
+    "WATCHTOWER_CUTOVER_REHEARSAL_SAMPLE_SECONDS": "a rehearsal's sampling interval, in seconds",
 }
 
 # What each parser accepts, by its name (closures: the name of the function that made them).
 ACCEPTS: dict[str, str] = {
     "parse_bool": "`true` or `false`",
     "_bool": "`true` or `false`",
+    "_flag": "`true` or `false`",
     "_positive_int": "a whole number > 0",
     "positive_int": "a whole number > 0",
     "_non_negative_int": "a whole number >= 0",
@@ -159,6 +184,7 @@ ACCEPTS: dict[str, str] = {
     "_proxy_users": "`name:role`, comma-separated; role `viewer`, `operator` or `admin`",
     "_routes_file": "a path to a YAML file",
     "_names": "names, comma-separated",
+    "_signer_users": "`role:user1\\|user2,role2:user3`",
     "_tag": "`key=value`",
     "_runbook_id": "a runbook id",
 }

@@ -61,11 +61,13 @@ FORBIDDEN: dict[str, frozenset[str]] = {
     "watchtower.alerting": IO,
     # The checks judge what `Sources` (ports) read; the adapters are built by the root.
     "watchtower.checks": IO,
+    "watchtower.doctor.contract": IO,  # what the checks read, for the contract page and doctor
     # Runbooks: the model, the expression language, the parser, what a step reads, the state
     # machine; the worker, step execution and the engine's facade reach the store and AWS only
     # through ports and the actions' context.
     "watchtower.runbook.model": IO,
     "watchtower.runbook.expressions": IO,
+    "watchtower.runbook.expression_bounds": IO,
     "watchtower.runbook.parser": IO,
     "watchtower.runbook.scope": IO,
     "watchtower.runbook.machine": IO,

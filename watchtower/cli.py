@@ -193,6 +193,20 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of lines.")
+@click.pass_obj
+def doctor(process: Process, as_json: bool) -> None:
+    """What will work against the configured account: exit 1 when a configured feature's need
+    is missing (docs/troubleshooting.md)."""
+    from watchtower.doctor.run import diagnose
+
+    with process.watchtower() as wt:
+        findings, text = diagnose(wt, as_json=as_json)
+    click.echo(text)
+    sys.exit(1 if any(f.state == "missing" for f in findings) else 0)
+
+
 main.add_command(sandbox_commands.sandbox)
 main.add_command(sandbox_commands.demo)
 main.add_command(runbook_commands.runbooks)

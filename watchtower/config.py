@@ -166,15 +166,24 @@ class Settings:
     table: str = "images"
     bucket: str = "images"
     lambda_function: str = "image-api"
+    # The alias traffic goes through (live, prod); None: the function is served unqualified
+    lambda_alias: str | None = None
     lambda_log_group: str | None = None  # default /aws/lambda/<function>
     cloudfront_distribution_id: str | None = None
     metrics_namespace: str = "ImageService"
     legacy_database_url: str | None = None
     probe_user: str = "watchtower-probe"
+    # The probe's credential (one of three; watchtower/probes/credential.py): a bearer token, a
+    # file it re-reads, or a command whose output is the token. None: X-User-Id (a trusted header)
+    probe_token: str | None = field(default=None, repr=False)
+    probe_token_file: str | None = None
+    probe_token_command: str | None = None
     probe_interval: int = 60
     probe_timeout_seconds: int = 10
     check_tick: int = 30  # how often due checks are looked for
     check_interval: int | None = None  # every check's interval, unless overridden per check
+    check_deadline_seconds: int = 40  # the most a check cycle waits for its sources (< interval)
+    probe_deadline_seconds: int = 45  # the most one probe run, retry included, may take
     retention_days: int = 90
     scheduler_jitter: int = 5
     sandbox: bool = False  # the demo: some telemetry is simulated, and the UI says so
@@ -253,6 +262,14 @@ class Settings:
                 check, key = _split_check_variable(variable, checks)
                 overrides.setdefault(check, {})[key] = _number(variable, raw)
         values["check_overrides"] = overrides
+        given = [
+            f for f in ("probe_token", "probe_token_file", "probe_token_command") if f in values
+        ]
+        if len(given) > 1:
+            raise ConfigError(
+                "give one of WATCHTOWER_PROBE_TOKEN, WATCHTOWER_PROBE_TOKEN_FILE and "
+                "WATCHTOWER_PROBE_TOKEN_COMMAND, not several"
+            )
         return cls(**values)
 
 
@@ -293,15 +310,21 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "table": ("WATCHTOWER_TABLE", _text),
     "bucket": ("WATCHTOWER_BUCKET", _text),
     "lambda_function": ("WATCHTOWER_LAMBDA_FUNCTION", _text),
+    "lambda_alias": ("WATCHTOWER_LAMBDA_ALIAS", _text),
     "lambda_log_group": ("WATCHTOWER_LAMBDA_LOG_GROUP", _text),
     "cloudfront_distribution_id": ("WATCHTOWER_CLOUDFRONT_DISTRIBUTION_ID", _text),
     "metrics_namespace": ("WATCHTOWER_METRICS_NAMESPACE", _text),
     "legacy_database_url": ("WATCHTOWER_LEGACY_DATABASE_URL", _url("postgresql", "postgres")),
     "probe_user": ("WATCHTOWER_PROBE_USER", _text),
+    "probe_token": ("WATCHTOWER_PROBE_TOKEN", _text),
+    "probe_token_file": ("WATCHTOWER_PROBE_TOKEN_FILE", _text),
+    "probe_token_command": ("WATCHTOWER_PROBE_TOKEN_COMMAND", _text),
     "probe_interval": ("WATCHTOWER_PROBE_INTERVAL", positive_int),
     "probe_timeout_seconds": ("WATCHTOWER_PROBE_TIMEOUT_SECONDS", positive_int),
     "check_tick": ("WATCHTOWER_CHECKS_TICK", positive_int),
     "check_interval": ("WATCHTOWER_CHECKS_INTERVAL", positive_int),
+    "check_deadline_seconds": ("WATCHTOWER_CHECKS_DEADLINE_SECONDS", positive_int),
+    "probe_deadline_seconds": ("WATCHTOWER_PROBE_DEADLINE_SECONDS", positive_int),
     "retention_days": ("WATCHTOWER_RETENTION_DAYS", positive_int),
     "scheduler_jitter": ("WATCHTOWER_SCHEDULER_JITTER", positive_int),
     "sandbox": ("WATCHTOWER_SANDBOX", _bool),

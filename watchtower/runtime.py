@@ -47,6 +47,8 @@ from watchtower.metrics import Metrics
 from watchtower.model import Result
 from watchtower.probes import registry as probe_registry
 from watchtower.probes.base import Probe, ProbeContext
+from watchtower.probes.base import interval_for as probe_interval
+from watchtower.probes.credential import ProbeCredential
 from watchtower.probes.runner import run_probe
 from watchtower.runbook.adapters import PlatformQueries, RunbookAuditEvents, WatchtowerChecks
 from watchtower.runbook.engine import Engine
@@ -54,6 +56,7 @@ from watchtower.runbook.parser import catalog, default_dir, load
 from watchtower.runbook.store import RunbookStore
 from watchtower.scheduler import JobLock, LocalJobLock, RedisJobLock, Scheduler
 from watchtower.sources import CloudWatchLogs, CloudWatchMetrics, LambdaConfig, PostgresSql
+from watchtower.status import Feed
 from watchtower.store import HistoryStore, engine_for
 
 MakeClient = Callable[..., Any]  # (service, region=None) -> a boto3 client
@@ -82,6 +85,8 @@ class Watchtower:
     cutover: CutoverService
     ledger: Ledger  # sign-in limits and ended sessions, shared by the web replicas
     clock: Callable[[], float] = time.time
+    probe_credential: ProbeCredential | None = None  # the probe's bearer token, when configured
+    aws: MakeClient | None = None  # the boto3 clients the root makes (`watchtower doctor` reads)
     closers: list[Callable[[], None]] = field(default_factory=list)
     _unstored: deque[Result] = field(
         default_factory=lambda: deque(maxlen=UNSTORED_MAX), init=False, repr=False
@@ -102,6 +107,7 @@ class Watchtower:
                 http=self.http,
                 now=self.now(),
                 clock=time.perf_counter,
+                token=self.probe_credential.bearer if self.probe_credential else None,
             ),
         )
         self.record(results)
@@ -231,6 +237,8 @@ def build(
         closers.append(http.clear)
         sources = build_sources(settings, make)
         checks = check_registry()
+        probes = probe_registry()
+        store.feeds = {f.name: f for f in feeds_for(settings, probes, checks)}  # daily rollups
         runs = RunbookStore(engine)
         runs.create_schema()
         service = build_cutover(
@@ -256,14 +264,56 @@ def build(
         metrics=Metrics(),
         sources=sources,
         checks=checks,
-        probes=probe_registry(),
+        probes=probes,
         lock=lock,
         http=http,
         runbooks=runbooks,
         cutover=service,
         ledger=ledger,
         closers=closers,
+        probe_credential=probe_credential(settings),
+        aws=make,
     )
+
+
+def probe_credential(settings: Settings) -> ProbeCredential | None:
+    """The probe's token source (WATCHTOWER_PROBE_TOKEN, _FILE or _COMMAND), if one is set."""
+    if not (settings.probe_token or settings.probe_token_file or settings.probe_token_command):
+        return None
+    return ProbeCredential(
+        token=settings.probe_token,
+        file=settings.probe_token_file,
+        command=settings.probe_token_command,
+        now=time.time,
+    )
+
+
+def feeds_for(
+    settings: Settings, probes: Mapping[str, Probe], checks: Mapping[str, Check]
+) -> list[Feed]:
+    """Every probe and check as the status rules read them: their rows and intervals."""
+    return [
+        *(
+            Feed(
+                name=p.name,
+                kind="probe",
+                title=p.title,
+                component=p.component,
+                interval=probe_interval(p, settings),
+            )
+            for p in probes.values()
+        ),
+        *(
+            Feed(
+                name=c.name,
+                kind="check",
+                title=c.title,
+                component=c.component,
+                interval=interval_for(c, settings),
+            )
+            for c in checks.values()
+        ),
+    ]
 
 
 def _job_lock(settings: Settings, closers: list[Callable[[], None]]) -> JobLock:

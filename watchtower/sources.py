@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from watchtower.checks.base import MetricQuery, Series
+from watchtower.checks.base import MetricQuery, Series, ServedVersion
 from watchtower.errors import SourceError
 
 MAX_QUERIES_PER_CALL = 500  # the GetMetricData limit
@@ -139,6 +139,41 @@ class LambdaConfig:
             ) from exc
         variables: dict[str, str] = (answer.get("Environment") or {}).get("Variables") or {}
         return variables
+
+    def served(self, function: str, alias: str | None) -> list[ServedVersion]:
+        """The versions `alias` routes to, each with its weight and configuration."""
+        if not alias:
+            return [self._version(function, "$LATEST", 1.0)]
+        try:
+            self.calls += 1
+            answer = self._client.get_alias(FunctionName=function, Name=alias)
+        except (ClientError, BotoCoreError) as exc:
+            raise SourceError(
+                f"alias {alias!r} of Lambda function {function!r} could not be read: {exc}"
+            ) from exc
+        extra = (answer.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+        main = 1.0 - sum(float(w) for w in extra.values())
+        served = [self._version(function, str(answer["FunctionVersion"]), main)]
+        served += [self._version(function, str(v), float(w)) for v, w in sorted(extra.items())]
+        return served
+
+    def _version(self, function: str, version: str, weight: float) -> ServedVersion:
+        try:
+            self.calls += 1
+            answer = self._client.get_function_configuration(
+                FunctionName=function, Qualifier=version
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise SourceError(
+                f"Lambda function {function!r} version {version} could not be read: {exc}"
+            ) from exc
+        return ServedVersion(
+            version=version,
+            weight=weight,
+            environment=(answer.get("Environment") or {}).get("Variables") or {},
+            code_sha256=answer.get("CodeSha256") or "",
+            description=answer.get("Description") or "",
+        )
 
 
 class PostgresSql:

@@ -4,9 +4,10 @@ SQLAlchemy's errors."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import UTC, datetime
-from typing import Any
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    case,
     create_engine,
     delete,
     event,
@@ -31,9 +33,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from watchtower.errors import StoreUnavailable
 from watchtower.model import Alert, Result, Status, StatusCount, StepResult
+from watchtower.status import RANK, DayRollup, Feed, rollup_deltas
 from watchtower.tables import create_tables, translated
 
+T = TypeVar("T")
 metadata = MetaData()
 
 results = Table(
@@ -70,11 +75,54 @@ alerts = Table(
 Index("alerts_status", alerts.c.status)
 
 
+# One row per component, UTC day and source: what the page's days and uptime read. Written in the
+# same transaction as the results it sums; kept ROLLUP_DAYS, whatever the raw retention.
+rollups = Table(
+    "rollups",
+    metadata,
+    Column("component", String(64), primary_key=True),
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD (UTC)
+    Column("source", String(64), primary_key=True),
+    Column("interval_seconds", Float, nullable=False),
+    Column("ok", Integer, nullable=False),
+    Column("warning", Integer, nullable=False),
+    Column("critical", Integer, nullable=False),
+    Column("unknown", Integer, nullable=False),
+    Column("worst_rank", Integer, nullable=False),
+    Column("worst", String(16), nullable=False),
+    Column("worst_reason", Text, nullable=False),
+)
+Index("rollups_day", rollups.c.day)
+
+# Operators' public notes on an incident (a component's day), append-only: every note is kept
+# with who wrote it and when, so the table is its own audit log; the page shows the newest.
+incident_notes = Table(
+    "incident_notes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("component", String(64), nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("author", String(128), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+Index("incident_notes_day", incident_notes.c.component, incident_notes.c.day)
+ROLLUP_DAYS = 400
+
+
 def engine_for(url: str) -> Engine:
-    """An engine for a settings URL; `postgresql://` means psycopg 3."""
+    """An engine for a settings URL; `postgresql://` means psycopg 3.
+
+    A database that does not answer (stopped, frozen, unroutable) fails a connection within
+    `CONNECT_TIMEOUT` seconds and a wait for a pooled one within `POOL_TIMEOUT`, so a page or a
+    cycle says "unreachable" on time instead of hanging.
+    """
+    connect_args: dict[str, Any] = {}
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    engine = create_engine(url, pool_pre_ping=True)
+    if url.startswith("postgresql"):
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **_pool_args(url))
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -88,24 +136,120 @@ def engine_for(url: str) -> Engine:
 
 
 STORE = "history"
+CONNECT_TIMEOUT = 5  # seconds
+POOL_TIMEOUT = 5.0  # seconds
+# A database that accepted the connection and then froze (SIGSTOP, a hung host) never answers:
+# no client timeout ends the wait. Writes and pings are waited for this long, then reported
+# unreachable; the abandoned call ends when the database answers or drops the connection.
+WRITE_DEADLINE = 5.0  # seconds
+
+
+def _bounded(call: Callable[[], T], what: str, seconds: float = WRITE_DEADLINE) -> T:
+    box: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(call())
+        except BaseException as exc:  # handed to the caller
+            error.append(exc)
+
+    worker = threading.Thread(target=run, name=f"history-{what}", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise StoreUnavailable(f"the {STORE} store did not answer within {seconds:g} s ({what})")
+    if error:
+        raise error[0]
+    return box[0]
+
+
+def _pool_args(url: str) -> dict[str, Any]:
+    return {"pool_timeout": POOL_TIMEOUT} if url.startswith("postgresql") else {}
 
 
 class HistoryStore:
     """Adapter over a ready SQLAlchemy engine (the caller owns it)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, feeds: Mapping[str, Feed] | None = None) -> None:
         self.engine = engine
+        # The probes and checks by name: which rows a result adds to, and its interval. Results
+        # of a name not here are stored, but roll up into no day.
+        self.feeds: Mapping[str, Feed] = dict(feeds or {})
 
     def create_schema(self) -> None:
         """Every table on `metadata` (the runbook and cutover tables too, once imported)."""
         create_tables(self.engine, metadata, store=STORE)
 
-    @translated(STORE)
     def add(self, items: Iterable[Result]) -> None:
+        """Store results and add them to their daily rollups, in one transaction, within
+        WRITE_DEADLINE seconds (else StoreUnavailable)."""
+        items = list(items)
+        if items and self.local:
+            self._add(items)
+        elif items:
+            _bounded(lambda: self._add(items), "write")
+
+    @translated(STORE)
+    def _add(self, items: list[Result]) -> None:
         rows = [_row(r) for r in items]
-        if rows:
-            with self.engine.begin() as conn:
-                conn.execute(results.insert(), rows)
+        deltas = rollup_deltas(self.feeds, items)
+        with self.engine.begin() as conn:
+            conn.execute(results.insert(), rows)
+            for delta in deltas:
+                conn.execute(self._add_to_rollup(delta))
+
+    def _add_to_rollup(self, d: DayRollup) -> Any:
+        values = {
+            "component": d.component,
+            "day": d.day.isoformat(),
+            "source": d.source,
+            "interval_seconds": d.interval,
+            "ok": d.ok,
+            "warning": d.warning,
+            "critical": d.critical,
+            "unknown": d.unknown,
+            "worst_rank": RANK[d.worst],
+            "worst": d.worst.value,
+            "worst_reason": d.worst_reason,
+        }
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        insert = dialect.insert(rollups).values(values)
+        new = insert.excluded
+        worse = new.worst_rank > rollups.c.worst_rank
+        return insert.on_conflict_do_update(
+            index_elements=[rollups.c.component, rollups.c.day, rollups.c.source],
+            set_={
+                "interval_seconds": new.interval_seconds,
+                **{k: rollups.c[k] + new[k] for k in ("ok", "warning", "critical", "unknown")},
+                "worst_rank": case((worse, new.worst_rank), else_=rollups.c.worst_rank),
+                "worst": case((worse, new.worst), else_=rollups.c.worst),
+                "worst_reason": case((worse, new.worst_reason), else_=rollups.c.worst_reason),
+            },
+        )
+
+    @translated(STORE)
+    def rollups(self, *, since: date, until: date | None = None) -> list[DayRollup]:
+        """Daily rollups of the UTC days in [since, until)."""
+        query = select(rollups).where(rollups.c.day >= since.isoformat())
+        if until is not None:
+            query = query.where(rollups.c.day < until.isoformat())
+        with self.engine.connect() as conn:
+            return [
+                DayRollup(
+                    component=row.component,
+                    day=date.fromisoformat(row.day),
+                    source=row.source,
+                    interval=row.interval_seconds,
+                    ok=row.ok,
+                    warning=row.warning,
+                    critical=row.critical,
+                    unknown=row.unknown,
+                    worst=Status(row.worst),
+                    worst_reason=row.worst_reason,
+                )
+                for row in conn.execute(query)
+            ]
 
     @translated(STORE)
     def latest(self) -> dict[str, Result]:
@@ -169,6 +313,26 @@ class HistoryStore:
         )
         with self.engine.connect() as conn:
             return [_result(row) for row in conn.execute(query)][::-1]
+
+    @translated(STORE)
+    def newest_since(self, since: datetime, *, count: int = 2) -> dict[str, list[Result]]:
+        """The `count` newest results of every name with one at or after `since`, oldest first.
+
+        One range read over the recent results instead of one seek per name: the status page
+        asks with `since` a few intervals back, and seeks only the names this leaves out.
+        """
+        query = (
+            select(results)
+            .where(results.c.observed_at >= _utc(since))
+            .order_by(results.c.observed_at.desc(), results.c.id.desc())
+        )
+        out: dict[str, list[Result]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                kept = out.setdefault(row.name, [])
+                if len(kept) < count:
+                    kept.append(_result(row))
+        return {name: kept[::-1] for name, kept in out.items()}
 
     @translated(STORE)
     def problems(
@@ -240,11 +404,51 @@ class HistoryStore:
             return [_alert(row) for row in conn.execute(query)]
 
     @translated(STORE)
+    def alerts_between(self, start: datetime, end: datetime) -> list[Alert]:
+        """Alerts whose episode overlaps [start, end) (still firing ones included), by start."""
+        query = (
+            select(alerts)
+            .where(
+                alerts.c.starts_at < _utc(end),
+                or_(alerts.c.ends_at.is_(None), alerts.c.ends_at >= _utc(start)),
+            )
+            .order_by(alerts.c.starts_at)
+        )
+        with self.engine.connect() as conn:
+            return [_alert(row) for row in conn.execute(query)]
+
+    @translated(STORE)
+    def add_note(self, component: str, day: date, text: str, *, author: str, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                incident_notes.insert().values(
+                    component=component, day=day.isoformat(), text=text, author=author, at=_utc(at)
+                )
+            )
+
+    @translated(STORE)
+    def notes(self, component: str, day: date) -> list[tuple[str, str, datetime]]:
+        """Every note on a component's day, oldest first: (text, author, at)."""
+        query = (
+            select(incident_notes)
+            .where(incident_notes.c.component == component, incident_notes.c.day == day.isoformat())
+            .order_by(incident_notes.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [(r.text, r.author, _aware(r.at)) for r in conn.execute(query)]
+
+    @translated(STORE)
     def prune(self, *, before: datetime) -> int:
-        """Delete results and resolved alerts older than `before` (retention); returns how many."""
+        """Delete results and resolved alerts older than `before` (retention); returns how many.
+
+        Daily rollups have their own retention, ROLLUP_DAYS before `before`'s day at the
+        earliest, so the 90-day bars outlive a short raw retention.
+        """
         before = _utc(before)
         with self.engine.begin() as conn:
             gone = conn.execute(delete(results).where(results.c.observed_at < before)).rowcount
+            oldest = (before.date() - timedelta(days=ROLLUP_DAYS)).isoformat()
+            conn.execute(delete(rollups).where(rollups.c.day < oldest))
             return gone + (
                 conn.execute(
                     delete(alerts).where(
@@ -253,8 +457,20 @@ class HistoryStore:
                 ).rowcount
             )
 
-    @translated(STORE)
     def ping(self) -> None:
+        if self.local:
+            self._ping()
+        else:
+            _bounded(self._ping, "ping")
+
+    @property
+    def local(self) -> bool:
+        """A SQLite file (or memory) cannot freeze like a server, and `sqlite://` in memory is
+        one database per thread: its calls are made in the caller's thread, unbounded."""
+        return self.engine.dialect.name == "sqlite"
+
+    @translated(STORE)
+    def _ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(select(1))
 

@@ -166,6 +166,16 @@ def test_every_variable_is_read() -> None:
         "cdn_base_url": "https://cdn.example.com",
         "metrics_sink": "emf",
         "strip_location": "false",  # on by default
+        "jwt_issuer": "https://issuer.test",
+        "jwt_audience": "image-api",
+        "jwt_jwks_url": "https://issuer.test/jwks.json",
+        "jwt_shared_key": "k" * 40,
+    }
+    # The bearer verifier's variables are valid only together (an issuer, an audience, one key).
+    verifier = {
+        "IMAGE_JWT_ISSUER": "https://issuer.test",
+        "IMAGE_JWT_AUDIENCE": "image-api",
+        "IMAGE_JWT_SHARED_KEY": "k" * 40,
     }
     defaults = Settings()
     for field in dataclasses.fields(Settings):
@@ -175,6 +185,10 @@ def test_every_variable_is_read() -> None:
         env = {variable: raw}
         if field.name == "dual_write":
             env["IMAGE_LEGACY_DATABASE_URL"] = "postgresql://h/db"
+        if field.name.startswith("jwt_"):
+            env = {**verifier, **env}
+            if field.name == "jwt_jwks_url":
+                del env["IMAGE_JWT_SHARED_KEY"]
         changed = Settings.from_env(env)
         assert getattr(changed, field.name) != default, variable
 

@@ -47,8 +47,23 @@ class LogSource(Protocol):
     ) -> list[str]: ...
 
 
+@dataclass(frozen=True, kw_only=True)
+class ServedVersion:
+    """One version of a function that takes traffic, with its share (1.0 when alone)."""
+
+    version: str  # "$LATEST" when the function is served unqualified
+    weight: float
+    environment: Mapping[str, str]
+    code_sha256: str = ""
+    description: str = ""
+
+
 class FunctionConfigSource(Protocol):
     def environment(self, function: str) -> dict[str, str]: ...
+
+    def served(self, function: str, alias: str | None) -> list[ServedVersion]:
+        """What `alias` serves (its version, and the weighted one if any); `$LATEST` when the
+        alias is None. Raises SourceError when it cannot be read."""
 
 
 class SqlSource(Protocol):
@@ -93,6 +108,9 @@ class Check:
     component: ClassVar[str]  # the status-page row it belongs to
     defaults: ClassVar[dict[str, float]] = {"window_seconds": 300}
     interval: ClassVar[int] = 60
+    # What it reads besides its metric_queries (docs/metrics-contract.md): "lambda:configuration",
+    # "logs:REPORT" (the function's log group), "sql:gallery_images" (the legacy table).
+    reads: ClassVar[tuple[str, ...]] = ()
 
     def metric_queries(self, settings: Settings, params: Mapping[str, float]) -> list[MetricQuery]:
         return []

@@ -1,16 +1,27 @@
 """`dual_write`: the flag's actual value on the deployed function, and the dual-write success rate.
 
 The flag is read from the Lambda function's configuration, not from a config file: that is what
-the running code sees. The success rate comes from the image core's DualWrites{Outcome} metric.
+the running code sees. With an alias configured (WATCHTOWER_LAMBDA_ALIAS), from the version(s)
+the alias serves, weighted ones included; `$LATEST` changed alone is said to serve nothing.
+The success rate comes from the image core's DualWrites{Outcome} metric.
 For one window after the flag is flipped off, dual-writes made just before the flip still count.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from watchtower.checks import image_metrics
-from watchtower.checks.base import Check, CheckContext, MetricQuery, ratio, register, total
+from watchtower.checks.base import (
+    Check,
+    CheckContext,
+    FunctionConfigSource,
+    MetricQuery,
+    ServedVersion,
+    ratio,
+    register,
+    total,
+)
 from watchtower.config import Settings
 from watchtower.errors import SourceError
 from watchtower.model import Result, Status
@@ -46,14 +57,48 @@ def flag_value(environment: Mapping[str, str], function: str) -> tuple[bool | No
 
 
 def read_flag(ctx: CheckContext) -> tuple[bool | None, str]:
-    """The flag on the deployed function, or None and why it could not be read."""
+    """The flag of what serves traffic, or None and why it could not be read."""
     if ctx.sources.functions is None:
         return None, "no Lambda configuration source is configured"
     try:
-        environment = ctx.sources.functions.environment(ctx.settings.lambda_function)
+        return serving_flag(ctx.sources.functions, ctx.settings)
     except SourceError as exc:
         return None, str(exc)
-    return flag_value(environment, ctx.settings.lambda_function)
+
+
+def serving_flag(functions: FunctionConfigSource, settings: Settings) -> tuple[bool | None, str]:
+    """The flag of what serves traffic: the alias's version(s) when one is configured, else
+    `$LATEST`; raises SourceError. The cutover's evidence reads it the same way."""
+    function, alias = settings.lambda_function, settings.lambda_alias
+    if not alias:
+        return flag_value(functions.environment(function), function)
+    flag, note = served_flag(functions.served(function, alias), function, alias)
+    if flag:
+        latest, _ = flag_value(functions.environment(function), function)
+        if latest is False:
+            note += (
+                f"; the alias still serves the flag on: $LATEST has it off, but alias "
+                f"{alias!r} does not serve $LATEST (publish a version and move the alias)"
+            )
+    return flag, note
+
+
+def served_flag(
+    served: Sequence[ServedVersion], function: str, alias: str
+) -> tuple[bool | None, str]:
+    """The flag across the versions an alias serves: on when any serves it on (those requests
+    dual-write), unknown when any cannot be read; the note names each version and its weight."""
+    flags = [flag_value(v.environment, function)[0] for v in served]
+    parts = []
+    for version in served:
+        raw = version.environment.get(FLAG)
+        said = f"{FLAG} unset" if raw is None else f"{FLAG}={raw}"
+        share = f" ({version.weight:.0%})" if len(served) > 1 else ""
+        parts.append(f"version {version.version}{share}: {said}")
+    note = f"alias {alias!r} of function {function!r} serves " + " and ".join(parts)
+    if any(f is None for f in flags):
+        return None, note + " (not a boolean)"
+    return any(flags), note
 
 
 def flag_figure(flag: bool | None) -> float | None:
@@ -65,6 +110,7 @@ class DualWrite(Check):
     name = "dual_write"
     title = "Dual-write flag and success rate"
     component = "legacy"
+    reads = ("lambda:configuration",)
     defaults = {"window_seconds": 300, "min_success_ratio": MIN_SUCCESS_RATIO}
 
     def metric_queries(self, settings: Settings, params: Mapping[str, float]) -> list[MetricQuery]:
@@ -103,7 +149,10 @@ class DualWrite(Check):
             "success_ratio": ratio(successes, attempts),
             "uploads": uploads,
         }
-        return self.result(ctx, *judge(flag, figures, ctx.params, flag_note=flag_note), figures)
+        status, reason = judge(flag, figures, ctx.params, flag_note=flag_note)
+        if ctx.settings.lambda_alias and flag_note not in reason:
+            reason = f"{reason} ({flag_note})"  # which version(s) said so
+        return self.result(ctx, status, reason, figures)
 
 
 def judge(

@@ -65,6 +65,7 @@ class PostgresInserts(Check):
     name = "postgres_inserts"
     title = "Legacy PostgreSQL inserts"
     component = "legacy"
+    reads = ("sql:gallery_images",)
     defaults = {"window_seconds": 300}
 
     def evaluate(self, ctx: CheckContext) -> Result:

@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import click
 
 from watchtower.cutover.errors import CutoverError, NoWindow
-from watchtower.cutover.markdown import STATE_LABELS, preflight_markdown, window_markdown
+from watchtower.cutover.markdown import (
+    STATE_LABELS,
+    preflight_markdown,
+    signed_in,
+    window_markdown,
+)
 
 if TYPE_CHECKING:
     from watchtower.cutover.service import CutoverService
@@ -149,7 +154,7 @@ def _text(doc: dict[str, Any]) -> str:
         lines += [f"  {when(g['start'])} to {when(g['end'])}: {g['reason']}" for g in gaps[:10]]
     lines += ["", "Sign-off: " + (v["refusal"] or "open to " + ", ".join(doc["missing_roles"]))]
     for s in doc["signoffs"]:
-        lines.append(f"  signed by {s['name']} ({s['role']}) at {when(s['at'])}")
+        lines.append(f"  signed by {s['name']} ({s['role']}), {signed_in(s)}, at {when(s['at'])}")
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from watchtower.checks.dual_write import MIN_SUCCESS_RATIO
@@ -62,8 +62,17 @@ class CutoverSettings:
     backfill_slots_per_tick: int = 24
     backfill_max_age_seconds: int = 15 * 86400
     signers: tuple[str, ...] = ("Engineering lead", "Operations lead")
+    # Which logins may sign which role: (role, (user, ...)). A role not listed: any operator.
+    # Either way one login signs at most one role of a window.
+    signer_users: tuple[tuple[str, tuple[str, ...]], ...] = ()
     cost_tag: tuple[str, str] = ("service", "image-service")
     rollback_runbook: str = "rollback-dual-write"
+    # A rehearsal (`watchtower demo rehearse`, the sandbox only): every window, document, report
+    # and hash of this Watchtower is marked REHEARSAL, and its sign-offs are the signers' roles
+    # with " (REHEARSAL)" added, so none can stand for the real sign-off.
+    rehearsal: bool = False
+    rehearsal_window_seconds: int = 20 * 60  # a rehearsal's window and sampling interval
+    rehearsal_sample_seconds: int = 10
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CutoverSettings:
@@ -83,11 +92,30 @@ class CutoverSettings:
         _one_success_rule(env, values)
         settings = cls(**values)
         judgeable_objective(settings)
+        if settings.rehearsal:
+            settings = rehearsal_of(settings)
         if settings.window_seconds < settings.sample_interval:
             raise ConfigError(
                 f"{PREFIX}WINDOW_HOURS must cover at least one {PREFIX}SAMPLE_INTERVAL"
             )
+        unknown = [role for role, _ in settings.signer_users if role not in settings.signers]
+        if unknown:
+            raise ConfigError(
+                f"{PREFIX}SIGNER_USERS names roles that are not in {PREFIX}SIGNERS: "
+                f"{', '.join(unknown)} (roles: {', '.join(settings.signers)})"
+            )
         return settings
+
+    def allowed_signers(self, role: str) -> tuple[str, ...] | None:
+        """The logins that may sign `role`, or None when any operator may."""
+        return dict(self.signer_users).get(role)
+
+
+def _flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{name}={raw!r} must be true or false")
+    return value in ("true", "1", "yes")
 
 
 def judgeable_objective(settings: CutoverSettings) -> None:
@@ -189,6 +217,26 @@ def _names(name: str, raw: str) -> tuple[str, ...]:
     return roles
 
 
+def _signer_users(name: str, raw: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """`role:user1|user2,role2:user3` (a role may hold spaces; user names no `:`, `|` or `,`)."""
+    out: dict[str, tuple[str, ...]] = {}
+    for n, entry in enumerate(part for part in raw.split(",") if part.strip()):
+        role, sep, users_raw = entry.rpartition(":")
+        role = role.strip()
+        users = tuple(u.strip() for u in users_raw.split("|") if u.strip())
+        if not sep or not role or not users:
+            raise ConfigError(
+                f"{name}: entry {n + 1} ({entry.strip()!r}) must be role:user1|user2, e.g. "
+                "'Operations lead:olive|oscar'"
+            )
+        if role in out:
+            raise ConfigError(f"{name}: the role {role!r} is listed twice")
+        if any(len(u) > 256 or not u.isprintable() for u in users):
+            raise ConfigError(f"{name}: a user of {role!r} is not a user name")
+        out[role] = users
+    return tuple(out.items())
+
+
 def _tag(name: str, raw: str) -> tuple[str, str]:
     key, sep, value = raw.strip().partition("=")
     if not sep or not key.strip() or not value.strip():
@@ -228,9 +276,38 @@ _VARIABLES: dict[str, tuple[str, _Parse, int]] = {
     "backfill_slots_per_tick": (f"{PREFIX}BACKFILL_SLOTS_PER_TICK", _non_negative_int, 1),
     "backfill_max_age_seconds": (f"{PREFIX}BACKFILL_MAX_AGE_DAYS", positive_int, 86400),
     "signers": (f"{PREFIX}SIGNERS", _names, 1),
+    "signer_users": (f"{PREFIX}SIGNER_USERS", _signer_users, 1),
     "cost_tag": (f"{PREFIX}COST_TAG", _tag, 1),
     "rollback_runbook": (f"{PREFIX}ROLLBACK_RUNBOOK", _runbook_id, 1),
+    "rehearsal": (f"{PREFIX}REHEARSAL", _flag, 1),
+    "rehearsal_window_seconds": (f"{PREFIX}REHEARSAL_WINDOW_SECONDS", positive_int, 1),
+    "rehearsal_sample_seconds": (f"{PREFIX}REHEARSAL_SAMPLE_SECONDS", positive_int, 1),
 }
+
+
+REHEARSAL_ROLE = " (REHEARSAL)"
+
+
+def rehearsal_of(settings: CutoverSettings) -> CutoverSettings:
+    """The same settings as a rehearsal: marked, its compressed window and sampling, metrics read
+    at once (the sandbox's are not late), and signed only by rehearsal roles."""
+    if settings.rehearsal_window_seconds < settings.rehearsal_sample_seconds:
+        raise ConfigError(
+            f"{PREFIX}REHEARSAL_WINDOW_SECONDS must cover at least one "
+            f"{PREFIX}REHEARSAL_SAMPLE_SECONDS"
+        )
+    signers = tuple(
+        r if r.endswith(REHEARSAL_ROLE) else r + REHEARSAL_ROLE for r in settings.signers
+    )
+    return replace(
+        settings,
+        rehearsal=True,
+        window_seconds=settings.rehearsal_window_seconds,
+        sample_interval=settings.rehearsal_sample_seconds,
+        metrics_lag_seconds=0,
+        grace_seconds=min(settings.grace_seconds, 2 * settings.rehearsal_sample_seconds),
+        signers=signers,
+    )
 
 
 def variables() -> dict[str, str]:

@@ -97,8 +97,15 @@ def signoff_json(s: SignOff) -> dict[str, Any]:
         "comment": s.comment,
         "at": iso(s.at),
         "user": s.user,
+        "via": s.via,
         "evidence_hash": s.evidence_hash,
     }
+
+
+REHEARSAL_NOTE = (
+    "REHEARSAL: a rehearsal of the cutover sign-off on the sandbox, with a compressed window; "
+    "it is not the cutover sign-off and signs nothing real"
+)
 
 
 def window_document(
@@ -111,7 +118,8 @@ def window_document(
     start = w.opened_at
     return {
         "schema": SCHEMA,
-        "kind": "cutover-window",
+        "kind": "cutover-rehearsal" if cutover.rehearsal else "cutover-window",
+        **({"rehearsal": REHEARSAL_NOTE} if cutover.rehearsal else {}),
         "judged_at": iso(verdict.now),
         "window": {
             "id": w.id,

@@ -3,6 +3,7 @@
 CutoverError
 ├── NoWindow        no cutover window has that id (or none was ever opened)
 ├── Refused         the window's state does not allow this now (the message says why and when)
+│   └── NotSigner   this login may not sign that role (WATCHTOWER_CUTOVER_SIGNER_USERS)
 └── ReportTampered  a frozen report's content no longer matches its recorded sha256
 """
 
@@ -20,6 +21,10 @@ class NoWindow(CutoverError, LookupError):
 
 
 class Refused(CutoverError):
+    pass
+
+
+class NotSigner(Refused):
     pass
 
 

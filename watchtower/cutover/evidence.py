@@ -26,7 +26,7 @@ from typing import Any
 
 from watchtower.checks import image_metrics
 from watchtower.checks.base import MetricQuery, Series
-from watchtower.checks.dual_write import flag_value
+from watchtower.checks.dual_write import serving_flag
 from watchtower.checks.postgres_inserts import HAS_INSERTED_AT
 from watchtower.config import Settings
 from watchtower.cutover.config import CutoverSettings
@@ -330,11 +330,10 @@ def _iso(value: Any) -> str | None:
 def _flag_reading(ports: EvidencePorts, settings: Settings) -> Reading:
     if ports.functions is None:
         return Reading(error="no Lambda configuration source is configured")
-    try:
-        environment = ports.functions.environment(settings.lambda_function)
+    try:  # through the alias when one is configured (WATCHTOWER_LAMBDA_ALIAS)
+        flag, note = serving_flag(ports.functions, settings)
     except SourceError as exc:
         return Reading(error=str(exc))
-    flag, note = flag_value(environment, settings.lambda_function)
     if flag is None:
         return Reading(error=note)
     return Reading(figures={"flag": 1.0 if flag else 0.0, "note": note})

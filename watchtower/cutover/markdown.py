@@ -30,6 +30,12 @@ STATUS_LABELS = {
     "unknown": "❔ unknown",
 }
 MAX_EVENTS = 12
+VIA_LABELS = {
+    "session": "login form",
+    "token": "bearer token",
+    "basic": "basic auth",
+    "proxy": "single sign-on (trusted proxy)",
+}
 
 _ALWAYS = re.compile(r"([\\`*\[\]<|])")
 _LOOSE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
@@ -51,6 +57,13 @@ def when(value: str | None) -> str:
     return parse_iso(value).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def signed_in(signoff: Mapping[str, Any]) -> str:
+    """Who signed (the login) and how they signed in, as the report says it."""
+    via = signoff.get("via")
+    how = VIA_LABELS.get(via, via) if via else "sign-in method not recorded"
+    return f"{signoff.get('user') or '—'} ({how})"
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -68,8 +81,11 @@ def window_markdown(
     v = document["verdict"]
     cov = document["coverage"]
     out = [
-        "# Cutover sign-off: dual-write disabled (Story 6.1)",
+        "# REHEARSAL: cutover sign-off: dual-write disabled (Story 6.1)"
+        if document.get("rehearsal")
+        else "# Cutover sign-off: dual-write disabled (Story 6.1)",
         "",
+        *([f"> **{esc(document['rehearsal'])}**", ""] if document.get("rehearsal") else []),
         f"**{STATE_LABELS.get(v['state'], v['state'])}** — {esc(v['headline'])}",
         "",
     ]
@@ -158,11 +174,12 @@ def window_markdown(
     out += ["", "## Sign-offs", ""]
     if document["signoffs"]:
         out += _table(
-            ["Name", "Role", "Signed at", "Comment", "Evidence sha256"],
+            ["Name", "Role", "Signed in as", "Signed at", "Comment", "Evidence sha256"],
             [
                 [
                     esc(s["name"]),
                     esc(s["role"]),
+                    esc(signed_in(s)),
                     when(s["at"]),
                     esc(s["comment"]) if s["comment"] else "—",
                     f"`{s['evidence_hash'][:16]}…`",

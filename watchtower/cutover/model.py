@@ -161,8 +161,11 @@ class SignOff:
     role: str  # one of the required stakeholder roles
     comment: str
     at: datetime
-    user: str  # the account that submitted it
+    user: str  # the login that signed: one login signs at most one role of a window
     evidence_hash: str  # sha256 of the evidence they saw (window, coverage, criteria, timeline)
+    # How that login signed in: "session" (the login form), "token", "basic" or "proxy"; None
+    # for sign-offs recorded before it was kept.
+    via: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

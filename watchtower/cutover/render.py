@@ -17,7 +17,7 @@ import jinja2
 
 from watchtower import figures as fig
 from watchtower.cutover import charts
-from watchtower.cutover.markdown import STATE_LABELS, when
+from watchtower.cutover.markdown import STATE_LABELS, signed_in, when
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "web" / "templates"
 
@@ -28,6 +28,7 @@ helpers = SimpleNamespace(
     timeline=charts.timeline_chart,
     legend=charts.legend,
     when=when,
+    signed_in=signed_in,
     percent=fig.percent,
     duration=fig.duration,
     state_label=lambda state: STATE_LABELS.get(state, state),

@@ -19,7 +19,7 @@ from watchtower.cutover import backfill, evidence
 from watchtower.cutover.canonical import canonical, sha256, text_sha256, verify_chain
 from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.document import evidence_hash, preflight_document, window_document
-from watchtower.cutover.errors import NoWindow, Refused
+from watchtower.cutover.errors import NotSigner, NoWindow, Refused
 from watchtower.cutover.gate import Decision, Gate, Override, decide, decide_gate
 from watchtower.cutover.judge import State, Verdict, detect_flip, judge, slot_at
 from watchtower.cutover.model import (
@@ -252,6 +252,7 @@ class CutoverService:
                         via="runbook",
                         execution_id=event.execution_id,
                         runbook_event=key,
+                        comment=versions_comment(event.detail),
                     )
                 except Refused as exc:
                     why = str(exc)
@@ -340,6 +341,7 @@ class CutoverService:
                 at=e.at,
                 user=e.actor,
                 evidence_hash=e.detail["evidence_hash"],
+                via=e.detail.get("via"),
             )
             for e in self.store.audit(window_id)
             if e.action == "signed"
@@ -374,11 +376,14 @@ class CutoverService:
         role: str,
         comment: str,
         user: str,
+        via: str | None = None,
         now: datetime,
     ) -> SignOff:
-        """Record one stakeholder's sign-off; the last one required freezes the report."""
+        """Record `user`'s sign-off (the login, signed in `via`; `name` is as typed) for `role`;
+        the last one required freezes the report. One login signs one role (docs/cutover.md)."""
         name = _text(name, "the name", limit=MAX_NAME, required=True)
         comment = _text(comment, "the comment")
+        user = _text(user, "the signed-in user", limit=MAX_NAME, required=True)
         verdict = self.verdict(window_id, now=now)
         if not verdict.can_sign:
             raise Refused(verdict.refusal or "this window cannot be signed")
@@ -388,6 +393,16 @@ class CutoverService:
                 f"the {role!r} role has signed already"
                 if signed
                 else f"{role!r} is not a required role ({', '.join(verdict.required_roles)})"
+            )
+        allowed = self.cutover.allowed_signers(role)
+        if allowed is not None and user not in allowed:
+            raise NotSigner(
+                f"{user} may not sign as {role!r}: WATCHTOWER_CUTOVER_SIGNER_USERS lets only "
+                f"{', '.join(allowed)} sign it"
+            )
+        for earlier in (s for s in verdict.signoffs if s.user.casefold() == user.casefold()):
+            raise Refused(
+                f"{user} has signed this window already, as {earlier.role!r}: one login, one role"
             )
         if any(s.name.casefold() == name.casefold() for s in verdict.signoffs):
             raise Refused(f"{name} has signed this window already, for another role")
@@ -400,7 +415,7 @@ class CutoverService:
             actor=user,
             action="signed",
             window_id=window_id,
-            detail={"name": name, "role": role, "comment": comment, "evidence_hash": digest},
+            detail=dict(name=name, role=role, comment=comment, evidence_hash=digest, via=via),
         )
         signoff = SignOff(
             window_id=window_id,
@@ -410,6 +425,7 @@ class CutoverService:
             at=entry.at,
             user=user,
             evidence_hash=digest,
+            via=via,
         )
         after = self.verdict(window_id, now=now)
         if after.state is State.SIGNED and self.store.report(window_id) is None:
@@ -597,3 +613,13 @@ def parse_moment(text: str) -> datetime:
         raise Refused(
             f"{text!r} is not a date and time (ISO 8601, e.g. 2026-06-01T10:03:27Z)"
         ) from None
+
+
+def versions_comment(detail: Mapping[str, str]) -> str:
+    """`alias live: version 3 -> 4` when the flip moved an alias (the versions it recorded)."""
+    if not detail.get("alias") or not detail.get("version"):
+        return ""
+    return (
+        f"alias {detail['alias']}: version {detail.get('previous_version') or '?'} "
+        f"-> {detail['version']}"
+    )

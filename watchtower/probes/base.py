@@ -42,6 +42,9 @@ class ProbeContext:
     now: datetime  # when the run started: the result's observed_at
     clock: Callable[[], float]  # monotonic seconds (time.perf_counter), for step timing only
     params: Mapping[str, float] = field(default_factory=dict)  # overrides of Probe.defaults
+    # The probe's bearer token, fetched (and refreshed) when called; None: it sends its user id
+    # (WATCHTOWER_PROBE_USER) in X-User-Id, for an API that trusts that header.
+    token: Callable[[], str] | None = None
 
 
 class Probe:

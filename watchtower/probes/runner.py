@@ -7,6 +7,7 @@ probes get `now` and `clock` through their context.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -33,11 +34,38 @@ def run_probe(probe: Probe, ctx_factory: Callable[[], ProbeContext]) -> list[Res
       service stays visible.
     * `[unknown]`: the probe itself broke (a bug, not the API); not retried.
 
+    The whole run has a deadline (`Settings.probe_deadline_seconds`, under the interval): when it
+    passes, one critical result names the image API and the wait, on time.
+
     The run's effective status is the worst in the list (`effective_status`): with the downgrade
     above, it is critical only when the retry failed too. A retry that ends `unknown` does not
     clear the first failure.
     """
-    first = _attempt(probe, ctx_factory())
+    ctx = ctx_factory()
+    budget = float(ctx.settings.probe_deadline_seconds)
+    done: list[list[Result]] = []
+    worker = threading.Thread(
+        target=lambda: done.append(_run(probe, ctx, ctx_factory)),
+        name=f"probe-{probe.name}",
+        daemon=True,
+    )
+    worker.start()
+    worker.join(budget)
+    if done:
+        return done[0]
+    # The run is abandoned (its requests end with their own timeouts); the slot is not lost.
+    return [
+        probe.result(
+            ctx,
+            Status.CRITICAL,
+            f"the image API ({ctx.settings.image_api_url}) did not answer within {budget:g} s: "
+            f"the {probe.name} run, retry included, passed its deadline",
+        )
+    ]
+
+
+def _run(probe: Probe, ctx: ProbeContext, ctx_factory: Callable[[], ProbeContext]) -> list[Result]:
+    first = _attempt(probe, ctx)
     if first.status is not Status.CRITICAL:
         return [first]
     retry = replace(_attempt(probe, ctx_factory()), attempt=2)

@@ -11,7 +11,8 @@
     cleanup      only when the walk stopped early: delete what this run created
 
 The first failed step ends the walk; cleanup still runs, so probes leave nothing behind. Every
-request to the API carries the probe user (`X-User-Id`) and `X-Synthetic-Traffic: 1`, so the
+request to the API carries the probe's bearer token when one is configured (else the probe user
+in `X-User-Id`) and `X-Synthetic-Traffic: 1`, so the
 image core can keep probe traffic out of its business metrics and the cutover reconciliation.
 """
 
@@ -31,6 +32,7 @@ from urllib3 import exceptions as http_errors
 
 from watchtower.model import Result, Status, StepResult
 from watchtower.probes.base import HttpResponse, Probe, ProbeContext, register, transport_failure
+from watchtower.probes.credential import CredentialError
 
 STEPS = ("upload", "replay", "get", "thumbnail", "list", "delete", "get_deleted")
 USER_HEADER = "X-User-Id"
@@ -75,6 +77,14 @@ class UploadGet(Probe):
             )
 
         failed = next((s for s in steps if not s.ok), None)
+        if walk.sign_in_failure is not None:
+            # Not "the upload failed": the API turned the probe's credential away (or it could
+            # not be had), which says nothing yet about uploads.
+            reason = walk.sign_in_failure
+            cleanup = by_name.get("cleanup")
+            if cleanup is not None and not cleanup.ok:
+                reason += f"; cleanup failed: {cleanup.reason}"
+            return result(Status.CRITICAL, reason)
         if failed is not None:
             if failed.name == "upload" and walk.unreachable:
                 # Critical, not unknown: `unknown` means "we could not read the source", but here
@@ -138,6 +148,7 @@ class _Walk:
         self.gone: set[str] = set()  # ids confirmed deleted
         self.unreachable = False
         self.upload_ambiguous = False
+        self.sign_in_failure: str | None = None  # why the probe could not sign in, if it could not
 
     @property
     def image_id(self) -> str:
@@ -148,6 +159,14 @@ class _Walk:
         return [i for i in self.created if i not in self.gone]
 
     def walk(self) -> None:
+        if self._ctx.token is not None:
+            try:
+                token = self._ctx.token()
+            except CredentialError as exc:
+                self.sign_in_failure = f"the probe could not sign in ({exc})"
+                return
+            # The token replaces the user id: the API knows the probe by the token's subject.
+            self._headers = {"Authorization": f"Bearer {token}", SYNTHETIC_HEADER: "1"}
         actions: dict[str, Callable[[], None]] = {
             "upload": self._upload,
             "replay": self._replay,
@@ -184,7 +203,7 @@ class _Walk:
     def _send(self, method: str, url: str, *, api: bool = True, **kw: Any) -> HttpResponse:
         headers = {**self._headers, **kw.pop("headers", {})} if api else {}
         try:
-            return self._ctx.http.request(
+            response = self._ctx.http.request(
                 method, url, headers=headers, timeout=self._timeout, retries=False, **kw
             )
         except (http_errors.HTTPError, OSError) as exc:
@@ -192,6 +211,10 @@ class _Walk:
             raise _StepFailed(
                 failure.reason, unreachable=failure.unreachable, ambiguous=failure.ambiguous
             ) from exc
+        if api and response.status == 401 and self.sign_in_failure is None:
+            self.sign_in_failure = f"the probe could not sign in (401): {describe(response)}"
+            raise _StepFailed(self.sign_in_failure)
+        return response
 
     def _post_image(self) -> HttpResponse:
         return self._send(

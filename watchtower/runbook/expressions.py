@@ -5,8 +5,22 @@ parsed with `ast` and accepted only if every node is on a whitelist: literals, n
 and subscript access into plain data, comparisons, boolean logic, arithmetic, `a if c else b`,
 and calls of a few named pure functions. It is then evaluated by walking the tree over plain data
 (dict, list, str, int, float, bool, None). Nothing is ever passed to `eval`, no attribute of a
-Python object is ever read (`a.b` looks up the key "b" of the dict `a`), names starting with an
-underscore are refused, and sizes are bounded so an expression cannot exhaust memory or time.
+Python object is ever read (`a.b` looks up the key "b" of the dict `a`), and names starting with
+an underscore are refused.
+
+Every bound is checked before the work it bounds, so no single step runs long or allocates much
+before it is refused (`expression_bounds.py` holds the limits and the checks): text and lists an
+expression builds (by `*`, `+`, a list literal) are sized from their operands first, counting
+every element at every depth; an integer may not grow past MAX_INT_BITS (a product's size is
+estimated from its factors first); `str()` takes a single value, `round()` at most
+MAX_ROUND_DIGITS digits, `int()` short text; and each evaluation has MAX_SECONDS of CPU time,
+checked at every node. `**`, `pow` and `<<` are not in the language at all.
+
+Why not a ready-made evaluator with cost limits (a CEL implementation such as `cel-python` or
+`common-expression-language`): CEL is another language (`&&`, `!`, `size()`, `c ? a : b`), so
+every runbook's `when:`/`expect:` and the path validation would be rewritten, while the costly
+inputs found (issue 12) came from a handful of native operations this module bounds exactly.
+Keeping the hand-written evaluator, with its whitelist of node kinds, is the smaller, surer change.
 """
 
 from __future__ import annotations
@@ -14,15 +28,40 @@ from __future__ import annotations
 import ast
 import operator
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from watchtower.runbook import expression_bounds as bounds
 from watchtower.runbook.errors import ExpressionError
+from watchtower.runbook.expression_bounds import (
+    MAX_INT_BITS,
+    MAX_ROUND_DIGITS,
+    MAX_SECONDS,
+    MAX_SIZE,
+    LimitExceeded,
+)
+
+__all__ = [
+    "FUNCTIONS",
+    "MAX_INT_BITS",
+    "MAX_LENGTH",
+    "MAX_NODES",
+    "MAX_ROUND_DIGITS",
+    "MAX_SECONDS",
+    "MAX_SIZE",
+    "Expression",
+    "compile_expression",
+    "evaluate",
+    "expressions_in",
+    "render",
+    "template_expressions",
+    "truthy",
+]
 
 MAX_LENGTH = 500  # characters of one expression
 MAX_NODES = 200  # syntax-tree nodes of one expression
-MAX_SIZE = 10_000  # characters of a string, or items of a list, an expression may build
 
 _NODES: frozenset[type[ast.AST]] = frozenset(
     {
@@ -97,15 +136,41 @@ def _text(fn: Callable[[str], str]) -> Callable[[Any], str]:
     return call
 
 
+def _round(number: Any, digits: Any = None) -> Any:
+    if not _number(number):
+        raise ExpressionError(f"round() needs a number, not {_type(number)}")
+    if digits is None:
+        return round(number)
+    if not _integer(digits):
+        raise ExpressionError(f"round()'s digits must be a whole number, not {_type(digits)}")
+    bounds.check_round_digits(digits)  # round(1, -10**7) would compute 10**10**7 first
+    return round(number, digits)
+
+
+def _int(value: Any, *base: Any) -> int:
+    if isinstance(value, str):
+        bounds.check_int_text(value)
+    return int(value, *base)
+
+
+def _str(value: Any = "") -> str:
+    # A single value only: the text of a nested list is where a small expression grows big.
+    if not isinstance(value, str | int | float | bool | type(None)):
+        raise ExpressionError(
+            f"str() takes a single value (text, a number, true/false or None), not {_type(value)}"
+        )
+    return str(value)
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "len": len,
     "min": min,
     "max": max,
     "abs": abs,
-    "round": round,
-    "int": int,
+    "round": _round,
+    "int": _int,
     "float": float,
-    "str": str,
+    "str": _str,
     "bool": bool,
     "lower": _text(str.lower),
     "upper": _text(str.upper),
@@ -194,13 +259,21 @@ def _allow(node: ast.AST, text: str) -> None:
         return  # checked at the call
 
 
-def evaluate(expression: Expression | str, namespace: Mapping[str, Any]) -> Any:
-    """The expression's value over plain data; raises ExpressionError naming the problem."""
+def evaluate(
+    expression: Expression | str,
+    namespace: Mapping[str, Any],
+    *,
+    cpu_clock: Callable[[], float] = time.thread_time,
+) -> Any:
+    """The expression's value over plain data; raises ExpressionError naming the problem (and
+    the limit, when one would be exceeded). `cpu_clock` measures its time limit."""
     expr = expression if isinstance(expression, Expression) else compile_expression(expression)
     try:
-        return _Evaluator(namespace, expr.source).visit(expr.tree.body)
+        return _Evaluator(namespace, expr.source, cpu_clock).visit(expr.tree.body)
     except ExpressionError:
         raise
+    except LimitExceeded as exc:
+        raise ExpressionError(f"{expr.source!r}: {exc}") from None
     except (TypeError, ValueError, ZeroDivisionError, OverflowError, KeyError, IndexError) as exc:
         raise ExpressionError(f"{expr.source!r}: {type(exc).__name__}: {exc}") from None
     except RecursionError:
@@ -212,14 +285,19 @@ def truthy(expression: Expression | str, namespace: Mapping[str, Any]) -> bool:
 
 
 class _Evaluator:
-    def __init__(self, namespace: Mapping[str, Any], source: str) -> None:
+    def __init__(
+        self, namespace: Mapping[str, Any], source: str, cpu_clock: Callable[[], float]
+    ) -> None:
         self.namespace = namespace
         self.source = source
+        self.clock = cpu_clock
+        self.deadline = cpu_clock() + MAX_SECONDS
 
     def fail(self, message: str) -> ExpressionError:
         return ExpressionError(f"{self.source!r}: {message}")
 
     def visit(self, node: ast.AST) -> Any:
+        bounds.check_time(self.clock, self.deadline)
         method: Callable[[Any], Any] = getattr(self, f"_{type(node).__name__}")
         return _bounded(method(node), self)
 
@@ -278,16 +356,18 @@ class _Evaluator:
         left, right = self.visit(node.left), self.visit(node.right)
         op = type(node.op)
         if _number(left) and _number(right):
+            if op is ast.Mult and _integer(left) and _integer(right):
+                bounds.check_product(left, right)
             return _BINARY[op](left, right)
         if op is ast.Add and type(left) is type(right) and isinstance(left, str | list):
+            bounds.check_concat(left, right)
             return left + right
         if op is ast.Mult and (
             (isinstance(left, str | list) and _integer(right))
             or (isinstance(right, str | list) and _integer(left))
         ):
             seq, times = (left, right) if isinstance(left, str | list) else (right, left)
-            if len(seq) * max(times, 0) > MAX_SIZE:
-                raise self.fail(f"the result would be longer than {MAX_SIZE}")
+            bounds.check_repeat(seq, times)
             return seq * times
         raise self.fail(
             f"cannot apply {type(node.op).__name__} to {_type(left)} and {_type(right)}"
@@ -311,11 +391,12 @@ class _Evaluator:
     def _IfExp(self, node: ast.IfExp) -> Any:
         return self.visit(node.body) if self.visit(node.test) else self.visit(node.orelse)
 
-    def _List(self, node: ast.List) -> Any:
-        return [self.visit(e) for e in node.elts]
+    def _List(self, node: ast.List | ast.Tuple) -> Any:
+        items = [self.visit(e) for e in node.elts]  # at most MAX_NODES references: cheap
+        bounds.check_size(bounds.size(items), "this list")
+        return items
 
-    def _Tuple(self, node: ast.Tuple) -> Any:
-        return [self.visit(e) for e in node.elts]
+    _Tuple = _List
 
     def _Call(self, node: ast.Call) -> Any:
         assert isinstance(node.func, ast.Name)
@@ -328,7 +409,9 @@ class _Evaluator:
 
 def _bounded(value: Any, evaluator: _Evaluator) -> Any:
     if isinstance(value, str | list) and len(value) > MAX_SIZE:
-        raise evaluator.fail(f"a value is longer than {MAX_SIZE}")
+        raise evaluator.fail(f"a value of length {len(value)} exceeds the size limit ({MAX_SIZE})")
+    if _integer(value):
+        bounds.check_int(value)
     return value
 
 
@@ -445,4 +528,8 @@ def _as_text(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, list | tuple | dict) and bounds.size(value) > MAX_SIZE:
+        raise ExpressionError(
+            f"a value put into text exceeds the size limit ({MAX_SIZE} characters or items)"
+        )
     return str(value)

@@ -170,6 +170,82 @@ def demo_scenario(name: str | None, port: int, token: str | None) -> None:
         click.echo(f"others: {', '.join(others)}")
 
 
+@demo.command("rehearse")
+@click.option(
+    "--inject",
+    type=click.Choice(["legacy-writes"]),
+    default=None,
+    help="A scenario to inject half-way through the window.",
+)
+@click.option(
+    "--port", type=int, default=8080, show_default=True, help="The running demo's Watchtower port."
+)
+@click.option(
+    "--token",
+    envvar="WATCHTOWER_TOKEN",
+    help="An operator's bearer token (default: the running demo's own operator).",
+)
+def demo_rehearse(inject: str | None, port: int, token: str | None) -> None:
+    """Rehearse the cutover sign-off (Story 6.1) on the running demo, and follow it to the end.
+
+    The window and its sampling are the demo's WATCHTOWER_CUTOVER_REHEARSAL_WINDOW_SECONDS and
+    WATCHTOWER_CUTOVER_REHEARSAL_SAMPLE_SECONDS; everything it makes is marked REHEARSAL.
+    Exit 0 when the rehearsal ended as expected: signed, frozen and verified; or, with --inject,
+    failed and rolled back.
+    """
+    from watchtower.sandbox import demo as sandbox_demo
+
+    state = sandbox_demo.read_state(port)
+    url = state["url"] if state else f"http://{LOOPBACK}:{port}"
+    token = token or (state or {}).get("token")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    endpoint = f"{url}/api/v1/sandbox/rehearsal"
+    try:
+        answer = urllib3.request(
+            "POST", endpoint, json={"inject": inject}, headers=headers, timeout=30, retries=False
+        )
+    except urllib3.exceptions.HTTPError as exc:
+        _fail(f"no demo answers on {url} ({exc}); start one with `watchtower demo`")
+    body = _json(answer.data)
+    if answer.status != 202:
+        _fail(f"HTTP {answer.status}: {(body.get('error') or {}).get('message') or answer.data!r}")
+    click.echo(
+        f"REHEARSAL: a {body['window_seconds']} s window sampled every {body['sample_seconds']} s"
+        f"{', legacy-writes injected half-way' if inject else ''}; follow it on {url}/cutover"
+    )
+    shown = 0
+    while True:
+        time.sleep(1)
+        try:
+            answer = urllib3.request("GET", endpoint, headers=headers, timeout=10, retries=False)
+        except urllib3.exceptions.HTTPError as exc:
+            _fail(f"the demo stopped answering ({exc})")
+        current = _json(answer.data).get("current") or {}
+        steps = current.get("steps") or []
+        for step in steps[shown:]:
+            click.echo(f"{step['at'][11:19]}  {step['step']:<18} {step['text']}")
+        shown = len(steps)
+        if current.get("finished"):
+            break
+    outcome = current.get("outcome") or {}
+    expected = (
+        outcome.get("verdict") == "rolled_back"
+        if inject
+        else outcome.get("frozen") and outcome.get("verified")
+    )
+    if current.get("error") or not expected:
+        _fail(f"REHEARSAL did not end as expected: {current.get('error') or outcome}")
+    click.echo(f"REHEARSAL done: {json.dumps(outcome)}")
+
+
+def _json(data: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
@@ -233,24 +309,49 @@ def _run(options: dict[str, Any], *, watchtower_port: int | None) -> None:
 def _start_watchtower(sandbox_demo: Any, stack: sandbox_stack.Stack, port: int) -> tuple[Any, Any]:
     from watchtower.checks import tunables
     from watchtower.config import Settings
-    from watchtower.cutover.config import CutoverSettings
+    from watchtower.cutover.config import CutoverSettings, rehearsal_of
     from watchtower.errors import ConfigError
+    from watchtower.sandbox import monitoring
+    from watchtower.sandbox.servers import free_port
 
     sandbox_demo.use_sandbox_credentials()
     token = sandbox_demo.new_token()
+    webhook_token = sandbox_demo.new_token()
+    prometheus_port = free_port()
+    with_monitoring = not monitoring.missing()
     environment = sandbox_demo.settings_environment(
-        stack, port=port, token=token, workdir=stack.workdir, environ=os.environ
+        stack,
+        port=port,
+        token=token,
+        workdir=stack.workdir,
+        environ=os.environ,
+        webhook_token=webhook_token,
+        prometheus_url=f"http://{LOOPBACK}:{prometheus_port}" if with_monitoring else None,
     )
     try:
         settings = Settings.from_env(environment, checks=tunables())
-        cutover = CutoverSettings.from_env(environment)
+        # The sandbox's cutover is only ever a rehearsal: marked, compressed, never the real one.
+        cutover = rehearsal_of(CutoverSettings.from_env(environment))
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     running = sandbox_demo.serve(stack, settings, port=port, cutover=cutover)
+    try:
+        running.monitoring, note = monitoring.start(
+            watchtower_url=running.url,
+            token=webhook_token,
+            prometheus_port=prometheus_port,
+            log=lambda line: click.echo(line, err=True),
+        )
+    except BaseException:
+        running.stop()
+        raise
+    if note:
+        running.notes.append(note)
     state_file = sandbox_demo.write_state(
         port, {"url": running.url, "token": token, "pid": os.getpid()}
     )
     click.echo(sandbox_demo.banner(stack, running, token), err=True)
+    sandbox_demo.doctor_once(running, lambda text: click.echo(text, err=True))
     return running, state_file
 
 
@@ -260,8 +361,10 @@ def _sandbox_banner(stack: sandbox_stack.Stack) -> str:
     return (
         f"\nThe sandbox runs (scenario {stack.scenarios.current.name}); Watchtower does not: "
         "`watchtower demo` adds it.\n"
-        f"Try it:\n  curl -H 'X-User-Id: me' -F file=@photo.jpg {api}/images\n"
-        f"  curl -H 'X-User-Id: me' {api}/images\n"
+        "Try it (a bearer token of the sandbox's local issuer, as user 'me'):\n"
+        f"  TOKEN=$({stack.issuer.command('me')})\n"
+        f'  curl -H "Authorization: Bearer $TOKEN" -F file=@photo.jpg {api}/images\n'
+        f'  curl -H "Authorization: Bearer $TOKEN" {api}/images\n'
         f"AWS (moto): {stack.moto.url}{notes}\n\nCtrl-C stops everything."
     )
 

@@ -17,8 +17,9 @@ import os
 import secrets
 import tempfile
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,14 @@ from watchtower.config import Settings
 from watchtower.cutover.config import CutoverSettings
 from watchtower.errors import ScenarioUnavailable
 from watchtower.runtime import Watchtower, build
+from watchtower.sandbox.monitoring import Monitoring
+from watchtower.sandbox.rehearsal import Rehearsal
 from watchtower.sandbox.resources import SANDBOX_CREDENTIALS
 from watchtower.sandbox.servers import LOOPBACK, ServerUnavailable
 from watchtower.sandbox.stack import Stack
 from watchtower.scheduler import Scheduler
 from watchtower.web import create_app
+from watchtower.web.rehearsal import EXTENSION as REHEARSAL_EXTENSION
 from watchtower.web.sandbox import EXTENSION
 
 log = logging.getLogger(__name__)
@@ -70,11 +74,22 @@ _OWNED = (
     "WATCHTOWER_SANDBOX",
     "WATCHTOWER_PUBLIC_URL",
     "WATCHTOWER_USERS",
+    "WATCHTOWER_PROBE_TOKEN",
+    "WATCHTOWER_PROBE_TOKEN_FILE",
+    "WATCHTOWER_PROBE_TOKEN_COMMAND",
+    "WATCHTOWER_WEBHOOK_TOKEN",
 )
 
 
 def settings_environment(
-    stack: Stack, *, port: int, token: str, workdir: Path, environ: Mapping[str, str]
+    stack: Stack,
+    *,
+    port: int,
+    token: str,
+    workdir: Path,
+    environ: Mapping[str, str],
+    webhook_token: str | None = None,
+    prometheus_url: str | None = None,
 ) -> dict[str, str]:
     """The environment Watchtower's settings are read from, for this sandbox."""
     windows = {
@@ -99,12 +114,18 @@ def settings_environment(
         "WATCHTOWER_SANDBOX": "true",
         "WATCHTOWER_PUBLIC_URL": f"http://{LOOPBACK}:{port}",
         "WATCHTOWER_USERS": users,
+        # The probe signs in as any user does: a token of the sandbox's issuer, refreshed.
+        "WATCHTOWER_PROBE_TOKEN_COMMAND": stack.issuer.command("watchtower-probe"),
     }
     if stack.redis is not None:
         owned["WATCHTOWER_REDIS_URL"] = stack.redis.url
         owned["WATCHTOWER_IMAGE_REDIS_URL"] = stack.redis.url  # runbooks invalidate galleries
     if stack.postgres is not None:
         owned["WATCHTOWER_LEGACY_DATABASE_URL"] = stack.postgres.url
+    if webhook_token is not None:
+        owned["WATCHTOWER_WEBHOOK_TOKEN"] = webhook_token
+    if prometheus_url is not None:
+        owned["WATCHTOWER_PROMETHEUS_URL"] = prometheus_url
     return {**DEFAULTS, **windows, **tunable, **owned}
 
 
@@ -141,8 +162,12 @@ class RunningWatchtower:
     server: BaseWSGIServer
     thread: threading.Thread
     url: str
+    monitoring: Monitoring | None = None
+    notes: list[str] = field(default_factory=list)
 
     def stop(self) -> None:
+        if self.monitoring is not None:
+            self.monitoring.stop()
         self.server.shutdown()
         self.thread.join(timeout=10)
         self.scheduler.shutdown()
@@ -158,6 +183,7 @@ def serve(
     scheduler = wt.scheduler()
     app = create_app(wt, scheduler=scheduler)
     app.extensions[EXTENSION] = SandboxControl(stack)
+    app.extensions[REHEARSAL_EXTENSION] = Rehearsal(wt, stack)
     try:
         server = make_server(LOOPBACK, port, app, threaded=True)
     except BaseException:
@@ -212,8 +238,11 @@ def banner(stack: Stack, running: RunningWatchtower, token: str) -> str:
         f"  results (JSON)   {running.url}/api/v1/results",
         f"  metrics          {running.url}/metrics",
         f"  sandbox (JSON)   {running.url}/api/v1/sandbox",
-        f"  image API        {api}   e.g. curl -H 'X-User-Id: me' {api}/images",
+        f"  image API        {api}   signed in by the sandbox's issuer, e.g. as 'me':",
+        f'                   curl -H "Authorization: Bearer $({stack.issuer.command("me")})" \\',
+        f"                     {api}/images",
         f"  AWS (moto)       {stack.moto.url}",
+        *_monitoring_lines(running),
         f"  operator         {OPERATOR}, token {token}",
         "                   (Authorization: Bearer <token>, or log in at /login with it)",
         "",
@@ -225,7 +254,7 @@ def banner(stack: Stack, running: RunningWatchtower, token: str) -> str:
         "SIMULATED (moto cannot produce it; the UI says so):",
         *(f"  - {item}" for item in stack.describe()["simulated"]),
     ]
-    for note in stack.notes:
+    for note in [*stack.notes, *running.notes]:
         lines.append(f"Note: {note}")
     lines += [
         "",
@@ -235,6 +264,56 @@ def banner(stack: Stack, running: RunningWatchtower, token: str) -> str:
         f"  or: curl -X POST -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json'"
         f' -d \'{{"scenario": "cold-starts"}}\' {running.url}/api/v1/sandbox/scenario',
         "",
+        "Cutover: REHEARSAL only here (every page, report and hash says so). Walk Story 6.1 with",
+        "  watchtower demo rehearse [--inject legacy-writes]",
+        f"  or the button on {running.url}/cutover",
+        "",
         "Ctrl-C stops everything.",
     ]
     return "\n".join(lines)
+
+
+def doctor_once(
+    running: RunningWatchtower,
+    echo: Callable[[str], None],
+    *,
+    settle_seconds: float = 60.0,
+    every: float = 5.0,
+) -> threading.Thread:
+    """`watchtower doctor` against the sandbox, once its telemetry has had time to appear: what
+    is missing is looked at again every few seconds until nothing is, or `settle_seconds` pass;
+    then the gaps (if any) and the summary are printed."""
+    from watchtower.doctor import failed, summary
+    from watchtower.doctor.run import diagnose
+
+    def run() -> None:
+        deadline = time.monotonic() + settle_seconds
+        while True:
+            try:
+                findings, _ = diagnose(running.watchtower)
+            except Exception:  # a stopped demo: nothing to report
+                log.debug("the demo's doctor run failed", exc_info=True)
+                return
+            if not failed(findings) or time.monotonic() >= deadline:
+                break
+            time.sleep(every)
+        lines = [f.line() for f in findings if f.state == "missing"]
+        echo("\n".join([*lines, summary(findings), "(`watchtower doctor` prints every line)"]))
+
+    thread = threading.Thread(target=run, name="demo-doctor", daemon=True)
+    thread.start()
+    return thread
+
+
+def _monitoring_lines(running: RunningWatchtower) -> list[str]:
+    m = running.monitoring
+    if m is None:
+        return []
+    return [
+        f"  Prometheus       {m.prometheus.url}/alerts   (scrapes Watchtower every "
+        "5s, evaluates alerts/watchtower.rules.yml)",
+        f"  Alertmanager     {m.alertmanager.url}/   (alerts/alertmanager.example.yml, "
+        f"webhook {running.url}/api/v1/alerts with the demo's webhook token)",
+        "                   demo waits, derived from those files at start (not a second copy):",
+        *(f"                     {change}" for change in m.changes),
+    ]

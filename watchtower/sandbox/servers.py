@@ -1,4 +1,5 @@
-"""Start and stop local servers on free loopback ports: moto, redis-server, PostgreSQL.
+"""Start and stop local servers on free loopback ports: moto, redis-server, PostgreSQL, and
+Prometheus and Alertmanager (the Debian binaries).
 
 Used by `watchtower demo`, `watchtower sandbox` and the test fixtures, so all three run the
 same stack the same way. Each server is a child process that `stop()` ends, with its files.
@@ -19,8 +20,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import urllib3
+import yaml
 
 LOOPBACK = "127.0.0.1"
 
@@ -272,3 +275,139 @@ def start_postgres(port: int | None = None, database: str = "gallery") -> Postgr
         server.stop()
         raise
     return server
+
+
+MONITORING_INSTALL = "apt-get install prometheus prometheus-alertmanager"
+# Debian's names first, then upstream's.
+_BINARIES = {
+    "prometheus": ("prometheus",),
+    "alertmanager": ("prometheus-alertmanager", "alertmanager"),
+}
+
+
+@dataclass
+class HttpServer(Server):
+    """Prometheus or Alertmanager: an HTTP API on loopback, its log in its own workdir."""
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def get_json(self, path: str) -> Any:
+        response = urllib3.request("GET", f"{self.url}{path}", timeout=5, retries=False)
+        return response.json()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path else ""
+
+
+def monitoring_binary(name: str) -> str | None:
+    """The installed `prometheus` or `alertmanager` binary, if any."""
+    return next(filter(None, (shutil.which(b) for b in _BINARIES[name])), None)
+
+
+def _spawn(name: str, argv: list[str], workdir: Path, port: int) -> HttpServer:
+    binary = monitoring_binary(name)
+    if binary is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise ServerUnavailable(f"{name} not found: {MONITORING_INSTALL}")
+    log_path = workdir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([binary, *argv], stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    # stop() ends the process, then removes its configuration, data and log.
+    server = HttpServer(name=name, port=port, process=process, workdir=workdir, log_path=log_path)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log_text = server.log()
+            server.stop()
+            raise ServerUnavailable(f"{name} exited with status {process.returncode}: {log_text}")
+        try:
+            ready = urllib3.request("GET", f"{server.url}/-/ready", timeout=0.5, retries=False)
+            if ready.status == 200:
+                return server
+        except urllib3.exceptions.HTTPError:
+            pass
+        time.sleep(0.05)
+    server.stop()
+    raise ServerUnavailable(f"{name} was not ready after 20 s")
+
+
+def _one_route(webhook_url: str) -> dict[str, Any]:
+    return {
+        "route": {
+            "receiver": "watchtower",
+            "group_by": ["..."],
+            "group_wait": "1s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+        },
+        "receivers": [{"name": "watchtower", "webhook_configs": [{"url": webhook_url}]}],
+    }
+
+
+def start_alertmanager(
+    *, webhook_url: str, token: str, config: dict[str, Any] | None = None
+) -> HttpServer:
+    """Alertmanager with `config` (default: one route, a notification a second) whose every
+    webhook posts to `webhook_url` with the bearer token, read from a file of its own."""
+    workdir = Path(tempfile.mkdtemp(prefix="watchtower-alertmanager-"))
+    token_file = workdir / "webhook-token"
+    token_file.write_text(token)
+    os.chmod(token_file, 0o600)
+    config = config if config is not None else _one_route(webhook_url)
+    for receiver in config.get("receivers") or []:
+        for webhook in receiver.get("webhook_configs") or []:
+            webhook["url"] = webhook_url
+            webhook.setdefault("send_resolved", True)
+            http_config = webhook.setdefault("http_config", {})
+            http_config["authorization"] = {"type": "Bearer", "credentials_file": str(token_file)}
+    (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    port = free_port()
+    return _spawn(
+        "alertmanager",
+        [
+            f"--config.file={workdir / 'alertmanager.yml'}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address={LOOPBACK}:{port}",
+            "--cluster.listen-address=",  # no gossip port on every interface
+        ],
+        workdir,
+        port,
+    )
+
+
+def start_prometheus(
+    *,
+    scrape: str,
+    alertmanager: str,
+    rules: dict[str, Any],
+    port: int | None = None,
+    interval: str = "1s",
+) -> HttpServer:
+    """Scrape `scrape` (host:port) and evaluate `rules` every `interval`; alerts to
+    `alertmanager` (host:port)."""
+    workdir = Path(tempfile.mkdtemp(prefix="watchtower-prometheus-"))
+    (workdir / "rules.yml").write_text(yaml.safe_dump(rules, sort_keys=False))
+    config = {
+        "global": {
+            "scrape_interval": interval,
+            "evaluation_interval": interval,
+            "scrape_timeout": interval,
+        },
+        "rule_files": [str(workdir / "rules.yml")],
+        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
+        "scrape_configs": [{"job_name": "watchtower", "static_configs": [{"targets": [scrape]}]}],
+    }
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = port or free_port()
+    return _spawn(
+        "prometheus",
+        [
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address={LOOPBACK}:{port}",
+        ],
+        workdir,
+        port,
+    )

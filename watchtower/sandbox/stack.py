@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from watchtower.sandbox import resources, servers
 from watchtower.sandbox.flag_follower import FlagFollower
 from watchtower.sandbox.gateway import FLAG, ImageApi, Invocations, image_api_environment
+from watchtower.sandbox.issuer import LocalIssuer
 from watchtower.sandbox.resources import SANDBOX_CREDENTIALS, Resources
 from watchtower.sandbox.scenarios import SCENARIOS, ScenarioController
 from watchtower.sandbox.servers import Server, ServerUnavailable
@@ -50,6 +51,7 @@ class Stack:
     telemetry: TelemetrySimulator | None
     traffic: TrafficGenerator | None
     workdir: Path
+    issuer: LocalIssuer  # signs the users' and the probe's bearer tokens
     notes: list[str] = field(default_factory=list)
     table: str = TABLE
     bucket: str = BUCKET
@@ -181,14 +183,17 @@ def start(
         if postgres:
             children.append(postgres)
             log(f"PostgreSQL (legacy)     {postgres.url}")
+        issuer = LocalIssuer(workdir / "issuer.key")
         env = {
             **SANDBOX_CREDENTIALS,
+            **issuer.image_api_environment(),
             "AWS_ENDPOINT_URL": moto.url,
             "IMAGE_TABLE": TABLE,
             "IMAGE_BUCKET": BUCKET,
             "IMAGE_REGION": REGION,
-            "IMAGE_TRUST_USER_HEADER": "true",
-            "IMAGE_SYNTHETIC_USER_IDS": "watchtower-probe",  # the probe (WATCHTOWER_PROBE_USER)
+            # Callers sign in with bearer tokens of the local issuer, as behind a real one.
+            "IMAGE_TRUST_USER_HEADER": "false",
+            "IMAGE_SYNTHETIC_USER_IDS": "watchtower-probe",  # the probe token's subject
             "IMAGE_METRICS_SINK": "cloudwatch",
             "IMAGE_METRICS_FLUSH_SECONDS": str(metrics_flush_seconds),
             FLAG: "true" if postgres else "false",
@@ -260,7 +265,7 @@ def start(
             workers.append(simulator)
         traffic = None
         if traffic_rate > 0:
-            traffic = TrafficGenerator(image_api.url, rate=traffic_rate)
+            traffic = TrafficGenerator(image_api.url, rate=traffic_rate, sign=issuer.token)
             traffic.start()
             workers.append(traffic)
         if scenario != "healthy":
@@ -276,6 +281,7 @@ def start(
             telemetry=simulator,
             traffic=traffic,
             workdir=workdir,
+            issuer=issuer,
             notes=notes,
             _children=children,
             _clients=list(clients.values()),

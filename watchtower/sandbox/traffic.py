@@ -88,7 +88,9 @@ class TrafficGenerator:
         rate: float = 1.0,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sign: Callable[[str], str] | None = None,  # a user's bearer token; None: X-User-Id
     ) -> None:
+        self._sign = sign
         self._base = base_url.rstrip("/")
         self._rate = rate
         self._rng = rng or random.Random()
@@ -111,7 +113,11 @@ class TrafficGenerator:
         self._summarise()
 
     def send(self, action: Action) -> int:
-        headers = {"X-User-Id": action.user}
+        headers = (
+            {"Authorization": f"Bearer {self._sign(action.user)}"}
+            if self._sign is not None
+            else {"X-User-Id": action.user}
+        )
         gallery = self.galleries[action.user]
         if action.kind in ("upload", "not_an_image"):
             if action.kind == "upload":

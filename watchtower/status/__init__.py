@@ -21,7 +21,11 @@ The rules, as docs/status-page.md and the page's footer state them:
 * Every reading covers one interval of its source. Per UTC hour and component, **down time** is
   the longest critical time of any one of its sources, **observed time** the longest time any
   source read ok, warning or critical (unknown readings say nothing; each capped at the hour).
-  **Uptime** over a window is 1 - down / observed; no observed time means no figure.
+  **Uptime** over a window is 1 - down / observed; no observed time means no figure. Every
+  figure carries its denominator ("99.95% of 23 h 10 min observed"): time without readings is
+  shown as unobserved, never as up. The 24 h figure is summed by the hour; the 7, 30 and 90 day
+  figures and the day bars by the UTC day, from the daily rollups (`rollups`), with the same
+  rule at day scale.
 * A **day** (UTC) is *down* when any of its sources read critical that day, else *degraded*
   when any read warning, else *operational* when any read ok, else *no data*.
 """
@@ -41,10 +45,12 @@ from watchtower.status.history import (
     DayState,
     Hour,
     Hours,
+    Uptime,
     days,
     floor_hour,
     hours_from,
     uptime,
+    uptime_over,
     uptimes,
 )
 from watchtower.status.latency import (
@@ -55,6 +61,15 @@ from watchtower.status.latency import (
     StepSamples,
     step_latency,
     step_samples,
+)
+from watchtower.status.rollups import (
+    RANK,
+    DayRollup,
+    day_of,
+    days_from_rollups,
+    rollup_deltas,
+    uptime_of_days,
+    window_uptimes,
 )
 from watchtower.status.states import (
     ALIASES,
@@ -85,12 +100,14 @@ __all__ = [
     "GET_PATH_STEPS",
     "HOUR",
     "LATENCY_HOURS",
+    "RANK",
     "SPLIT_ROW",
     "STALE_AFTER_INTERVALS",
     "WINDOWS",
     "Component",
     "ComponentState",
     "Day",
+    "DayRollup",
     "DayState",
     "Feed",
     "Figures",
@@ -104,9 +121,12 @@ __all__ = [
     "StepKey",
     "StepLatency",
     "StepSamples",
+    "Uptime",
     "ago",
     "component_states",
+    "day_of",
     "days",
+    "days_from_rollups",
     "duration",
     "floor_hour",
     "headline",
@@ -116,11 +136,15 @@ __all__ = [
     "percent",
     "percentile",
     "read",
+    "rollup_deltas",
     "seconds",
     "source_state",
     "step_latency",
     "step_row",
     "step_samples",
     "uptime",
+    "uptime_of_days",
+    "uptime_over",
     "uptimes",
+    "window_uptimes",
 ]

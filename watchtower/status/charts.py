@@ -78,15 +78,20 @@ def day_tooltip(day: Day) -> str:
             parts.append(f"down about {rough_duration(day.down_seconds)}")
         if day.degraded_seconds:
             parts.append(f"degraded about {rough_duration(day.degraded_seconds)}")
-        parts.append(f"uptime {floored_percent(day.uptime)}")
-        parts.append(f"{day.coverage:.0%} of the day observed")
+        parts.append(
+            f"uptime {floored_percent(day.uptime)} of {rough_duration(day.observed_seconds)} "
+            f"observed ({day.coverage:.0%} of the day; the rest had no readings)"
+        )
     if day.unknown:
         parts.append(f"{day.unknown} unknown readings")
     return "; ".join(parts)
 
 
-def day_bars(days: Sequence[Day], *, label: str) -> Markup:
-    """One bar per day, oldest left; each bar's tooltip says what happened that day."""
+def day_bars(days: Sequence[Day], *, label: str, link: str | None = None) -> Markup:
+    """One bar per day, oldest left; each bar's tooltip says what happened that day.
+
+    With `link`, each bar is a link to `link` + the day's ISO date (its incident page).
+    """
     width = len(days) * (_BAR + _GAP) - _GAP
     counts = {s: sum(1 for d in days if d.state is s) for s in DayState}
     summary = (
@@ -99,10 +104,13 @@ def day_bars(days: Sequence[Day], *, label: str) -> Markup:
         x = n * (_BAR + _GAP)
         # No data: a short bar, so an empty day differs from a bad one by shape, not colour.
         y = _BAR_HEIGHT * 2 / 3 if day.state is DayState.NO_DATA else 0
-        bars.append(
+        bar = (
             f'<rect class="day day-{_e(day.state.value)}" x="{x}" y="{y:.0f}" width="{_BAR}" '
             f'height="{_BAR_HEIGHT - y:.0f}" rx="1.5"><title>{_e(day_tooltip(day))}</title></rect>'
         )
+        if link is not None:
+            bar = f'<a href="{_e(link + day.date.isoformat())}">{bar}</a>'
+        bars.append(bar)
     return markup(
         '<svg class="days" viewBox="0 0 {w} {h}" preserveAspectRatio="none" role="img" '
         'aria-label="{label}">{bars}</svg>',

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from watchtower.figures import floored_percent, rough_duration
 from watchtower.model import Result, Status, StatusCount
 from watchtower.status.states import Feed, read
 
@@ -129,8 +130,50 @@ def uptime(hours: Mapping[datetime, Hour], now: datetime, window_hours: int) -> 
     return max(0.0, 1 - sum(h.down for h in inside) / observed)
 
 
-def uptimes(hours: Mapping[datetime, Hour], now: datetime) -> dict[str, float | None]:
-    return {name: uptime(hours, now, n) for name, n in WINDOWS}
+@dataclass(frozen=True, kw_only=True)
+class Uptime:
+    """An uptime figure with its denominator: the observed seconds it was computed over.
+
+    `window` is the elapsed part of the window (seconds); `observed` never exceeds it. A ratio
+    over 3 observed hours of 24 says so: the rest of the window had no readings, and is not up.
+    """
+
+    ratio: float | None  # None: nothing observed, no figure
+    observed: float
+    window: float
+
+    @property
+    def coverage(self) -> float:
+        return min(1.0, self.observed / self.window) if self.window > 0 else 0.0
+
+    @property
+    def text(self) -> str:
+        """'99.95% of 23 h 10 min observed'; 'no readings' when nothing was observed."""
+        if self.ratio is None:
+            return "no readings"
+        return f"{floored_percent(self.ratio)} of {rough_duration(self.observed)} observed"
+
+    @property
+    def unobserved(self) -> float:
+        return max(0.0, self.window - self.observed)
+
+
+def uptime_over(hours: Mapping[datetime, Hour], now: datetime, window_hours: int) -> Uptime:
+    """`uptime` with its observed seconds and the elapsed seconds of the window."""
+    start = floor_hour(now) - (window_hours - 1) * HOUR
+    inside = [h for start_, h in hours.items() if start <= start_ <= now]
+    observed = sum(h.observed for h in inside)
+    window = max(0.0, (now - start).total_seconds())
+    observed = min(observed, window) if window else observed
+    return Uptime(
+        ratio=uptime(hours, now, window_hours),
+        observed=observed,
+        window=window,
+    )
+
+
+def uptimes(hours: Mapping[datetime, Hour], now: datetime) -> dict[str, Uptime]:
+    return {name: uptime_over(hours, now, n) for name, n in WINDOWS}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +184,8 @@ class Day:
     down_seconds: float
     degraded_seconds: float
     coverage: float  # observed share of the day (of its elapsed part, for today)
+    observed_seconds: float = 0.0
+    length_seconds: float = 0.0  # the day's elapsed seconds (today: so far)
     ok: int
     warning: int
     critical: int
@@ -184,6 +229,8 @@ def days(hours: Mapping[datetime, Hour], now: datetime, count: int = DAYS) -> li
                 down_seconds=totals.down,
                 degraded_seconds=totals.degraded,
                 coverage=min(1.0, totals.observed / length),
+                observed_seconds=min(totals.observed, length),
+                length_seconds=length,
                 ok=totals.ok,
                 warning=totals.warning,
                 critical=totals.critical,

@@ -11,7 +11,19 @@ from watchtower.errors import StoreUnavailable
 from watchtower.model import Result
 from watchtower.runtime import Watchtower
 from watchtower.scheduler import Scheduler
-from watchtower.web import alerts, auth, cutover, runbooks, sandbox, status
+from watchtower.web import (
+    access,
+    alerts,
+    auth,
+    cutover,
+    incidents,
+    layout,
+    rehearsal,
+    runbooks,
+    sandbox,
+    status,
+)
+from watchtower.web.auth import require
 
 # Every page satisfies it: no script at all, styles from our own files, SVG charts inline.
 CONTENT_SECURITY_POLICY = (
@@ -24,6 +36,7 @@ def create_app(watchtower: Watchtower, *, scheduler: Scheduler | None = None) ->
     app = Flask(__name__)
     app.extensions["watchtower"] = watchtower
     auth.init_app(app, watchtower.settings, ledger=watchtower.ledger)
+    layout.init_app(app)  # the header, navigation and footer every page shares
     app.after_request(_security_headers)
     app.register_error_handler(StoreUnavailable, _store_unreachable)
     app.extensions["watchtower.scheduler"] = scheduler
@@ -35,7 +48,9 @@ def create_app(watchtower: Watchtower, *, scheduler: Scheduler | None = None) ->
     app.add_url_rule("/readyz", view_func=readyz)
     app.add_url_rule("/api/v1/results", view_func=latest_results)
     app.register_blueprint(sandbox.bp)
+    app.register_blueprint(rehearsal.bp)
     app.register_blueprint(status.bp)
+    app.register_blueprint(incidents.bp)
     app.register_blueprint(alerts.bp)
     app.register_blueprint(runbooks.bp)
     app.register_blueprint(cutover.bp)
@@ -56,6 +71,7 @@ def _watchtower() -> Watchtower:
     return wt
 
 
+@access.public
 def metrics() -> Any:
     return (
         generate_latest(_watchtower().metrics.registry),
@@ -80,15 +96,18 @@ def _store_unreachable(exc: StoreUnavailable) -> Any:
     return response
 
 
+@access.public
 def favicon() -> Any:
     return redirect(url_for("static", filename="favicon.svg"), code=301)
 
 
+@access.public
 def healthz() -> Any:
     """Liveness: the process serves requests."""
     return jsonify({"status": "ok"})
 
 
+@access.public
 def readyz() -> Any:
     """Readiness: the history store answers and, when scheduling here, the scheduler runs."""
     problems = []
@@ -103,6 +122,7 @@ def readyz() -> Any:
     return jsonify(body), 200 if not problems else 503
 
 
+@require("viewer")
 def latest_results() -> Any:
     latest = _watchtower().store.latest()
     return jsonify({"results": [result_json(r) for r in latest.values()]})

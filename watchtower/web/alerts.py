@@ -25,6 +25,7 @@ from watchtower.config import Settings
 from watchtower.errors import PayloadError
 from watchtower.runbook.model import execution_json
 from watchtower.runtime import Watchtower
+from watchtower.web import access
 from watchtower.web.auth import require
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def _error(status: int, outcome: str, message: str, **extra: Any) -> Any:
 
 
 @bp.post("/api/v1/alerts")
+@access.webhook  # its own token, checked here; never user sign-in
 def receive() -> Any:
     wt = _watchtower()
     settings = wt.settings

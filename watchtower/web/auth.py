@@ -9,6 +9,10 @@ The proxy's header is believed only when it is configured and only on a connecti
 WATCHTOWER_TRUSTED_PROXIES; from anyone else it is ignored (and logged). The proxy says who; the
 role comes from WATCHTOWER_PROXY_USERS (or WATCHTOWER_PROXY_DEFAULT_ROLE), never from a header.
 
+Every route declares who may reach it (watchtower.web.access: `require(role)` declares too);
+a gate before every request holds the caller to that level and refuses a route that declares
+none, so a route added without a decision reaches nobody.
+
 Every state-changing form carries a CSRF token bound to the session. What a browser attaches by
 itself can be abused by a page on another site: the session cookie, and the proxy's header too,
 since the proxy adds it to every request the browser sends through it, forged ones included. So
@@ -58,6 +62,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from watchtower.config import ROLES, Settings
 from watchtower.ledger import Ledger, LedgerUnavailable, MemoryLedger
+from watchtower.web import access
 from watchtower.web.accounts import Account, Accounts
 from watchtower.web.sessions import Sessions
 from watchtower.web.throttle import SigninThrottle
@@ -118,6 +123,8 @@ def init_app(app: Flask, settings: Settings, *, ledger: Ledger | None = None) ->
     )
     app.before_request(_limit_body)  # first: nothing may read a body before it
     app.before_request(_check_csrf)
+    app.before_request(_gate)  # every endpoint declares who may reach it, or it is refused
+    access.declare_endpoint(app, "static", access.PUBLIC)
     app.register_error_handler(RequestEntityTooLarge, _too_large)
     app.register_error_handler(LedgerUnavailable, _ledger_unavailable)
     app.jinja_env.globals["csrf_token"] = csrf_token
@@ -251,25 +258,61 @@ def _from_trusted_proxy(address: str | None) -> bool:
 
 
 def require(role: str) -> Callable[[F], F]:
-    """Allow the view to callers with at least `role`: 401 without a login, 403 below it."""
+    """Allow the view to callers with at least `role`: 401 without a login, 403 below it.
+
+    It declares the view's access level too (watchtower.web.access)."""
+    if role not in ROLES:
+        raise ValueError(f"{role!r} is not a role ({', '.join(ROLES)})")
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            user = current_user()
-            if user is None or (user.via == "anonymous" and not user.can(role)):
-                if _wants_json():
-                    return _json_error(401, "unauthenticated", "log in or send a bearer token")
-                return redirect(url_for("auth.login", next=request.full_path))
-            if not user.can(role):
-                return _json_error(
-                    403, "forbidden", f"this needs the {role} role; {user.name} is {user.role}"
-                )
+            refusal = _refusal(role)
+            if refusal is not None:
+                return refusal
             return view(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return access.declare(wrapper, role)  # type: ignore[return-value]
 
     return decorate
+
+
+def _refusal(role: str) -> Any:
+    """None when the caller has at least `role`; else the answer: 401 (a page: the login form)
+    without a login, 403 below it."""
+    user = current_user()
+    if user is None or (user.via == "anonymous" and not user.can(role)):
+        if _wants_json():
+            return _json_error(401, "unauthenticated", "log in or send a bearer token")
+        return redirect(url_for("auth.login", next=request.full_path))
+    if not user.can(role):
+        return _json_error(
+            403, "forbidden", f"this needs the {role} role; {user.name} is {user.role}"
+        )
+    return None
+
+
+def _gate() -> Any:
+    """Before every view: refuse an endpoint that declares no access level (fail closed), and
+    hold a declared role here too, whatever the view does. Public and webhook views pass: the
+    webhook checks its own token and never runs user authentication."""
+    endpoint = request.endpoint
+    if endpoint is None:
+        return None  # no route matched: the 404 or 405 follows
+    level = access.level_of(current_app, endpoint)
+    if level is None:
+        log.error(
+            "refused %s %s: endpoint %r declares no access level",
+            request.method,
+            request.path,
+            endpoint,
+        )
+        return _json_error(
+            403, "undeclared_access", "this route declares no access level; nobody may reach it"
+        )
+    if level in (access.PUBLIC, access.WEBHOOK):
+        return None
+    return _refusal(level)
 
 
 def csrf_token() -> str:
@@ -348,15 +391,14 @@ def _json_error(status: int, code: str, message: str) -> Any:
 
 bp = Blueprint("auth", __name__)
 
-_LOGIN = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Log in · Watchtower
-</title><link rel="stylesheet" href="{{ url_for('static', filename='watchtower.css') }}"></head>
-<body><main class="login"><h1>Log in</h1>
+_LOGIN = """{% extends "base.html" %}{% block title %}Sign in{% endblock %}{% block body %}
+<main class="login"><h1>Sign in</h1>
 {% if error %}<p class="error" role="alert">{{ error }}</p>{% endif %}
 <form method="post"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
 <input type="hidden" name="next" value="{{ next }}">
 <label>Name <input name="name" autocomplete="username" required></label>
 <label>Password <input name="password" type="password" autocomplete="current-password" required>
-</label><button type="submit">Log in</button></form></main></body></html>"""
+</label><button type="submit">Sign in</button></form></main>{% endblock %}"""
 
 
 def safe_next(raw: str | None) -> str:
@@ -382,6 +424,7 @@ def safe_next(raw: str | None) -> str:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@access.public
 def login() -> Any:
     target = safe_next(request.values.get("next"))  # never an open redirect
     error, status, headers = None, 200, {}
@@ -402,6 +445,7 @@ def login() -> Any:
 
 
 @bp.post("/logout")
+@access.public  # ending one's own session needs no role; with a session, the form's CSRF token
 def logout() -> Any:
     _sessions().end(session)  # every copy of this session's cookie, on every replica
     return redirect("/")

@@ -21,7 +21,7 @@ from flask import (
     url_for,
 )
 
-from watchtower.cutover.errors import NoWindow, Refused
+from watchtower.cutover.errors import NotSigner, NoWindow, Refused
 from watchtower.cutover.markdown import preflight_markdown, window_markdown
 from watchtower.cutover.model import CloseReason, iso
 from watchtower.cutover.render import helpers
@@ -95,15 +95,34 @@ def _page(window_id: str | None, *, error: str = "", status: int = 200) -> Any:
         windows=windows,
         detected=service.detected_flip(now=now),
         can_operate=_can_operate(),
+        signing=_signing(report),
         rollback_runbook=service.cutover.rollback_runbook,
         error=error,
         now=now,
         refresh_seconds=REFRESH_SECONDS,
-        stylesheet=url_for("static", filename="cutover.css"),
+        stylesheet=url_for("static", filename="watchtower.css"),
         h=helpers,
         iso=iso,
     )
     return body, status
+
+
+def _signing(report: Report | None) -> dict[str, Any]:
+    """What the signed-in user may sign here: the roles still open to them, or the role they
+    signed already (one login, one role)."""
+    user = current_user()
+    if report is None or user is None or user.via == "anonymous":
+        return {"roles": [], "signed_as": None}
+    for s in report.document["signoffs"]:
+        if str(s.get("user", "")).casefold() == user.name.casefold():
+            return {"roles": [], "signed_as": s["role"]}
+    cutover = _service().cutover
+    roles = [
+        role
+        for role in report.document["missing_roles"]
+        if (allowed := cutover.allowed_signers(role)) is None or user.name in allowed
+    ]
+    return {"roles": roles, "signed_as": None}
 
 
 def _verification(report: Report | None) -> dict[str, Any] | None:
@@ -167,7 +186,7 @@ def report(window_id: str) -> Any:
         "cutover/standalone.html",
         body="cutover/_window.html",
         title="Cutover sign-off report",
-        stylesheet=url_for("static", filename="cutover.css"),
+        stylesheet=url_for("static", filename="watchtower.css"),
         doc=found.document,
         sha256=found.sha256,
         frozen=found.frozen,
@@ -201,7 +220,7 @@ def preflight() -> Any:
         "cutover/preflight.html",
         pre=result.document,
         h=helpers,
-        stylesheet=url_for("static", filename="cutover.css"),
+        stylesheet=url_for("static", filename="watchtower.css"),
     )
 
 
@@ -239,21 +258,41 @@ def open_window() -> Any:
 @bp.post("/cutover/windows/<window_id>/signoffs")
 @require("operator")
 def sign(window_id: str) -> Any:
-    service = _service()
+    """Sign as the signed-in login (the typed name is only shown): one role per login."""
+    user = current_user()
+    assert user is not None
+    if user.via == "anonymous":  # WATCHTOWER_ANONYMOUS_ROLE=operator signs nobody in
+        return _refused(
+            window_id,
+            403,
+            "sign_in_required",
+            "sign in to sign off: a sign-off "
+            "records who signed, and an anonymous visitor is nobody",
+        )
     try:
-        service.sign(
+        _service().sign(
             window_id,
             name=request.form.get("name", ""),
             role=request.form.get("role", ""),
             comment=request.form.get("comment", ""),
-            user=_user_name(),
+            user=user.name,
+            via=user.via,
             now=_wt().now(),
         )
     except NoWindow:
         abort(404, description=f"no cutover window {window_id!r}")
+    except NotSigner as exc:
+        return _refused(window_id, 403, "not_a_signer", str(exc))
     except Refused as exc:
-        return _page(window_id, error=f"Not signed: {exc}", status=409)
+        return _refused(window_id, 409, "refused", str(exc))
     return redirect(url_for("cutover.window_page", window_id=window_id), 303)
+
+
+def _refused(window_id: str, status: int, code: str, message: str) -> Any:
+    """A refused sign-off: JSON to a client that asks for it, else the page saying why."""
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify({"error": {"code": code, "message": message}}), status
+    return _page(window_id, error=f"Not signed: {message}", status=status)
 
 
 @bp.post("/cutover/windows/<window_id>/rollback")

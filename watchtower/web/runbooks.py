@@ -10,7 +10,13 @@ from typing import Any
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
 from watchtower.runbook.engine import Engine, needs_approval
-from watchtower.runbook.errors import ExecutionNotFound, ParamError, Refused, UnknownRunbook
+from watchtower.runbook.errors import (
+    ExecutionNotFound,
+    ExpressionError,
+    ParamError,
+    Refused,
+    UnknownRunbook,
+)
 from watchtower.runbook.model import Execution, ExecutionStatus, Runbook, StepRun
 from watchtower.runbook.render import document, prose
 from watchtower.web.auth import current_user, require
@@ -43,6 +49,7 @@ def _can_operate() -> bool:
 
 
 @bp.get("/runbooks")
+@require("viewer")
 def index() -> Any:
     engine = _engine()
     latest: dict[str, Execution] = {}
@@ -57,6 +64,7 @@ def index() -> Any:
 
 
 @bp.get("/runbooks/<runbook_id>")
+@require("viewer")
 def show(runbook_id: str) -> Any:
     return _show(_runbook(runbook_id))
 
@@ -98,17 +106,19 @@ def start(runbook_id: str) -> Any:
             started_by=user.name,
             dry_run=request.form.get("dry_run") == "1",
         )
-    except ParamError as exc:
+    except (ParamError, ExpressionError) as exc:  # a default or the lock over these params
         return _show(runbook, error=str(exc), form=given)
     return redirect(url_for("runbooks.execution", execution_id=execution_id), 303)
 
 
 @bp.get("/executions")
+@require("viewer")
 def executions() -> Any:
     return render_template("runbooks/executions.html", executions=_engine().list(100))
 
 
 @bp.get("/executions/<execution_id>")
+@require("viewer")
 def execution(execution_id: str) -> Any:
     return _execution(execution_id)
 

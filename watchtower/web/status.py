@@ -1,37 +1,74 @@
 """The status page (`/`) and its JSON twin (`/api/v1/status`): what on-call needs at a glance.
 
 The web edge: it reads the clock, the history store and the registries, and hands them to the
-pure rules in `watchtower.status`. Closed UTC days of history are summed once and kept
-(`HistoryCache`), so a request reads only today's counts and the last 24 h of probe results.
+pure rules in `watchtower.status`. The days and the 7/30/90-day uptime read the daily rollups
+the store writes as results arrive; closed days and hours are read once and kept (`PageCache`),
+so a request reads only today's rollups, this hour's counts and probe results.
+
+The page outlives the history store: each replica keeps its last good view (`LastGood`). When the
+store is unreachable, `/` and `/api/v1/status` answer 200 with that view under a banner saying
+since when the data is frozen, and Watchtower itself shows as degraded; never a 503, never the
+frozen figures as current. While the store is down, a request tries it again at most every
+`RETRY_SECONDS`; the first good read ends the freeze by itself.
 """
 
 from __future__ import annotations
 
+import gzip
+import logging
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, render_template
+from flask import Blueprint, current_app, jsonify, render_template, request
 from flask.sansio.blueprints import BlueprintSetupState
 
 from watchtower import status
-from watchtower.checks.runner import interval_for as check_interval
+from watchtower.errors import StoreUnavailable
 from watchtower.model import Alert
-from watchtower.probes.base import interval_for as probe_interval
-from watchtower.runtime import Watchtower
-from watchtower.status import DAYS, Feed, Hour, Hours, charts, floor_hour
+from watchtower.runtime import Watchtower, feeds_for
+from watchtower.status import DAYS, Day, Feed, Hours, charts, floor_hour
 from watchtower.web.auth import require
 
 REFRESH_SECONDS = 30
+RETRY_SECONDS = 5.0  # while the store is down, how often a request tries it again
+# A frozen database (SIGSTOP, a hung host) holds a pooled connection's read forever: the page
+# waits this long for its reads, then serves the last good view.
+READ_DEADLINE = 5.0
+log = logging.getLogger(__name__)
 
 bp = Blueprint("status", __name__)
+
+
+@bp.after_request
+def _gzip(response: Any) -> Any:
+    return gzipped(response)
+
+
+def gzipped(response: Any) -> Any:
+    """HTML and JSON gzipped for a client that accepts it (the page is mostly repeated markup:
+    20 components x 90 bars is about a tenth of its size gzipped)."""
+    if (
+        "gzip" not in request.headers.get("Accept-Encoding", "")
+        or response.direct_passthrough
+        or response.status_code != 200
+        or "Content-Encoding" in response.headers
+        or response.mimetype not in ("text/html", "application/json")
+    ):
+        return response
+    response.set_data(gzip.compress(response.get_data(), compresslevel=6))
+    response.headers["Content-Encoding"] = "gzip"
+    response.headers["Content-Length"] = str(len(response.get_data()))
+    response.vary.add("Accept-Encoding")
+    return response
 
 
 @bp.record_once
 def _set_up(state: BlueprintSetupState) -> None:
     state.app.extensions["watchtower.status.cache"] = PageCache()
+    state.app.extensions["watchtower.status.last_good"] = LastGood()
 
 
 # -- what the integrator wires: the alert receiver and the runbook engine ------------------------
@@ -79,16 +116,34 @@ def recent_executions(wt: Watchtower, limit: int = 8) -> list[ExecutionSummary]:
 @bp.get("/")
 @require("viewer")
 def page() -> Any:
-    wt = _watchtower()
-    view = snapshot(wt, now=wt.now())
+    view = current_view(_watchtower())
     return render_template("status/page.html", v=view, charts=charts, status=status)
 
 
 @bp.get("/api/v1/status")
 @require("viewer")
 def api() -> Any:
-    wt = _watchtower()
-    return jsonify(to_json(snapshot(wt, now=wt.now())))
+    return jsonify(to_json(current_view(_watchtower())))
+
+
+def current_view(wt: Watchtower) -> StatusView:
+    """A fresh view, or the last good one frozen, when the history store cannot be read."""
+    last: LastGood = current_app.extensions["watchtower.status.last_good"]
+    now = wt.now()
+    if last.should_try(now):
+        cache: PageCache = current_app.extensions["watchtower.status.cache"]
+        try:
+            if wt.store.local:
+                view = snapshot(wt, now=now, cache=cache)
+            else:
+                view = _within(lambda: snapshot(wt, now=now, cache=cache), READ_DEADLINE)
+        except StoreUnavailable as exc:
+            log.warning("status page frozen: %s", exc)
+            last.failed(now, str(exc))
+        else:
+            last.keep(view)
+            return view
+    return last.frozen_view(wt, now)
 
 
 def _watchtower() -> Watchtower:
@@ -101,7 +156,7 @@ def _watchtower() -> Watchtower:
 
 @dataclass(frozen=True, kw_only=True)
 class ComponentHistory:
-    uptime: dict[str, float | None]
+    uptime: dict[str, status.Uptime]
     days: list[status.Day]
 
 
@@ -117,48 +172,144 @@ class StatusView:
     latency_start: datetime
     alerts: list[Alert]
     executions: list[ExecutionSummary]
+    frozen: Frozen | None = None  # set when this is the last good view, served during an outage
+    served_at: datetime | None = None  # when it was served (frozen views only)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Frozen:
+    """Why and since when the page shows its last good data instead of current data."""
+
+    data_at: datetime | None  # when the frozen data was read; None: no good read yet
+    unreachable_since: datetime  # the first failed read of this outage
+    reason: str
+
+    @property
+    def watchtower_state(self) -> str:
+        return "degraded"
+
+
+class LastGood:
+    """A replica's last good view, and the outage it is serving it through."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.view: StatusView | None = None
+        self.failing_since: datetime | None = None
+        self.last_try: datetime | None = None
+        self.reason = ""
+
+    def should_try(self, now: datetime) -> bool:
+        with self._lock:
+            if self.failing_since is None or self.last_try is None:
+                return True
+            return abs((now - self.last_try).total_seconds()) >= RETRY_SECONDS
+
+    def keep(self, view: StatusView) -> None:
+        with self._lock:
+            self.view = view
+            self.failing_since = None
+            self.reason = ""
+
+    def failed(self, now: datetime, reason: str) -> None:
+        with self._lock:
+            self.failing_since = self.failing_since or now
+            self.last_try = now
+            self.reason = reason
+
+    def frozen_view(self, wt: Watchtower, now: datetime) -> StatusView:
+        with self._lock:
+            view, since, reason = self.view, self.failing_since or now, self.reason
+        base = view if view is not None else empty_view(wt, now)
+        frozen = Frozen(
+            data_at=view.now if view is not None else None,
+            unreachable_since=since,
+            reason=reason,
+        )
+        said = (
+            f"the last good data, from {status.ago(view.now, now)}"
+            if view is not None
+            else "no data: this replica has not read the store since it started"
+        )
+        return replace(
+            base,
+            frozen=frozen,
+            served_at=now,
+            overall=status.Overall(
+                state=status.State.STALE,
+                headline=f"Watchtower degraded: its history store is unreachable; showing {said}",
+                detail=f"Frozen: {base.overall.headline}" if view is not None else "",
+            ),
+        )
+
+
+def _within(read: Callable[[], StatusView], seconds: float) -> StatusView:
+    box: list[StatusView] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(read())
+        except BaseException as exc:  # handed to the request
+            error.append(exc)
+
+    worker = threading.Thread(target=run, name="status-read", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise StoreUnavailable(f"the history store did not answer within {seconds:g} s")
+    if error:
+        raise error[0]
+    return box[0]
+
+
+def empty_view(wt: Watchtower, now: datetime) -> StatusView:
+    """What the page can say with no store at all: every component without data."""
+    known = feeds(wt)
+    components = status.component_states(known, {}, now)
+    return StatusView(
+        now=now,
+        sandbox=wt.settings.sandbox,
+        refresh_seconds=REFRESH_SECONDS,
+        overall=status.overall(components, now),
+        components=components,
+        history={
+            c.component.id: ComponentHistory(
+                uptime=status.uptimes({}, now), days=status.days({}, now)
+            )
+            for c in components
+        },
+        latency=[],
+        latency_start=floor_hour(now) - (status.LATENCY_HOURS - 1) * status.HOUR,
+        alerts=[],
+        executions=[],
+    )
 
 
 def feeds(wt: Watchtower) -> list[Feed]:
     """Every probe and check, as the page reads them."""
-    return [
-        *(
-            Feed(
-                name=p.name,
-                kind="probe",
-                title=p.title,
-                component=p.component,
-                interval=probe_interval(p, wt.settings),
-            )
-            for p in wt.probes.values()
-        ),
-        *(
-            Feed(
-                name=c.name,
-                kind="check",
-                title=c.title,
-                component=c.component,
-                interval=check_interval(c, wt.settings),
-            )
-            for c in wt.checks.values()
-        ),
-    ]
+    return feeds_for(wt.settings, wt.probes, wt.checks)
 
 
-def snapshot(wt: Watchtower, *, now: datetime) -> StatusView:
+def snapshot(wt: Watchtower, *, now: datetime, cache: PageCache | None = None) -> StatusView:
     known = feeds(wt)
-    cache: PageCache = current_app.extensions["watchtower.status.cache"]
+    cache = cache or current_app.extensions["watchtower.status.cache"]
     # The two newest of each: a retry (attempt 2) and its first attempt are one run.
-    runs = {f.name: status.latest_run(wt.store.newest(f.name, count=2)) for f in known}
-    components = status.component_states(known, runs, now)
-    hours = cache.hours(wt, known, now)
-    history = {
-        c.component.id: ComponentHistory(
-            uptime=status.uptimes(hours.get(c.component.id, {}), now),
-            days=status.days(hours.get(c.component.id, {}), now),
-        )
-        for c in components
+    horizon = now - timedelta(seconds=3 * max((f.interval for f in known), default=60))
+    recent = wt.store.newest_since(horizon, count=2)
+    runs = {
+        f.name: status.latest_run(recent.get(f.name) or wt.store.newest(f.name, count=2))
+        for f in known
     }
+    components = status.component_states(known, runs, now)
+    hours = cache.hours(wt, known, now)  # the last 24 h, for the 24 h uptime
+    by_component = cache.days(wt, known, now)  # 90 days, from the daily rollups
+    history = {}
+    for c in components:
+        days = by_component.get(c.component.id) or status.days_from_rollups([], now)
+        history[c.component.id] = ComponentHistory(
+            uptime=status.window_uptimes(hours.get(c.component.id, {}), days, now), days=days
+        )
     samples = cache.step_samples(wt, [f.name for f in known if f.kind == "probe"], now)
     return StatusView(
         now=now,
@@ -177,11 +328,12 @@ def snapshot(wt: Watchtower, *, now: datetime) -> StatusView:
 class PageCache:
     """What the page reads of closed periods, read once: a closed day or hour no longer changes.
 
-    * Per-component hours of closed UTC days, for uptime and the daily bars.
+    * Daily rollups of closed UTC days, for the 7, 30 and 90 day uptime and the daily bars.
+    * Per-component hours of the closed hours of the last 24 h, for the 24 h uptime.
     * Probe step times of closed UTC hours, for the latency charts.
     A period closes `GRACE` after its end, so a run that started before the boundary and was
-    stored after it still lands in it. Open periods are read on every request: today's counts,
-    and this hour's probe results.
+    stored after it still lands in it. Open periods are read on every request: today's rollups,
+    this hour's counts and this hour's probe results.
     """
 
     GRACE = timedelta(minutes=5)
@@ -192,8 +344,10 @@ class PageCache:
         self._forget()
 
     def _forget(self) -> None:
-        self._days: dict[date, Hours] = {}
+        self._days: dict[str, dict[date, Day]] = {}  # component -> closed day -> Day
         self._days_until: date | None = None  # closed days before this one are cached
+        self._hours: Hours = {}
+        self._hours_until: datetime | None = None  # closed hours before this one are cached
         self._steps = status.StepSamples(seconds={}, positions={}, thresholds={})
         self._steps_until: datetime | None = None  # closed hours before this one are cached
 
@@ -202,29 +356,56 @@ class PageCache:
             self._forget()
             self._feeds = known
 
-    def hours(self, wt: Watchtower, known: Iterable[Feed], now: datetime) -> Hours:
+    def days(self, wt: Watchtower, known: Iterable[Feed], now: datetime) -> dict[str, list[Day]]:
+        """The last DAYS days by component, oldest first: closed days computed once."""
         known = tuple(known)
-        first = now.astimezone(UTC).date() - timedelta(days=DAYS - 1)
+        today = now.astimezone(UTC).date()
+        first = today - timedelta(days=DAYS - 1)
         closed = (now - self.GRACE).astimezone(UTC).date()  # days before this one are closed
         with self._lock:
             self._check_feeds(known)
             since = max(first, self._days_until or first)
             if since < closed:
-                read = _read_hours(wt, known, since=_midnight(since), until=_midnight(closed))
-                for n in range((closed - since).days):
-                    day = since + timedelta(days=n)
-                    self._days[day] = {
-                        row: {h: v for h, v in hours.items() if h.date() == day}
-                        for row, hours in read.items()
-                    }
+                grouped: dict[tuple[str, date], list[status.DayRollup]] = {}
+                for r in wt.store.rollups(since=since, until=closed):
+                    grouped.setdefault((r.component, r.day), []).append(r)
+                for (component, day), rows in grouped.items():
+                    self._days.setdefault(component, {})[day] = status.day_of(day, rows, now)
                 self._days_until = closed
-            for old in [d for d in self._days if d < first]:
-                del self._days[old]
-            merged: dict[str, dict[datetime, Hour]] = {}
-            for day_hours in self._days.values():
-                for row, hours in day_hours.items():
-                    merged.setdefault(row, {}).update(hours)
-        for row, hours in _read_hours(wt, known, since=_midnight(closed)).items():
+            cached = {c: dict(days) for c, days in self._days.items()}
+        open_: dict[tuple[str, date], list[status.DayRollup]] = {}
+        for r in wt.store.rollups(since=closed):
+            open_.setdefault((r.component, r.day), []).append(r)
+        out: dict[str, list[Day]] = {}
+        for feed_row in {row for f in known for row in f.rows} | set(cached):
+            days = cached.get(feed_row, {})
+            out[feed_row] = [
+                days[d]
+                if d < closed and d in days
+                else status.day_of(d, open_.get((feed_row, d), []), now)
+                for d in (first + timedelta(days=n) for n in range(DAYS))
+            ]
+        return out
+
+    def hours(self, wt: Watchtower, known: Iterable[Feed], now: datetime) -> Hours:
+        """Per-component hours of the last 24 h (the current one included)."""
+        known = tuple(known)
+        first = floor_hour(now) - 23 * status.HOUR
+        closed = floor_hour(now - self.GRACE)  # hours before this one are closed
+        with self._lock:
+            self._check_feeds(known)
+            since = max(first, self._hours_until or first)
+            if since < closed:
+                for row, hours in _read_hours(wt, known, since=since, until=closed).items():
+                    self._hours.setdefault(row, {}).update(hours)
+                self._hours_until = closed
+            merged: Hours = {
+                row: {h: v for h, v in hours.items() if h >= first}
+                for row, hours in self._hours.items()
+            }
+            self._hours = merged
+            merged = {row: dict(hours) for row, hours in merged.items()}
+        for row, hours in _read_hours(wt, known, since=closed).items():
             merged.setdefault(row, {}).update(hours)
         return merged
 
@@ -278,8 +459,29 @@ def _time(moment: datetime | None) -> str | None:
 
 
 def to_json(v: StatusView) -> dict[str, Any]:
+    frozen = v.frozen
     return {
         "generated_at": _time(v.now),
+        "served_at": _time(v.served_at or v.now),
+        # Watchtower itself: degraded while it serves frozen data.
+        "watchtower": {
+            "state": frozen.watchtower_state if frozen else "ok",
+            "reason": (
+                f"the history store is unreachable since {_time(frozen.unreachable_since)}: "
+                f"{frozen.reason}"
+                if frozen
+                else "the history store answers"
+            ),
+        },
+        "frozen": (
+            {
+                "data_at": _time(frozen.data_at),
+                "unreachable_since": _time(frozen.unreachable_since),
+                "reason": frozen.reason,
+            }
+            if frozen
+            else None
+        ),
         "sandbox": v.sandbox,
         "refresh_seconds": v.refresh_seconds,
         "overall": {
@@ -312,12 +514,22 @@ def to_json(v: StatusView) -> dict[str, Any]:
                     }
                     for s in c.sources
                 ],
-                "uptime": v.history[c.component.id].uptime,
+                # Every ratio with its denominator: the observed seconds it was computed over,
+                # and the elapsed seconds of its window (the rest had no readings).
+                "uptime": {k: u.ratio for k, u in v.history[c.component.id].uptime.items()},
+                "uptime_observed_seconds": {
+                    k: u.observed for k, u in v.history[c.component.id].uptime.items()
+                },
+                "uptime_window_seconds": {
+                    k: u.window for k, u in v.history[c.component.id].uptime.items()
+                },
                 "days": [
                     {
                         "date": d.date.isoformat(),
                         "state": d.state.value,
                         "uptime": d.uptime,
+                        "observed_seconds": d.observed_seconds,
+                        "day_seconds": d.length_seconds,
                         "down_seconds": d.down_seconds,
                         "degraded_seconds": d.degraded_seconds,
                         "coverage": d.coverage,

@@ -4,10 +4,11 @@ from datetime import datetime
 
 import pytest
 
-from tests.watchtower.checks.conftest import World, run
+from tests.watchtower.checks.conftest import World, run, settings_for
 from watchtower.checks.dual_write import flag_value, judge
 from watchtower.config import Settings
 from watchtower.model import Status
+from watchtower.sandbox.servers import MotoServer
 
 PARAMS = {"window_seconds": 300, "min_success_ratio": 0.999}
 
@@ -155,3 +156,64 @@ def test_missing_function_is_unknown(world: World, settings: Settings, now: date
     assert result.status is Status.UNKNOWN
     assert "Lambda function 'image-api' configuration could not be read" in result.reason
     assert result.figures["flag"] is None
+
+
+# -- through an alias (WATCHTOWER_LAMBDA_ALIAS): what the alias serves, not $LATEST --------------
+
+
+def _publish_behind_alias(world: World, environment: dict[str, str], alias: str = "live") -> str:
+    world.function(environment)
+    lam = world._client("lambda")
+    version = str(lam.publish_version(FunctionName="image-api")["Version"])
+    lam.create_alias(FunctionName="image-api", Name=alias, FunctionVersion=version)
+    return version
+
+
+def test_writing_latest_alone_is_reported_as_the_alias_still_serving_the_flag_on(
+    world: World, moto: MotoServer, now: datetime
+) -> None:
+    version = _publish_behind_alias(world, {"ENABLE_DYNAMODB_DUAL_WRITE": "true"})
+    world.set_environment({"ENABLE_DYNAMODB_DUAL_WRITE": "false"})  # $LATEST only
+    world.dual_writes(success=10)
+    world.requests("success", 10)
+    settings = settings_for(moto.url, lambda_alias="live")
+
+    result = run(settings, "dual_write", now=now)["dual_write"]
+
+    assert result.figures["flag"] == 1.0, result.reason
+    assert f"alias 'live' of function 'image-api' serves version {version}" in result.reason
+    assert "the alias still serves the flag on" in result.reason
+    # Unqualified, the same function reads off: $LATEST is what it serves.
+    unqualified = run(settings_for(moto.url), "dual_write", now=now)["dual_write"]
+    assert unqualified.figures["flag"] == 0.0
+
+
+def test_a_weighted_alias_names_both_versions_with_their_weights(
+    world: World, moto: MotoServer, now: datetime
+) -> None:
+    first = _publish_behind_alias(world, {"ENABLE_DYNAMODB_DUAL_WRITE": "true"})
+    world.set_environment({"ENABLE_DYNAMODB_DUAL_WRITE": "false"})
+    lam = world._client("lambda")
+    second = str(lam.publish_version(FunctionName="image-api")["Version"])
+    lam.update_alias(
+        FunctionName="image-api",
+        Name="live",
+        RoutingConfig={"AdditionalVersionWeights": {second: 0.25}},
+    )
+
+    result = run(settings_for(moto.url, lambda_alias="live"), "dual_write", now=now)["dual_write"]
+
+    assert result.figures["flag"] == 1.0  # a quarter of requests still dual-write
+    assert (
+        f"version {first} (75%): ENABLE_DYNAMODB_DUAL_WRITE=true and "
+        f"version {second} (25%): ENABLE_DYNAMODB_DUAL_WRITE=false"
+    ) in result.reason
+
+
+def test_a_missing_alias_is_unknown_and_named(
+    world: World, moto: MotoServer, now: datetime
+) -> None:
+    world.function({"ENABLE_DYNAMODB_DUAL_WRITE": "false"})
+    result = run(settings_for(moto.url, lambda_alias="prod"), "dual_write", now=now)["dual_write"]
+    assert result.status is Status.UNKNOWN
+    assert "alias 'prod' of Lambda function 'image-api' could not be read" in result.reason

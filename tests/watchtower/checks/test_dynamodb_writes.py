@@ -26,16 +26,14 @@ def figures(
 def test_judge_writes_at_the_usual_rate_are_ok() -> None:
     assert judge(figures(95, 100, 90), PARAMS) == (
         Status.OK,
-        "95 write units in 5 min, 95% of the 24-hour average of 100 per 5 min",
+        "95 write units in 5 min, 95% of the 24 h average of 100 per 5 min",
     )
 
 
 def test_judge_writes_below_half_the_usual_rate_are_a_warning() -> None:
     status, reason = judge(figures(40, 100, 30), PARAMS)
     assert status is Status.WARNING
-    assert (
-        reason == "40 write units in 5 min, 40% of the 24-hour average of 100 per 5 min, below 50%"
-    )
+    assert reason == "40 write units in 5 min, 40% of the 24 h average of 100 per 5 min, below 50%"
 
 
 @pytest.mark.parametrize("writes", [None, 0.0])
@@ -50,7 +48,7 @@ def test_judge_no_writes_and_no_uploads_is_unknown() -> None:
     assert status is Status.UNKNOWN
     assert reason == (
         "no DynamoDB writes and no uploads recorded in 5 min: nothing to judge; "
-        "the 24-hour average is 100 per window"
+        "the 24 h average is 100 per window"
     )
 
 
@@ -116,3 +114,43 @@ def test_no_writes_and_no_uploads_is_unknown(
 
     assert result.status is Status.UNKNOWN
     assert result.reason == "no DynamoDB writes and no uploads recorded in 5 min: nothing to judge"
+
+
+def test_judge_with_too_little_history_says_no_baseline_yet_and_no_percentage() -> None:
+    f = {**figures(132, 10.8, 20), "baseline_history_seconds": 120.0}
+    status, reason = judge(f, PARAMS)
+    assert status is Status.OK
+    assert reason == "132 write units in 5 min; no baseline yet (2 min of history, needs 1 h)"
+    assert "%" not in reason
+
+
+def test_right_after_start_there_is_no_baseline_and_no_ratio(
+    world: World, settings: Settings, now: datetime
+) -> None:
+    # The demo's first minutes: the window's writes are the whole history.
+    world.table_writes(132)
+    world.requests("success", 20)
+
+    result = run(settings, "dynamodb_writes", now=now)["dynamodb_writes"]
+
+    assert result.status is Status.OK, result.reason
+    assert "no baseline yet" in result.reason and "needs 1 h" in result.reason
+    assert "%" not in result.reason
+    assert result.figures["ratio_of_baseline"] is None
+    assert result.figures["baseline_write_units"] is None
+
+
+def test_the_baseline_averages_over_the_history_it_has(
+    world: World, settings: Settings, now: datetime
+) -> None:
+    # Two hours of history at 100 per window: the average is 100, not 2/24 of it.
+    for minute in range(10, 121, 5):
+        world.table_writes(100, at=world.ago(minute * 60))
+    world.table_writes(100)
+    world.requests("success", 50)
+
+    result = run(settings, "dynamodb_writes", now=now)["dynamodb_writes"]
+
+    assert result.status is Status.OK, result.reason
+    assert 1.5 * 3600 < result.figures["baseline_history_seconds"] <= 2.2 * 3600
+    assert result.figures["ratio_of_baseline"] == pytest.approx(1.0, rel=0.1)

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from tests.watchtower.contracts.concurrent import race
 from watchtower.model import Alert, Result, Status, StatusCount, StepResult
+from watchtower.status import DayRollup, Feed
 from watchtower.store import HistoryStore
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -185,3 +186,105 @@ def test_creating_the_schema_twice_or_from_two_replicas_at_once_is_harmless(
     first.create_schema()
     first.add([result("a", 1)])
     assert list(second.latest()) == ["a"]
+
+
+# -- daily rollups ------------------------------------------------------------------------------
+
+FEEDS = {
+    "a": Feed(name="a", kind="check", title="A", component="dynamodb", interval=60),
+    "b": Feed(name="b", kind="check", title="B", component="dynamodb", interval=300),
+    "walk": Feed(name="walk", kind="probe", title="W", component="image_api", interval=60),
+}
+
+
+def rolled(history: HistoryStore, day: datetime = T0) -> dict[tuple[str, str], DayRollup]:
+    return {(r.component, r.source): r for r in history.rollups(since=day.date())}
+
+
+def test_rollups_are_written_incrementally_as_results_arrive(history: HistoryStore) -> None:
+    history.feeds = FEEDS
+    history.add([result("a", 1), result("a", 2, Status.WARNING), result("b", 1)])
+    history.add([result("a", 3, Status.CRITICAL), result("a", 4), result("unwatched", 1)])
+    history.add([result("a", 5, Status.WARNING), result("a", 6, attempt=2)])  # retries: not
+    day = rolled(history)
+    a = day[("dynamodb", "a")]
+    assert (a.ok, a.warning, a.critical, a.unknown) == (2, 2, 1, 0)
+    assert a.worst is Status.CRITICAL and a.worst_reason == "at 3"  # a later warning keeps it
+    assert a.interval == 60 and a.day == T0.date()
+    assert day[("dynamodb", "b")].ok == 1
+    assert ("dynamodb", "unwatched") not in day
+
+
+def test_rollups_split_a_walk_by_its_steps_and_days_by_utc(history: HistoryStore) -> None:
+    history.feeds = FEEDS
+    failed_get = result(
+        "walk",
+        1,
+        Status.CRITICAL,
+        kind="probe",
+        steps=(
+            StepResult(name="upload", ok=True, seconds=0.1),
+            StepResult(name="get", ok=False, seconds=2.0, reason="timed out"),
+        ),
+    )
+    # 23:59 in the west is the next UTC day: a day of its own.
+    history.add(
+        [
+            failed_get,
+            replace(result("a", 0), observed_at=datetime(2026, 11, 27, 23, 59, tzinfo=WEST)),
+        ]
+    )
+    day = rolled(history)
+    assert day[("get_path", "walk")].critical == 1
+    assert day[("upload_path", "walk")].ok == 1
+    nextday = history.rollups(since=datetime(2026, 11, 28).date())
+    assert [(r.source, r.day.isoformat(), r.ok) for r in nextday] == [("a", "2026-11-28", 1)]
+
+
+def test_pruning_raw_results_keeps_the_rollups(history: HistoryStore) -> None:
+    history.feeds = FEEDS
+    history.add([result("a", 1, Status.CRITICAL), result("a", 2)])
+    history.prune(before=T0 + timedelta(days=1))
+    assert history.history(since=T0 - timedelta(days=1)) == []
+    a = rolled(history)[("dynamodb", "a")]
+    assert (a.ok, a.critical) == (1, 1)
+
+
+def test_two_replicas_adding_to_one_rollup_at_once_lose_no_count(
+    history: HistoryStore, make_engine: Any
+) -> None:
+    history.feeds = FEEDS
+    other = HistoryStore(make_engine(), FEEDS)
+
+    def adds(store: HistoryStore, minutes: range) -> None:
+        for m in minutes:
+            store.add([result("a", m)])
+
+    race(partial(adds, history, range(0, 40, 2)), partial(adds, other, range(1, 40, 2)))
+    assert rolled(history)[("dynamodb", "a")].ok == 40
+
+
+def test_newest_since_gives_each_names_newest_two_in_one_read(history: HistoryStore) -> None:
+    history.add([result("a", m) for m in range(5)] + [result("b", 1), result("c", -30)])
+    recent = history.newest_since(T0, count=2)
+    assert {n: [r.reason for r in rs] for n, rs in recent.items()} == {
+        "a": ["at 3", "at 4"],
+        "b": ["at 1"],
+    }
+    assert recent["a"] == history.newest("a", count=2)
+
+
+def test_an_in_memory_sqlite_store_keeps_what_it_is_given() -> None:
+    # One database per thread: its writes must not go through the deadline's worker thread.
+    from watchtower.store import engine_for
+
+    engine = engine_for("sqlite://")
+    try:
+        memory = HistoryStore(engine, FEEDS)
+        memory.create_schema()
+        memory.add([result("a", 1)])
+        memory.ping()
+        assert [r.reason for r in memory.history(since=T0)] == ["at 1"]
+        assert rolled(memory)[("dynamodb", "a")].ok == 1
+    finally:
+        engine.dispose()

@@ -414,3 +414,124 @@ def test_record_cutover_event_writes_the_audit_hook() -> None:
     out = act("cutover.record_event", ctx, event="window_started", function=FUNCTION)
     assert out["ends_at"] == "2026-01-03T03:04:05+00:00" and out["hours"] == 24
     assert recorded == [("cutover.window_started", out)]
+
+
+# -- Lambda aliases and versions (the moto server supports both) -------------------------------
+
+
+def _aliased(aws: Aws, environment: Mapping[str, str], alias: str = "live") -> str:
+    """The function with `environment`, published as a version the alias serves."""
+    aws.function(dict(environment))
+    lam = aws.client("lambda")
+    version = lam.publish_version(FunctionName=FUNCTION)["Version"]
+    lam.create_alias(FunctionName=FUNCTION, Name=alias, FunctionVersion=version)
+    return str(version)
+
+
+def _served(aws: Aws, alias: str = "live") -> tuple[str, dict[str, str]]:
+    lam = aws.client("lambda")
+    version = lam.get_alias(FunctionName=FUNCTION, Name=alias)["FunctionVersion"]
+    config = lam.get_function_configuration(FunctionName=FUNCTION, Qualifier=version)
+    return version, dict(config["Environment"]["Variables"])
+
+
+def test_set_alias_variable_publishes_and_moves_the_alias(aws: Aws) -> None:
+    first = _aliased(aws, {"ENABLE_DYNAMODB_DUAL_WRITE": "true", "DB_PASSWORD": "hunter2"})
+    ctx = context(aws.client)
+    inputs = {"function": FUNCTION, "alias": "live", "name": "ENABLE_DYNAMODB_DUAL_WRITE"}
+
+    calls = plan("lambda.set_alias_variable", ctx, **inputs, value="false")
+    assert [c["operation"] for c in calls] == [
+        "GetFunctionConfiguration",
+        "UpdateFunctionConfiguration",
+        "GetFunctionConfiguration",
+        "PublishVersion",
+        "UpdateAlias",
+    ]
+    assert calls[0]["parameters"] == {"FunctionName": FUNCTION, "Qualifier": first}
+    assert calls[1]["parameters"]["Environment"]["Variables"] == {
+        "ENABLE_DYNAMODB_DUAL_WRITE": "false",
+        "DB_PASSWORD": "<unchanged>",
+    }
+    assert f"alias live was at version {first}" in calls[3]["parameters"]["Description"]
+    assert calls[4]["parameters"]["Name"] == "live"
+    assert calls[4]["parameters"]["RoutingConfig"] == {"AdditionalVersionWeights": {}}
+    assert _served(aws) == (first, {"ENABLE_DYNAMODB_DUAL_WRITE": "true", "DB_PASSWORD": "hunter2"})
+
+    out = act("lambda.set_alias_variable", ctx, **inputs, value="false")
+    assert out["previous_version"] == first and out["version"] != first
+    assert out["previous"] == "true" and out["value"] == "false"
+    assert _served(aws) == (
+        out["version"],
+        {"ENABLE_DYNAMODB_DUAL_WRITE": "false", "DB_PASSWORD": "hunter2"},
+    )
+    seen = act("lambda.get_alias", ctx, function=FUNCTION, alias="live", variables=["DB_PASSWORD"])
+    assert seen["version"] == out["version"] and seen["recorded_previous"] == first
+    assert seen["variables"] == {"DB_PASSWORD": "hunter2"} and not seen["weighted"]
+
+    # The rollback: no version given, the one recorded at the flip.
+    move = plan("lambda.move_alias", ctx, function=FUNCTION, alias="live")
+    assert move[-1]["operation"] == "UpdateAlias"
+    assert move[-1]["parameters"]["FunctionVersion"] == first
+    back = act("lambda.move_alias", ctx, function=FUNCTION, alias="live")
+    assert back == {
+        "function": FUNCTION,
+        "alias": "live",
+        "previous_version": out["version"],
+        "previous_weights": {},
+        "moved": True,
+        "version": first,
+    }
+    assert _served(aws)[0] == first
+    # Version 1 records nothing: a second rollback moves nothing, and says so.
+    again = act("lambda.move_alias", ctx, function=FUNCTION, alias="live")
+    assert again["moved"] is False and _served(aws)[0] == first
+
+
+def test_set_alias_variable_refuses_to_publish_other_code(aws: Aws) -> None:
+    import io
+    import zipfile
+
+    _aliased(aws, {"ENABLE_DYNAMODB_DUAL_WRITE": "true"})
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return 'new'\n")
+    aws.client("lambda").update_function_code(FunctionName=FUNCTION, ZipFile=code.getvalue())
+    with pytest.raises(ActionError, match="would deploy other code"):
+        act(
+            "lambda.set_alias_variable",
+            context(aws.client),
+            function=FUNCTION,
+            alias="live",
+            name="ENABLE_DYNAMODB_DUAL_WRITE",
+            value="false",
+        )
+    assert _served(aws)[1] == {"ENABLE_DYNAMODB_DUAL_WRITE": "true"}
+
+
+def test_weighted_alias_is_read_with_both_versions(aws: Aws) -> None:
+    first = _aliased(aws, {"ENABLE_DYNAMODB_DUAL_WRITE": "true"})
+    lam = aws.client("lambda")
+    lam.update_function_configuration(
+        FunctionName=FUNCTION, Environment={"Variables": {"ENABLE_DYNAMODB_DUAL_WRITE": "false"}}
+    )
+    second = lam.publish_version(FunctionName=FUNCTION)["Version"]
+    lam.update_alias(
+        FunctionName=FUNCTION,
+        Name="live",
+        RoutingConfig={"AdditionalVersionWeights": {second: 0.1}},
+    )
+    seen = act("lambda.get_alias", context(aws.client), function=FUNCTION, alias="live")
+    assert seen["version"] == first and seen["weights"] == {second: 0.1} and seen["weighted"]
+    out = act(
+        "lambda.set_alias_variable",
+        context(aws.client),
+        function=FUNCTION,
+        alias="live",
+        name="ENABLE_DYNAMODB_DUAL_WRITE",
+        value="false",
+    )
+    assert out["previous_weights"] == {second: 0.1}
+    after = lam.get_alias(FunctionName=FUNCTION, Name="live")
+    assert after["FunctionVersion"] == out["version"]
+    assert not (after.get("RoutingConfig") or {}).get("AdditionalVersionWeights")

@@ -46,3 +46,18 @@ def alive(pid: int, cmdline: str) -> bool:
     except OSError:
         return False
     return now == cmdline  # the same pid with another command line is a new process
+
+
+def sandbox_token(log_text: str, user: str) -> str:
+    """A bearer token for `user` from the sandbox's local issuer, whose command the banner shows
+    (the sandbox believes no X-User-Id header)."""
+    import re
+    import shlex
+    import subprocess
+
+    found = re.search(r"([^\s=(]+ -m watchtower\.sandbox\.issuer \S+) me\b", log_text)
+    assert found, log_text
+    done = subprocess.run(
+        [*shlex.split(found.group(1)), user], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()

@@ -21,6 +21,7 @@ from watchtower.probes import registry as probe_registry
 from watchtower.sandbox import demo
 from watchtower.sandbox.flag_follower import decide, parse_flag
 from watchtower.sandbox.gateway import Invocation
+from watchtower.sandbox.issuer import LocalIssuer
 from watchtower.sandbox.scenarios import HEALTHY_SCENARIO, SCENARIOS, plan
 from watchtower.sandbox.telemetry import (
     DELETE_WRITE_UNITS,
@@ -294,6 +295,7 @@ def test_demo_settings_point_at_the_sandbox_whatever_the_shell_says(tmp_path: Pa
         resources=SimpleNamespace(
             function="image-api", log_group="/aws/lambda/image-api", distribution_id="E2DEMO"
         ),
+        issuer=LocalIssuer(tmp_path / "issuer.key"),
     )
     shell = {
         "WATCHTOWER_DATABASE_URL": "postgresql://prod.example/watchtower",
@@ -301,6 +303,7 @@ def test_demo_settings_point_at_the_sandbox_whatever_the_shell_says(tmp_path: Pa
         "WATCHTOWER_PROBE_INTERVAL": "7",
         "WATCHTOWER_CHECK_UPLOAD_SUCCESS_WINDOW_SECONDS": "120",
         "WATCHTOWER_USERS": f"alice:admin:{ALICE}",
+        "WATCHTOWER_PROBE_TOKEN": "a-production-token",
     }
     env = demo.settings_environment(stack, port=8123, token=TOK, workdir=tmp_path, environ=shell)
     settings = Settings.from_env(env, checks=tunables())
@@ -312,6 +315,9 @@ def test_demo_settings_point_at_the_sandbox_whatever_the_shell_says(tmp_path: Pa
     assert settings.legacy_database_url == "postgresql://postgres@127.0.0.1:5433/gallery"
     assert settings.public_url == "http://127.0.0.1:8123"
     assert settings.probe_interval == 7  # the shell's pace wins
+    # The probe signs in with a token of the sandbox's issuer, never the shell's.
+    assert settings.probe_token is None
+    assert settings.probe_token_command == stack.issuer.command("watchtower-probe")
     assert settings.check_interval == 15
     assert settings.check_overrides["upload_success"]["window_seconds"] == 120
     assert settings.check_overrides["lambda_cold_starts"]["window_seconds"] == 60

@@ -29,7 +29,7 @@ import urllib3
 
 from tests.conftest import IN_CI
 from tests.helpers import image_bytes
-from tests.watchtower.sandbox.processes import ROOT, alive, descendants
+from tests.watchtower.sandbox.processes import ROOT, alive, descendants, sandbox_token
 from watchtower.checks import registry
 from watchtower.probes import registry as probe_registry
 from watchtower.sandbox import demo as sandbox_demo
@@ -173,6 +173,20 @@ def test_all_green_within_a_minute(demo: Demo) -> None:
     assert "SIMULATED" in output
 
 
+def test_the_demo_runs_doctor_once_and_it_finds_everything_present(demo: Demo) -> None:
+    line = wait_for(
+        "the doctor's summary",
+        lambda: next(
+            (ln for ln in demo.output().splitlines() if ln.startswith("watchtower doctor:")), None
+        ),
+        90,
+        demo,
+    )
+    assert "everything configured is in place" in line, demo.output()[-4000:]
+    assert " missing" not in line
+    assert "MISSING" not in demo.output()
+
+
 def test_the_sandbox_endpoints_say_what_is_simulated_and_need_an_operator(demo: Demo) -> None:
     status, body = demo.get("/api/v1/sandbox")
     assert status == 200
@@ -207,12 +221,13 @@ def test_flipping_the_lambda_flag_stops_legacy_inserts(demo: Demo) -> None:
     )
     pg = state["endpoints"]["postgres"]
     http = urllib3.PoolManager()
+    signed_in = {"Authorization": f"Bearer {sandbox_token(demo.output(), 'flag-test')}"}
 
     def upload() -> str:
         answer = http.request(
             "POST",
             f"{demo.image_api}/images",
-            headers={"X-User-Id": "flag-test"},
+            headers=signed_in,
             fields={"file": ("p.png", image_bytes("PNG", (40, 30)), "image/png")},
             timeout=10,
             retries=False,

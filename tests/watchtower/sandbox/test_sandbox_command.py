@@ -15,7 +15,7 @@ import pytest
 import urllib3
 
 from tests.helpers import image_bytes
-from tests.watchtower.sandbox.processes import ROOT, alive, descendants
+from tests.watchtower.sandbox.processes import ROOT, alive, descendants, sandbox_token
 from watchtower.sandbox.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -40,18 +40,21 @@ def test_sandbox_serves_the_image_api_until_ctrl_c(tmp_path: Path) -> None:
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
+        me = {"Authorization": f"Bearer {sandbox_token(log.read_text(), 'me')}"}
+        refused = urllib3.request(
+            "GET", f"http://127.0.0.1:{port}/images", headers={"X-User-Id": "me"}, timeout=10
+        )
+        assert refused.status == 401  # no trusted header: callers sign in with a token
         answer = urllib3.request(
             "POST",
             f"http://127.0.0.1:{port}/images",
-            headers={"X-User-Id": "me"},
+            headers=me,
             fields={"file": ("p.jpg", image_bytes(), "image/jpeg")},
             timeout=10,
         )
         assert answer.status == 201, answer.data
         image_id = json.loads(answer.data)["id"]
-        listed = urllib3.request(
-            "GET", f"http://127.0.0.1:{port}/images", headers={"X-User-Id": "me"}, timeout=10
-        )
+        listed = urllib3.request("GET", f"http://127.0.0.1:{port}/images", headers=me, timeout=10)
         assert [i["id"] for i in json.loads(listed.data)["items"]] == [image_id]
         assert "Watchtower does not" in log.read_text()
 

@@ -2,12 +2,14 @@
 
 The screenshot lands in build/status-page.png (a CI artifact). Chromium reports console messages,
 CSP violations among them, on stderr with `--enable-logging=stderr`; a control page that breaks
-the policy on purpose proves the harness would see one.
+the policy on purpose proves the harness would see one. Every page carries the one layout's
+header, navigation, stylesheet and footer, as chromium builds the page.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -22,8 +24,11 @@ from tests.watchtower.web.conftest import T0
 from tests.watchtower.web.history import synthetic_history
 from watchtower.runtime import Watchtower
 from watchtower.web import CONTENT_SECURITY_POLICY
+from watchtower.web.layout import version
 
 BUILD = Path(__file__).resolve().parents[3] / "build"
+# The pictures in README.md and docs/sandbox.md, taken by the sandbox tests from a real demo.
+DOC_IMAGES = Path(__file__).resolve().parents[3] / "docs" / "images"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -53,7 +58,9 @@ class Recorder:
         return self.app(environ, record)
 
 
-def load(chromium: str, url: str, *, screenshot: Path, profile: Path) -> list[str]:
+def load(
+    chromium: str, url: str, *, screenshot: Path, profile: Path, size: str = "1280,1600"
+) -> list[str]:
     """Load `url` headless, save a screenshot; returns the console messages chromium logged."""
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     command = [
@@ -67,7 +74,7 @@ def load(chromium: str, url: str, *, screenshot: Path, profile: Path) -> list[st
         "--disable-component-update",
         "--disable-sync",
         f"--user-data-dir={profile}",
-        "--window-size=1280,1600",
+        f"--window-size={size}",
         "--hide-scrollbars",
         f"--screenshot={screenshot}",
         "--enable-logging=stderr",
@@ -129,3 +136,89 @@ def test_other_pages_load_cleanly_under_the_same_policy(
     assert messages == []  # no console error, no CSP violation
     assert dict(recorder.seen)[path] == 200
     assert all(status < 400 for _, status in recorder.seen), recorder.seen
+
+
+def dom(chromium: str, url: str, *, profile: Path) -> str:
+    """The page as chromium built it (headless, --dump-dom)."""
+    command = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--dump-dom",
+        url,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def header_of(page: str) -> tuple[list[tuple[str, str]], list[str], str]:
+    """The shared header's navigation (href, label), the current links, and the footer's text."""
+    header = re.search(r'<header class="site-header">(.*?)</header>', page, re.S)
+    assert header, page[:2000]
+    nav = re.search(r'<nav class="site-nav"[^>]*>(.*?)</nav>', header.group(1), re.S)
+    assert nav, header.group(1)
+    links = re.findall(r'<a href="([^"]+)"([^>]*)>([^<]+)</a>', nav.group(1))
+    footer = re.search(r'<footer class="site-footer">(.*?)</footer>', page, re.S)
+    assert footer, page[-2000:]
+    return (
+        [(href, label.strip()) for href, _, label in links],
+        [label.strip() for _, attrs, label in links if 'aria-current="page"' in attrs],
+        re.sub(r"<[^>]+>", "", footer.group(1)),
+    )
+
+
+LAYOUT_PAGES = {
+    "/": "Status",
+    "/runbooks": "Runbooks",
+    "/runbooks/disable-dual-write": "Runbooks",
+    "/executions": "Executions",
+    "/cutover": "Cutover",
+    "/login": None,
+}
+
+
+def test_every_page_carries_the_same_header_and_navigation(
+    chromium: str, app: Flask, serve_wsgi: Callable[[Any], str], tmp_path: Path
+) -> None:
+    base = serve_wsgi(app)
+    expected = [
+        ("/", "Status"),
+        ("/runbooks", "Runbooks"),
+        ("/executions", "Executions"),
+        ("/cutover", "Cutover"),
+    ]
+    if any(r.rule == "/incidents" for r in app.url_map.iter_rules()):
+        expected.insert(1, ("/incidents", "Incidents"))
+    for path, current in LAYOUT_PAGES.items():
+        page = dom(chromium, base + path, profile=tmp_path / "p")
+        links, marked, footer = header_of(page)
+        assert links == expected, (path, links)
+        assert marked == ([current] if current else []), (path, marked)
+        assert f"Watchtower {version()}" in footer, (path, footer)
+        assert page.count('<header class="site-header">') == 1, path
+        assert page.count('rel="stylesheet"') == 1, path  # one stylesheet, the same everywhere
+        assert "/static/watchtower.css" in page, path
+        # Anonymous visitors are offered the sign-in, back to the page they were on.
+        assert re.search(
+            r'<p class="site-user">\s*<a href="/login\?next=[^"]*">Sign in</a>', page
+        ), path
+
+
+def document_screenshot(url: str, name: str, profile: Path) -> Path | None:
+    """A picture for the docs (docs/images/<name>), when chromium is installed; None otherwise."""
+    if CHROMIUM is None:
+        if IN_CI:
+            pytest.fail("CI must provide chromium for the documentation's screenshots")
+        return None
+    path = DOC_IMAGES / name
+    messages = load(CHROMIUM, url, screenshot=path, profile=profile, size="1280,1000")
+    assert messages == [], messages
+    return path

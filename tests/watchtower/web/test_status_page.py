@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -276,7 +276,7 @@ def test_closed_days_and_hours_are_read_once(
 ) -> None:
     wt.store.add(list(synthetic_history(T0, days=3, every=600)))
     calls: list[tuple[str, Any]] = []
-    for method in ("status_counts", "history"):
+    for method in ("rollups", "status_counts", "history"):
         real = getattr(wt.store, method)
 
         def spy(*args: Any, _real: Any = real, _name: str = method, **kw: Any) -> Any:
@@ -286,7 +286,8 @@ def test_closed_days_and_hours_are_read_once(
         monkeypatch.setattr(wt.store, method, spy)
     client = app.test_client()
     first = client.get("/api/v1/status").json
-    assert ("status_counts", datetime(2026, 8, 30, tzinfo=UTC)) in calls  # 90 days back, once
+    assert ("rollups", date(2026, 8, 30)) in calls  # 90 days of daily rollups back, once
+    assert ("status_counts", datetime(2026, 11, 26, 13, tzinfo=UTC)) in calls  # 24 h, once
     calls.clear()
     # Late news about a closed day is not read again; today's is.
     wt.store.add(
@@ -296,8 +297,10 @@ def test_closed_days_and_hours_are_read_once(
         ]
     )
     second = client.get("/api/v1/status").json
-    midnight = datetime(2026, 11, 27, tzinfo=UTC)
-    assert {since for name, since in calls if name == "status_counts"} == {midnight}
+    assert {since for name, since in calls if name == "rollups"} == {date(2026, 11, 27)}
+    assert {since for name, since in calls if name == "status_counts"} == {
+        datetime(2026, 11, 27, 12, tzinfo=UTC)
+    }
     assert {since for name, since in calls if name == "history"} == {
         datetime(2026, 11, 27, 12, tzinfo=UTC)
     }

@@ -27,6 +27,10 @@ class RecordCutoverEvent(Action):
         Param(name="event", choices=EVENTS, required=True),
         Param(name="function", pattern=FUNCTION, required=True),
         Param(name="hours", type="integer", default=24, minimum=1, maximum=24 * 14),
+        # With an alias: the versions of the flip (the window records them; a rollback reads them)
+        Param(name="alias", pattern=r"[A-Za-z0-9_-]{0,128}", default=""),
+        Param(name="previous_version", pattern=r"[0-9]{0,10}", default=""),
+        Param(name="version", pattern=r"[0-9]{0,10}", default=""),
     )
 
     def _event(self, values: Mapping[str, Any], ctx: ActionContext) -> dict[str, Any]:
@@ -35,6 +39,9 @@ class RecordCutoverEvent(Action):
             "function": values["function"],
             "at": ctx.now.isoformat(),
         }
+        for key in ("alias", "previous_version", "version"):
+            if values[key]:
+                event[key] = values[key]
         if values["event"] == "window_started":
             event["hours"] = values["hours"]
             event["ends_at"] = (ctx.now + timedelta(hours=values["hours"])).isoformat()
