@@ -50,6 +50,9 @@ def _plan(values: Mapping[str, Any], ctx: ActionContext) -> legacy_backfill.Plan
 class BackfillLegacy(Action):
     name = "cutover.backfill_legacy"
     title = "Backfill gallery_images with the images created while dual-write was off"
+    # It writes what dual-write would have written, as part of a rollback a person already
+    # approved (the flag step): no second approval, except in a run an alert only suggested.
+    gated = False
     inputs = (
         Param(name="hours", type="integer", default=26, minimum=1, maximum=24 * 14),
         Param(name="batch_size", type="integer", default=500, minimum=1, maximum=5000),
