@@ -168,7 +168,7 @@ def test_disable_dual_write_then_legacy_writes_fails_the_window_at_the_inserts_t
     # The rollback plan, one run of the rollback runbook: the window closes as rolled back.
     back = engine.start("rollback-dual-write", params={}, started_by="olive")
     engine.run_pending()
-    for _ in range(5):  # the flag, then the backfill of gallery_images, each approved
+    for _ in range(5):  # whatever waits for an approval (the flag step)
         if engine.get(back).waiting_step is None:
             break
         engine.approve(back, by="ada", comment="roll back: legacy rows after the flip")
