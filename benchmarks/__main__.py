@@ -39,6 +39,7 @@ BENCHMARKS = [
     "status_and_metrics",
     "image_api_throughput",
     "auth",
+    "reconciliation",
 ]
 
 

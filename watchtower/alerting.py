@@ -385,12 +385,17 @@ DEFAULT_ROUTES = parse_routes(
             },
             {
                 "matchers": ["alertname = LegacyInsertsAfterCutover"],
-                "runbook": "rollback-dual-write",
+                "runbook": "find-legacy-writer",
                 "mode": "suggest",
             },
             # Watchtower's own alerts: runbooks that read, and change nothing.
             {
                 "matchers": ["alertname = WatchtowerCheckCritical"],
+                "runbook": "watchtower-check-critical",
+                "mode": "automatic",
+            },
+            {
+                "matchers": ["alertname = DualWriteFailing"],
                 "runbook": "watchtower-check-critical",
                 "mode": "automatic",
             },

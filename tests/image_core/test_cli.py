@@ -8,7 +8,6 @@ import sys
 import time
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 import urllib3
 from click.testing import CliRunner
@@ -66,19 +65,6 @@ def test_bootstrap_creates_then_finds_everything(
         assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
     finally:
         dynamodb.close()
-
-
-def test_bootstrap_with_dual_write_creates_gallery_images(
-    env: dict[str, str | None], legacy_url: str
-) -> None:
-    env = {**env, "ENABLE_DYNAMODB_DUAL_WRITE": "true", "IMAGE_LEGACY_DATABASE_URL": legacy_url}
-    for _ in range(2):  # idempotent
-        code, out, _ = run(["bootstrap"], env)
-        assert code == 0, out
-        assert out.splitlines()[-1] == "table gallery_images: ready"
-    with psycopg.connect(legacy_url, autocommit=True) as conn:
-        found = conn.execute("SELECT to_regclass('public.gallery_images')").fetchone()
-    assert found is not None and found[0] == "gallery_images"
 
 
 @pytest.mark.parametrize(

@@ -199,3 +199,25 @@ def test_flag_off_never_imports_psycopg(
     assert done.stdout.decode().strip() == "uploaded without psycopg"
     assert [i["user_id"]["S"] for i in image_items(components)] == ["dora"]
     assert not table_exists(legacy_url)
+
+
+def test_bootstrap_with_dual_write_creates_gallery_images(
+    moto: servers.MotoServer, legacy_url: str
+) -> None:
+    """(From test_cli: every legacy test lives in this one module, deleted with legacy.py.)"""
+    from tests.image_core.test_cli import CLEARED, run
+
+    env = {
+        **CLEARED,
+        "AWS_ENDPOINT_URL": moto.url,
+        "IMAGE_METRICS_SINK": "none",
+        "ENABLE_DYNAMODB_DUAL_WRITE": "true",
+        "IMAGE_LEGACY_DATABASE_URL": legacy_url,
+    }
+    for _ in range(2):  # idempotent
+        code, out, _ = run(["bootstrap"], env)
+        assert code == 0, out
+        assert out.splitlines()[-1] == "table gallery_images: ready"
+    with psycopg.connect(legacy_url, autocommit=True) as conn:
+        found = conn.execute("SELECT to_regclass('public.gallery_images')").fetchone()
+    assert found is not None and found[0] == "gallery_images"

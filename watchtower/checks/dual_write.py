@@ -31,6 +31,17 @@ FLAG = "ENABLE_DYNAMODB_DUAL_WRITE"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
+# The one dual-write success rule (Story 6.1 AC 2: "> 99.9%"), shared by this check, the cutover's
+# pre-flight gate (watchtower.cutover.gate) and, through this check's status, the
+# DualWriteFailing alert. WATCHTOWER_CHECK_DUAL_WRITE_MIN_SUCCESS_RATIO sets it for all three.
+MIN_SUCCESS_RATIO = 0.999
+SUCCESS_RULE = "above"  # how the rule reads: the ratio must be strictly above the minimum
+
+
+def success_meets(success_ratio: float, minimum: float) -> bool:
+    """Whether a dual-write success ratio passes: strictly above the minimum, never equal."""
+    return success_ratio > minimum
+
 
 def flag_value(environment: Mapping[str, str], function: str) -> tuple[bool | None, str]:
     """The flag as the image core would read it from this environment, and how it reads."""
@@ -100,7 +111,7 @@ class DualWrite(Check):
     title = "Dual-write flag and success rate"
     component = "legacy"
     reads = ("lambda:configuration",)
-    defaults = {"window_seconds": 300, "min_success_ratio": 0.999}
+    defaults = {"window_seconds": 300, "min_success_ratio": MIN_SUCCESS_RATIO}
 
     def metric_queries(self, settings: Settings, params: Mapping[str, float]) -> list[MetricQuery]:
         window = int(params["window_seconds"])
@@ -178,10 +189,10 @@ def judge(
             )
         return Status.OK, f"dual-write is on; no uploads in {minutes:.0f} min to dual-write"
     success_ratio = (attempts - failures) / attempts
-    if success_ratio < params["min_success_ratio"]:
+    if not success_meets(success_ratio, params["min_success_ratio"]):
         return Status.CRITICAL, (
             f"dual-write success {success_ratio:.2%} ({failures:.0f} of "
-            f"{attempts:.0f} failed) in {minutes:.0f} min, below "
+            f"{attempts:.0f} failed) in {minutes:.0f} min, not above "
             f"{params['min_success_ratio']:.1%}"
         )
     return Status.OK, (

@@ -11,7 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from watchtower.checks.dual_write import MIN_SUCCESS_RATIO
 from watchtower.config import positive_int
+from watchtower.cutover.model import LATENCY_THRESHOLDS_MS
 from watchtower.errors import ConfigError
 
 PREFIX = "WATCHTOWER_CUTOVER_"
@@ -30,9 +32,18 @@ class CutoverSettings:
     preflight_days: int = 7
     baseline_days: int = 7
     min_coverage: float = 0.99
-    min_success_ratio: float = 0.999
-    reconciliation_tolerance: float = 0.001  # share of DynamoDB's count the two sides may differ
-    max_p95_ms: float = 800.0
+    min_success_ratio: float = MIN_SUCCESS_RATIO  # the dual_write check's rule, shared
+    # Share of DynamoDB's images whose ids may differ between the stores: 0, every difference
+    # fails (reconciliation is by identity, and each difference is listed).
+    reconciliation_tolerance: float = 0.0
+    # Reconciliation reads DynamoDB with a paced Scan: at most this many read units a second
+    # (the capacity the image service can spare), in pages of this many items.
+    reconcile_read_units_per_second: float = 100.0
+    reconcile_page_size: int = 1000
+    max_p95_ms: float = 800.0  # must be one of latency_thresholds_ms: refused at start-up if not
+    # The LatencyOver<N>ms thresholds the image core publishes (image_core.telemetry):
+    # latency is judged from counts over these, so only they can be an objective.
+    latency_thresholds_ms: tuple[int, ...] = LATENCY_THRESHOLDS_MS
     max_p95_regression: float = 0.10  # the window's P95 may be at most this much above baseline
     max_breach_seconds: int = 1800  # a latency breach longer than this fails the window
     min_slot_latency_samples: int = 20  # fewer uploads in a slot: its P95 is not judged
@@ -41,6 +52,15 @@ class CutoverSettings:
     min_baseline_write_units: float = 10.0  # per hour: less is too little to compare against
     max_low_write_hours: int = 2
     max_lambda_error_ratio: float = 0.001
+    # Users' get, list and delete, judged beside uploads: at most this share of server errors
+    # per operation, and P95 at or under this (one of latency_thresholds_ms) for each.
+    max_operation_error_ratio: float = 0.001
+    max_operation_p95_ms: float = 500.0
+    min_operation_latency_samples: int = 100  # fewer requests of an operation: its P95 not judged
+    # Slots the sampler missed (Watchtower down) are read back from the sources' history, at
+    # most this many per tick, and only while CloudWatch still holds one-minute data for them.
+    backfill_slots_per_tick: int = 24
+    backfill_max_age_seconds: int = 15 * 86400
     signers: tuple[str, ...] = ("Engineering lead", "Operations lead")
     # Which logins may sign which role: (role, (user, ...)). A role not listed: any operator.
     # Either way one login signs at most one role of a window.
@@ -69,7 +89,9 @@ class CutoverSettings:
             if raw is not None and raw.strip():
                 value = parse(variable, raw)
                 values[field_name] = value * scale if scale != 1 else value
+        _one_success_rule(env, values)
         settings = cls(**values)
+        judgeable_objective(settings)
         if settings.rehearsal:
             settings = rehearsal_of(settings)
         if settings.window_seconds < settings.sample_interval:
@@ -94,6 +116,59 @@ def _flag(name: str, raw: str) -> bool:
     if value not in ("true", "false", "1", "0", "yes", "no"):
         raise ConfigError(f"{name}={raw!r} must be true or false")
     return value in ("true", "1", "yes")
+
+
+def judgeable_objective(settings: CutoverSettings) -> None:
+    """Refuse an upload P95 objective the evidence cannot judge: latency is read as counts of
+    uploads over the image core's published thresholds, so the objective must be one of them
+    (never a silent "0% over 900 ms")."""
+    known = ", ".join(str(t) for t in settings.latency_thresholds_ms)
+    operations = settings.max_operation_p95_ms
+    if operations not in settings.latency_thresholds_ms:
+        raise ConfigError(
+            f"{PREFIX}MAX_OPERATION_P95_MS={operations:g} cannot be judged: the image core "
+            f"publishes latency only as counts over {known} ms; set one of those"
+        )
+    objective = settings.max_p95_ms
+    if objective in settings.latency_thresholds_ms:
+        return
+    raise ConfigError(
+        f"{PREFIX}MAX_P95_MS={objective:g} cannot be judged: the image core publishes upload "
+        f"latency only as counts over {known} ms (LatencyOver<N>ms). Set one of those, or publish "
+        f"{objective:g} too (image_core/telemetry.py LATENCY_THRESHOLDS_MS) and list it in "
+        f"{PREFIX}LATENCY_THRESHOLDS_MS"
+    )
+
+
+def _thresholds(name: str, raw: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} must list whole milliseconds, comma-separated") from None
+    if not values or any(v <= 0 for v in values) or len(set(values)) != len(values):
+        raise ConfigError(f"{name}={raw!r} must list distinct positive milliseconds")
+    return tuple(sorted(values))
+
+
+CHECK_MIN_SUCCESS_RATIO = "WATCHTOWER_CHECK_DUAL_WRITE_MIN_SUCCESS_RATIO"
+
+
+def _one_success_rule(env: Mapping[str, str], values: dict[str, Any]) -> None:
+    """One dual-write success threshold for the check, the gate and the alert: the gate takes the
+    dual_write check's when its own is unset, and refuses to start when the two differ."""
+    raw = (env.get(CHECK_MIN_SUCCESS_RATIO) or "").strip()
+    if not raw:
+        return
+    check = _ratio(CHECK_MIN_SUCCESS_RATIO, raw)
+    gate = values.get("min_success_ratio")
+    if gate is None:
+        values["min_success_ratio"] = check
+    elif gate != check:
+        raise ConfigError(
+            f"{PREFIX}MIN_SUCCESS_RATIO={gate} and {CHECK_MIN_SUCCESS_RATIO}={check} differ: the "
+            "pre-flight gate, the dual_write check and its alert share one threshold; set one "
+            "(or both to the same value)"
+        )
 
 
 def _minutes_int(name: str, raw: str) -> int:
@@ -187,12 +262,19 @@ _VARIABLES: dict[str, tuple[str, _Parse, int]] = {
     "min_coverage": (f"{PREFIX}MIN_COVERAGE", _ratio, 1),
     "min_success_ratio": (f"{PREFIX}MIN_SUCCESS_RATIO", _ratio, 1),
     "reconciliation_tolerance": (f"{PREFIX}RECONCILIATION_TOLERANCE", _ratio, 1),
+    "reconcile_read_units_per_second": (f"{PREFIX}RECONCILE_READ_UNITS", _positive_number, 1),
+    "reconcile_page_size": (f"{PREFIX}RECONCILE_PAGE_SIZE", positive_int, 1),
     "max_p95_ms": (f"{PREFIX}MAX_P95_MS", _positive_number, 1),
     "max_p95_regression": (f"{PREFIX}MAX_P95_REGRESSION", _ratio, 1),
+    "latency_thresholds_ms": (f"{PREFIX}LATENCY_THRESHOLDS_MS", _thresholds, 1),
     "max_breach_seconds": (f"{PREFIX}MAX_BREACH_MINUTES", positive_int, 60),
     "min_write_ratio": (f"{PREFIX}MIN_WRITE_RATIO", _ratio, 1),
     "max_low_write_hours": (f"{PREFIX}MAX_LOW_WRITE_HOURS", _non_negative_int, 1),
     "max_lambda_error_ratio": (f"{PREFIX}MAX_LAMBDA_ERROR_RATIO", _ratio, 1),
+    "max_operation_error_ratio": (f"{PREFIX}MAX_OPERATION_ERROR_RATIO", _ratio, 1),
+    "max_operation_p95_ms": (f"{PREFIX}MAX_OPERATION_P95_MS", _positive_number, 1),
+    "backfill_slots_per_tick": (f"{PREFIX}BACKFILL_SLOTS_PER_TICK", _non_negative_int, 1),
+    "backfill_max_age_seconds": (f"{PREFIX}BACKFILL_MAX_AGE_DAYS", positive_int, 86400),
     "signers": (f"{PREFIX}SIGNERS", _names, 1),
     "signer_users": (f"{PREFIX}SIGNER_USERS", _signer_users, 1),
     "cost_tag": (f"{PREFIX}COST_TAG", _tag, 1),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from watchtower.cutover.criteria.base import CriterionResult, Evidence, Slot
-from watchtower.cutover.model import CRITERIA, Sample, Window
+from watchtower.cutover.model import BACKFILL, CRITERIA, Sample, Window
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,6 +24,16 @@ class Gap:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Backfilled:
+    """A slot the sampler missed, read back later from the sources' history."""
+
+    start: datetime
+    end: datetime
+    taken_at: str  # when it was read back
+    sources: dict[str, str]  # criterion -> where its reading came from
+
+
+@dataclass(frozen=True, kw_only=True)
 class Coverage:
     ratio: float | None  # evidence over the part of the window due so far
     required: float
@@ -31,6 +41,7 @@ class Coverage:
     due_seconds: float
     window_seconds: float
     gaps: tuple[Gap, ...]
+    backfilled: tuple[Backfilled, ...] = ()  # counted as covered when they read every source
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,7 +109,26 @@ def coverage(ev: Evidence) -> Coverage:
         due_seconds=due_seconds,
         window_seconds=window_seconds,
         gaps=tuple(gaps),
+        backfilled=backfilled(ev),
     )
+
+
+def backfilled(ev: Evidence) -> tuple[Backfilled, ...]:
+    """The due slots whose sample was read back after a gap, marked by its `backfill` reading."""
+    out = []
+    for slot in ev.due:
+        sample = ev.by_slot.get(slot.at)
+        mark = sample.readings.get(BACKFILL) if sample is not None else None
+        if mark is not None and mark.readable:
+            out.append(
+                Backfilled(
+                    start=slot.start,
+                    end=slot.end,
+                    taken_at=str(mark.figures.get("taken_at")),
+                    sources=dict(mark.figures.get("sources") or {}),
+                )
+            )
+    return tuple(out)
 
 
 def timeline(ev: Evidence, results: Sequence[CriterionResult]) -> tuple[TimelineSlot, ...]:

@@ -153,6 +153,7 @@ def window_document(
                 {"start": iso(g.start), "end": iso(g.end), "reason": g.reason}
                 for g in verdict.coverage.gaps
             ],
+            "backfilled": backfilled_json(verdict),
         },
         "criteria": [
             {
@@ -177,6 +178,27 @@ def window_document(
         "required_roles": list(verdict.required_roles),
         "missing_roles": list(verdict.missing_roles),
         "rollback": rollback_plan(cutover),
+    }
+
+
+def backfilled_json(verdict: Verdict) -> list[dict[str, Any]]:
+    """The slots read back after a gap: when they were, when read back, and from what."""
+    return [
+        {"start": iso(b.start), "end": iso(b.end), "taken_at": b.taken_at, "sources": b.sources}
+        for b in verdict.coverage.backfilled
+    ]
+
+
+def identity_json(rec: Any) -> dict[str, Any]:
+    """Reconciliation by identity: the ids on one side only (the first 100) and their counts."""
+    if not rec.by_identity:
+        return {"by_identity": False}
+    return {
+        "by_identity": True,
+        "missing_from_postgres": list(rec.missing_from_postgres),
+        "missing_from_postgres_count": rec.missing_from_postgres_count,
+        "missing_from_dynamodb": list(rec.missing_from_dynamodb),
+        "missing_from_dynamodb_count": rec.missing_from_dynamodb_count,
     }
 
 
@@ -221,6 +243,7 @@ def preflight_document(
             "dynamodb_error": rec.dynamodb_error,
             "postgres_error": rec.postgres_error,
             "tolerance": cutover.reconciliation_tolerance,
+            **identity_json(rec),
         },
         "metrics_error": report.metrics_error,
         "notes": list(report.notes),

@@ -27,10 +27,18 @@ from typing import Any
 from watchtower.checks import image_metrics
 from watchtower.checks.base import MetricQuery, Series
 from watchtower.checks.dual_write import serving_flag
+from watchtower.checks.postgres_inserts import HAS_INSERTED_AT
 from watchtower.config import Settings
 from watchtower.cutover.config import CutoverSettings
+from watchtower.cutover.legacy_sql import (
+    LEGACY_TABLE,
+    legacy_writes_at_open,
+    table_writes,
+    writing_statements,
+)
 from watchtower.cutover.model import (
     LATENCY_THRESHOLDS_MS,
+    OPERATIONS,
     Baseline,
     DayRow,
     LatencyCounts,
@@ -42,6 +50,7 @@ from watchtower.cutover.model import (
     iso,
 )
 from watchtower.cutover.ports import EvidencePorts, PreflightPorts
+from watchtower.cutover.reconcile import by_identity
 from watchtower.errors import SourceError
 from watchtower.model import Status
 
@@ -57,8 +66,6 @@ FIRST_INSERTED = (
     "WHERE inserted_at > %(since)s AND inserted_at <= %(until)s"
 )
 NO_LEGACY_DB = "the legacy database is not configured (WATCHTOWER_LEGACY_DATABASE_URL)"
-
-
 # -- the metrics a sample reads -------------------------------------------------------------------
 
 
@@ -70,8 +77,11 @@ def _query(
     )
 
 
-def sample_queries(settings: Settings, window: int) -> list[MetricQuery]:
-    """Every CloudWatch metric one sample reads: one GetMetricData call."""
+def sample_queries(
+    settings: Settings, window: int, thresholds: tuple[int, ...] = LATENCY_THRESHOLDS_MS
+) -> list[MetricQuery]:
+    """Every CloudWatch metric one sample reads: one GetMetricData call. `thresholds`: the
+    LatencyOver<N>ms the image core publishes (WATCHTOWER_CUTOVER_LATENCY_THRESHOLDS_MS)."""
     ns = settings.metrics_namespace
     function = (("FunctionName", settings.lambda_function),)
     return [
@@ -88,10 +98,7 @@ def sample_queries(settings: Settings, window: int) -> list[MetricQuery]:
         ),
         image_metrics.requests(settings, window, traffic="user", outcome="server_error"),
         image_metrics.latency_samples(settings, window, traffic="user"),
-        *(
-            image_metrics.latency_over(settings, window, t, traffic="user")
-            for t in LATENCY_THRESHOLDS_MS
-        ),
+        *(image_metrics.latency_over(settings, window, t, traffic="user") for t in thresholds),
         image_metrics.dual_writes(settings, window, outcome="success"),
         image_metrics.dual_writes(settings, window, outcome="failure"),
         *(
@@ -106,14 +113,48 @@ def sample_queries(settings: Settings, window: int) -> list[MetricQuery]:
         ),
         _query("lambda_errors", "AWS/Lambda", "Errors", function, window),
         _query("lambda_invocations", "AWS/Lambda", "Invocations", function, window),
+        *operation_queries(settings, window, thresholds),
     ]
+
+
+def operation_queries(
+    settings: Settings, window: int, thresholds: tuple[int, ...]
+) -> list[MetricQuery]:
+    """Users' get, list and delete: requests by outcome, and latency over each threshold."""
+    out = []
+    for op in OPERATIONS:
+        out += [
+            image_metrics.requests(settings, window, traffic="user", outcome=o, operation=op)
+            for o in ("success", "server_error")
+        ]
+        out.append(image_metrics.latency_samples(settings, window, traffic="user", operation=op))
+        out += [
+            image_metrics.latency_over(settings, window, t, traffic="user", operation=op)
+            for t in thresholds
+        ]
+    return out
+
+
+def operation_figures(s: Any, thresholds: tuple[int, ...]) -> dict[str, dict[str, Any]]:
+    """One slot's figures per user operation, from its fetched series (`s(key)` sums one)."""
+    return {
+        op: {
+            "requests": s(f"requests_{op}_user_success") + s(f"requests_{op}_user_server_error"),
+            "server_errors": s(f"requests_{op}_user_server_error"),
+            "samples": s(f"latency_samples_{op}_user"),
+            "over": {str(t): s(f"latency_over_{t}ms_{op}_user") for t in thresholds},
+        }
+        for op in OPERATIONS
+    }
 
 
 def _sum(series: Series | None) -> float:
     return sum(v for _, v in series or [])
 
 
-def metric_readings(values: Mapping[str, Series]) -> dict[str, Reading]:
+def metric_readings(
+    values: Mapping[str, Series], thresholds: tuple[int, ...] = LATENCY_THRESHOLDS_MS
+) -> dict[str, Reading]:
     """The metric-based readings of one sample, from its fetched series by key."""
 
     def s(key: str) -> float:
@@ -136,11 +177,10 @@ def metric_readings(values: Mapping[str, Series]) -> dict[str, Reading]:
         "upload_latency": Reading(
             figures={
                 "samples": s("latency_samples_upload_user"),
-                "over": {
-                    str(t): s(f"latency_over_{t}ms_upload_user") for t in LATENCY_THRESHOLDS_MS
-                },
+                "over": {str(t): s(f"latency_over_{t}ms_upload_user") for t in thresholds},
             }
         ),
+        "user_operations": Reading(figures=operation_figures(s, thresholds)),
         "dual_write_errors": Reading(
             figures={
                 "dual_write_attempts": s("dual_writes_success") + s("dual_writes_failure"),
@@ -171,12 +211,19 @@ def take_sample(
     metrics_start = metrics_end - interval
     readings: dict[str, Reading] = {}
 
-    queries = sample_queries(settings, window.interval_seconds)
+    thresholds = cutover.latency_thresholds_ms
+    queries = sample_queries(settings, window.interval_seconds, thresholds)
     try:
         fetched = ports.metrics.fetch(queries, now=metrics_end, region=settings.region)
-        readings.update(metric_readings({q.key: fetched.get(q, []) for q in queries}))
+        readings.update(metric_readings({q.key: fetched.get(q, []) for q in queries}, thresholds))
     except SourceError as exc:
-        for name in ("dynamodb_writes", "upload_success", "upload_latency", "dual_write_errors"):
+        for name in (
+            "dynamodb_writes",
+            "upload_success",
+            "upload_latency",
+            "dual_write_errors",
+            "user_operations",
+        ):
             readings[name] = Reading(error=str(exc))
 
     if readings["upload_success"].readable:
@@ -234,8 +281,20 @@ def _legacy_reading(
     sql = ports.legacy_sql
     if sql is None:
         return Reading(error=NO_LEGACY_DB)
+    try:
+        writes = table_writes(sql)
+        has_inserted_at = bool(sql.scalar(HAS_INSERTED_AT, {"table": LEGACY_TABLE}))
+    except SourceError as exc:
+        return Reading(error=str(exc))
+    if writes is None:
+        return Reading(error=f"the legacy table {LEGACY_TABLE} does not exist")
+    extra = {"writes": writes, "has_inserted_at": has_inserted_at, **writing_statements(sql)}
+    if not has_inserted_at:
+        # No row timestamps to count from: the statistics alone judge (deltas between samples).
+        return Reading(figures=extra)
     grace_until = window.opened_at + grace
     figures: dict[str, Any] = {
+        **extra,
         "rows_since_flip": 0,
         "rows_in_slot": 0,
         "first_insert_at": None,
@@ -334,20 +393,26 @@ def fetch_baseline(
                     "period_seconds": 3600,
                 }
             )
-            for t in LATENCY_THRESHOLDS_MS
+            for t in cutover.latency_thresholds_ms
         ),
     ]
+    legacy_writes = legacy_writes_at_open(ports, at=opened_at)
     try:
         fetched = ports.metrics.fetch(queries, now=end, region=settings.region)
     except SourceError as exc:
-        return Baseline(start=start, end=end, days=days, error=str(exc))
+        return Baseline(
+            start=start, end=end, days=days, error=str(exc), legacy_writes=legacy_writes
+        )
     values = {q.key: fetched.get(q, []) for q in queries}
     by_hour = [0.0] * 24
     for at, value in values["writes"]:
         by_hour[at.astimezone(UTC).hour] += value
     latency = LatencyCounts(
         samples=_sum(values["latency_samples_upload_user"]),
-        over={t: _sum(values[f"latency_over_{t}ms_upload_user"]) for t in LATENCY_THRESHOLDS_MS},
+        over={
+            t: _sum(values[f"latency_over_{t}ms_upload_user"])
+            for t in cutover.latency_thresholds_ms
+        },
     )
     return Baseline(
         start=start,
@@ -355,6 +420,7 @@ def fetch_baseline(
         days=days,
         writes_by_hour=tuple(v / days for v in by_hour),
         latency=latency if latency.samples > 0 else None,
+        legacy_writes=legacy_writes,
     )
 
 
@@ -474,16 +540,34 @@ def gather_preflight(
             if _sum(values.get(f"failures_{r}")) or r in DEFAULT_FAILURE_REASONS
         },
         daily=tuple(daily),
-        reconciliation=reconcile(ports, start=start, end=end, upload_requests=uploads),
+        reconciliation=reconcile(
+            ports, start=start, end=end, upload_requests=uploads, cutover=cutover
+        ),
         metrics_error=metrics_error,
         notes=tuple(notes),
     )
 
 
 def reconcile(
-    ports: PreflightPorts, *, start: datetime, end: datetime, upload_requests: float | None
+    ports: PreflightPorts,
+    *,
+    start: datetime,
+    end: datetime,
+    upload_requests: float | None,
+    cutover: CutoverSettings | None = None,
 ) -> Reconciliation:
-    """Surviving image records vs surviving gallery_images rows created in (start, end]."""
+    """Surviving image records vs surviving gallery_images rows created in (start, end]: by
+    identity when the image source can page ids (`cutover.reconcile`), else by count."""
+    pager = getattr(ports.images, "id_pages", None)
+    if cutover is not None and pager is not None and ports.legacy_sql is not None:
+        return by_identity(
+            pager(cutover.reconcile_page_size),
+            ports.legacy_sql,
+            start=start,
+            end=end,
+            upload_requests=upload_requests,
+            cutover=cutover,
+        )
     dynamodb = postgres = None
     dynamodb_error = postgres_error = None
     if ports.images is None:

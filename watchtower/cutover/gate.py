@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass
 
 from watchtower import figures as fig
-from watchtower.cutover.model import PreflightReport
+from watchtower.checks.dual_write import success_meets
+from watchtower.cutover.model import PreflightReport, Reconciliation
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,7 +73,7 @@ def decide_gate(report: PreflightReport, *, min_success_ratio: float, tolerance:
             )
         else:
             ratio = report.success_ratio or 0.0
-            ok = ratio > min_success_ratio
+            ok = success_meets(ratio, min_success_ratio)
             checks.append(
                 GateCheck(
                     name="success_ratio",
@@ -93,6 +94,8 @@ def decide_gate(report: PreflightReport, *, min_success_ratio: float, tolerance:
                 text=f"the two stores could not be reconciled: {why}",
             )
         )
+    elif rec.by_identity:
+        checks.append(_identity_check(rec, tolerance))
     else:
         allowed = math.floor(tolerance * (rec.dynamodb_images or 0))
         ok = abs(rec.difference) <= allowed
@@ -110,6 +113,32 @@ def decide_gate(report: PreflightReport, *, min_success_ratio: float, tolerance:
             )
         checks.append(GateCheck(name="reconciliation", passed=ok, text=said))
     return Gate(passed=all(c.passed for c in checks), checks=tuple(checks))
+
+
+def _identity_check(rec: Reconciliation, tolerance: float) -> GateCheck:
+    """By identity: every id on one side only is a difference, and the first are named."""
+    allowed = math.floor(tolerance * (rec.dynamodb_images or 0))
+    differing = rec.differing or 0
+    ok = differing <= allowed
+    said = (
+        f"DynamoDB has {rec.dynamodb_images:,} images created in the window, gallery_images "
+        f"{rec.postgres_rows:,} rows: "
+    )
+    if differing == 0:
+        return GateCheck(name="reconciliation", passed=True, text=said + "they agree, id for id")
+    parts: list[str] = []
+    named: list[str] = []
+    for count, ids, side in (
+        (rec.missing_from_postgres_count, rec.missing_from_postgres, "missing from PostgreSQL"),
+        (rec.missing_from_dynamodb_count, rec.missing_from_dynamodb, "only in PostgreSQL"),
+    ):
+        if count:
+            parts.append(f"{count:,} {side}")
+            named += ids[:3]
+    said += "; ".join(parts)
+    said += f" (within the {allowed:,} allowed)" if ok else f" (at most {allowed:,} allowed)"
+    said += f": {', '.join(named)}" + (", …" if differing > len(named) else "")
+    return GateCheck(name="reconciliation", passed=ok, text=said)
 
 
 def decide(gate: Gate, override: Override | None) -> Decision:

@@ -155,6 +155,7 @@ def window_markdown(
             f"- **{kind}** {when(seg['start'])} to {when(seg['end'])} "
             f"({seg['slots']} slot{'' if seg['slots'] == 1 else 's'}): {esc(seg['note'])}"
         )
+    out += backfilled_section(document)
     pre = document.get("preflight")
     out += ["", "## Pre-flight (dual-write, before the flip)", ""]
     if pre:
@@ -206,6 +207,42 @@ def window_markdown(
     else:
         out.append(f"Draft content hash: `{sha256}` (changes with every judgement until signed).")
     return "\n".join(out) + "\n"
+
+
+def backfilled_section(document: Mapping[str, Any]) -> list[str]:
+    """The slots Watchtower missed and read back later from the sources' history."""
+    slots = (document.get("coverage") or {}).get("backfilled") or []
+    if not slots:
+        return []
+    out = ["", "## Backfilled slots", ""]
+    out.append(
+        f"{len(slots)} slot{'' if len(slots) == 1 else 's'} Watchtower missed, read back later "
+        "from the sources' history and counted in the coverage:"
+    )
+    out.append("")
+    for slot in slots:
+        out.append(
+            f"- {when(slot['start'])} to {when(slot['end'])}, read back at {when(slot['taken_at'])}"
+        )
+    sources = {k: v for slot in slots for k, v in slot["sources"].items()}
+    out += ["", "Read back from: " + "; ".join(f"{esc(k)}: {esc(v)}" for k, v in sources.items())]
+    return out
+
+
+def identity_section(rec: Mapping[str, Any]) -> list[str]:
+    """The image ids on one side only: the first 100 of each, and how many in all."""
+    if not rec.get("by_identity"):
+        return []
+    out = ["", "### Differences by image id", ""]
+    for key, side in (
+        ("missing_from_postgres", "In DynamoDB, missing from gallery_images"),
+        ("missing_from_dynamodb", "In gallery_images, missing from DynamoDB"),
+    ):
+        ids, count = rec.get(key) or [], rec.get(f"{key}_count") or 0
+        shown = f" (the first {len(ids)})" if count > len(ids) else ""
+        out.append(f"- {side}: {count:,}{shown}" + (":" if ids else ""))
+        out += [f"  - `{esc(i)}`" for i in ids]
+    return out
 
 
 def preflight_markdown(document: Mapping[str, Any]) -> str:
@@ -273,6 +310,7 @@ def preflight_markdown(document: Mapping[str, Any]) -> str:
         "sides count the images that still exist. Successful upload requests count events "
         "(idempotent replays and since-deleted images included) and are shown for context only.",
     ]
+    out += identity_section(rec)
     if document.get("metrics_error"):
         out += ["", f"**Metrics could not be read:** {esc(document['metrics_error'])}"]
     out += [f"- note: {esc(n)}" for n in document.get("notes") or []]

@@ -25,7 +25,13 @@ CRITERIA = (
     "upload_latency",
     "dual_write_errors",
     "critical_alerts",
+    "user_operations",
 )
+OPERATIONS = ("get", "list", "delete")  # users' operations judged beside uploads
+
+
+# Not a criterion: the reading that marks a sample read back after a gap (`cutover.backfill`).
+BACKFILL = "backfill"
 
 
 class CloseReason(enum.StrEnum):
@@ -60,9 +66,12 @@ class Baseline:
     writes_by_hour: tuple[float, ...] = ()  # mean write units in each UTC hour of the day (24)
     latency: LatencyCounts | None = None  # user uploads over the whole baseline
     error: str | None = None  # why it could not be fetched (retried by the sampler)
+    # The legacy table's write counters (pg_stat_user_tables) when the window opened: the first
+    # sample's deltas start from them. None when they could not be read.
+    legacy_writes: Mapping[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "start": iso(self.start),
             "end": iso(self.end),
             "days": self.days,
@@ -70,6 +79,9 @@ class Baseline:
             "latency": self.latency.as_json() if self.latency else None,
             "error": self.error,
         }
+        if self.legacy_writes is not None:
+            data["legacy_writes"] = dict(self.legacy_writes)
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Baseline:
@@ -80,6 +92,7 @@ class Baseline:
             writes_by_hour=tuple(data.get("writes_by_hour") or ()),
             latency=LatencyCounts.from_json(data["latency"]) if data.get("latency") else None,
             error=data.get("error"),
+            legacy_writes=data.get("legacy_writes"),
         )
 
 
@@ -205,6 +218,19 @@ class Reconciliation:
     upload_requests: float | None  # context only: counts replays and since-deleted images
     dynamodb_error: str | None = None
     postgres_error: str | None = None
+    # By identity (`cutover.reconcile`): the ids on one side only (the first 100) and how many.
+    by_identity: bool = False
+    missing_from_postgres: tuple[str, ...] = ()
+    missing_from_postgres_count: int = 0
+    missing_from_dynamodb: tuple[str, ...] = ()
+    missing_from_dynamodb_count: int = 0
+
+    @property
+    def differing(self) -> int | None:
+        """How many images differ: by identity, every id on one side only."""
+        if self.by_identity:
+            return self.missing_from_postgres_count + self.missing_from_dynamodb_count
+        return None if self.difference is None else abs(self.difference)
 
     @property
     def difference(self) -> int | None:

@@ -92,6 +92,13 @@ class DynamoDbImages:
         self._table = table
         self.calls = 0
 
+    def id_pages(self, page_size: int) -> Any:
+        """The same table read as pages of image ids (`cutover.reconcile`), for reconciliation
+        by identity."""
+        from watchtower.cutover.reconcile import DynamoDbImageIds
+
+        return DynamoDbImageIds(self._client, self._table, page_size=page_size)
+
     def images_created(self, since: datetime, until: datetime) -> int:
         request: dict[str, Any] = {
             "TableName": self._table,

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from watchtower.config import Settings
-from watchtower.cutover import evidence
+from watchtower.cutover import backfill, evidence
 from watchtower.cutover.canonical import canonical, sha256, text_sha256, verify_chain
 from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.document import evidence_hash, preflight_document, window_document
@@ -305,7 +305,21 @@ class CutoverService:
             cutover=self.cutover,
             ports=self.evidence_ports,
         )
-        return sample if self.store.add_sample(sample) else None
+        if not self.store.add_sample(sample):
+            return None
+        self.backfill(window, now=now)
+        return sample
+
+    def backfill(self, window: Window, *, now: datetime) -> list[datetime]:
+        """Read back the slots of the window the sampler missed (see `cutover.backfill`)."""
+        return backfill.backfill(
+            self.store,
+            window,
+            now=now,
+            settings=self.settings,
+            cutover=self.cutover,
+            ports=self.evidence_ports,
+        )
 
     def verdict(self, window_id: str | None = None, *, now: datetime) -> Verdict:
         window = self.window(window_id)

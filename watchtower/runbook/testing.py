@@ -293,6 +293,16 @@ class Tester:
                 calls.fail = step_id
             run = _drive(engine, self._start(engine, runbook, fix))
             after = self.sandbox.snapshot()
+        failed_step = next((s for s in run.steps if s.step_id == step_id), None)
+        if not undo and step.on_failure == "continue":
+            # The runbook documents going on past this step's failure: the step must say it
+            # failed, and the run must still end.
+            if failed_step is None or failed_step.status.value != "failed":
+                return out(False, f"step {step_id} did not end failed under on_failure: continue")
+            if not run.status.final:
+                return out(False, f"ended {run.status.value}, not final")
+            return out(True, f"step failed; the run went on, as on_failure: continue documents "
+                       f"(ended {run.status.value})")  # fmt: skip
         if run.status is not ExecutionStatus.FAILED:
             return out(False, f"ended {run.status.value}, not failed")
         twice = {k: n for k, n in calls.performed.items() if n > 1}

@@ -184,7 +184,9 @@ class Rehearsal:
                 name=f"Rehearsal signer {number}",
                 role=role,
                 comment="REHEARSAL sign-off",
-                user=OPERATOR,
+                # One login signs one role, in a rehearsal too: each role its own signer.
+                user=f"rehearsal-signer-{number}",
+                via="rehearsal",
                 now=now(),
             )
             self._step("sign-off", f"Rehearsal signer {number} signed as {role}")

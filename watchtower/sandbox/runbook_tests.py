@@ -25,6 +25,7 @@ from typing import Any
 import click
 import urllib3
 
+from image_core.legacy import PostgresGalleryWriter
 from image_core.metadata import DynamoDbMetadata
 from watchtower.config import Settings
 from watchtower.runbook.engine import Engine
@@ -139,13 +140,18 @@ def sandbox(log: Any = print) -> Iterator[tuple[Platform, Watchtower]]:
         redis_server = servers.start_redis()
         stack.callback(redis_server.stop)
         database = f"sqlite:///{workdir / 'watchtower.sqlite'}"
+        legacy = None
         try:
             postgres = servers.start_postgres()
         except servers.ServerUnavailable as exc:
-            log(f"PostgreSQL unavailable ({exc}); the runbook store is SQLite")
+            log(f"PostgreSQL unavailable ({exc}); the runbook store is SQLite, no legacy table")
         else:
             stack.callback(postgres.stop)
-            database = postgres.url
+            database = legacy = postgres.url
+            # The legacy table, as the demo has it, for the runbooks that read or backfill it.
+            writer = PostgresGalleryWriter(legacy)
+            writer.bootstrap()
+            writer.close()
         wt = build(
             Settings(
                 database_url=database,
@@ -155,6 +161,7 @@ def sandbox(log: Any = print) -> Iterator[tuple[Platform, Watchtower]]:
                 bucket=BUCKET,
                 lambda_function=FUNCTION,
                 image_redis_url=redis_server.url,
+                legacy_database_url=legacy,
                 secret_key="runbooks-test-" + str(time.time_ns()),
             )
         )

@@ -281,7 +281,7 @@ REQUIRED = {
     "ImageDynamoDBThrottling": ("dynamodb-throttling", "automatic"),
     "ImageLambdaColdStarts": ("lambda-cold-starts", "suggest"),
     "ImageCloudFrontHitRateLow": ("cloudfront-cache-invalidation", "suggest"),
-    "LegacyInsertsAfterCutover": ("rollback-dual-write", "suggest"),
+    "LegacyInsertsAfterCutover": ("find-legacy-writer", "suggest"),
 }
 
 
@@ -317,7 +317,7 @@ def test_unknown_runbooks_are_named_once() -> None:
         "dynamodb-throttling",
         "lambda-cold-starts",
         "cloudfront-cache-invalidation",
-        "rollback-dual-write",
+        "find-legacy-writer",
         "watchtower-check-critical",
         "watchtower-check-unknown",
         "watchtower-probe-stale",
@@ -402,7 +402,7 @@ def test_dispatch_starts_routed_runbooks_once_and_passes_on_resolutions(
     done = _dispatch(firing, starter, store)
     assert starter.started == [
         ("image-upload-failures", "aa", "automatic"),
-        ("rollback-dual-write", "bb", "suggest"),
+        ("find-legacy-writer", "bb", "suggest"),
     ]
     assert [(s.fingerprint, s.execution) for s in done.started] == [("aa", "x1"), ("bb", "x2")]
     assert set(store.kept) == {"aa", "bb", "cc"}  # unrouted alerts are kept too

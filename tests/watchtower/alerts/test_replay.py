@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 
 from tests.watchtower.alerts.test_alerting import am_alert, payload
 from tests.watchtower.runbook.conftest import Aws
+from watchtower.alerting import parse_routes
 from watchtower.cli import main
 from watchtower.config import Settings
 from watchtower.runbook import alert_records as runbook_store
@@ -28,6 +29,19 @@ OPERATOR = {"Authorization": "Bearer op-secret-77c1"}
 VIEWER = {"Authorization": "Bearer view-secret-9e20"}
 FUNCTION = "image-api"
 ALERT = am_alert("LegacyInsertsAfterCutover", fingerprint="feedbeef")
+# A route to a runbook that changes AWS (the Lambda function's flag), so a replay's dry run has
+# something it must not change. The default table routes this alert to find-legacy-writer, which
+# reads PostgreSQL only.
+ROUTE_TABLE = {
+    "routes": [
+        {
+            "matchers": ["alertname = LegacyInsertsAfterCutover"],
+            "runbook": "rollback-dual-write",
+            "mode": "suggest",
+        }
+    ]
+}
+ROUTES = parse_routes(ROUTE_TABLE, source="test")
 
 
 @pytest.fixture
@@ -56,6 +70,7 @@ def watchtower(database: str, aws: Aws) -> Iterator[Watchtower]:
             ),
             anonymous_role=None,
             secret_key="k" * 32,
+            routes=ROUTES,
         )
     )
     yield wt
@@ -145,14 +160,17 @@ def test_a_replay_starts_a_dry_run_that_changes_nothing(
 
 
 def test_watchtower_alerts_replay_from_the_terminal(
-    client: FlaskClient, watchtower: Watchtower, aws: Aws, database: str
+    client: FlaskClient, watchtower: Watchtower, aws: Aws, database: str, tmp_path: Path
 ) -> None:
     number = deliver(client, json.dumps(payload(ALERT)).encode())
     before = state(aws)
+    routes = tmp_path / "routes.yml"
+    routes.write_text(json.dumps(ROUTE_TABLE))  # JSON is YAML
     env = {
         "AWS_ENDPOINT_URL": aws.url,
         "WATCHTOWER_DATABASE_URL": database,
         "WATCHTOWER_LAMBDA_FUNCTION": FUNCTION,
+        "WATCHTOWER_ROUTES_FILE": str(routes),
     }
     runner = CliRunner()
     refused = runner.invoke(main, ["alerts", "replay", str(number)], env=env)

@@ -90,7 +90,7 @@ REQUIRED = {
     "ImageDynamoDBThrottling": "dynamodb-throttling",
     "ImageLambdaColdStarts": "lambda-cold-starts",
     "ImageCloudFrontHitRateLow": "cloudfront-cache-invalidation",
-    "LegacyInsertsAfterCutover": "rollback-dual-write",
+    "LegacyInsertsAfterCutover": "find-legacy-writer",
     # Watchtower's own alerts: each has a runbook of its own (issue 15), none the bare list.
     "WatchtowerCheckCritical": "watchtower-check-critical",
     "WatchtowerCheckUnknown": "watchtower-check-unknown",

@@ -137,14 +137,14 @@ def test_firing_alerts_start_their_runbooks_once_and_resolutions_reach_them(
     assert answer.json["received"] == 3
     assert [(s["alertname"], s["runbook"], s["mode"]) for s in answer.json["started"]] == [
         ("ImageUploadProbeFailing", "image-upload-failures", "automatic"),
-        ("LegacyInsertsAfterCutover", "rollback-dual-write", "suggest"),
+        ("LegacyInsertsAfterCutover", "find-legacy-writer", "suggest"),
     ]
     ids = [s["execution"] for s in answer.json["started"]]
     assert all(ids)
     assert {a.fingerprint for a in watchtower.store.firing_alerts()} == {"aa", "bb", "cc"}
     runs = executions(client)
     assert [(r["id"], r["runbook"], r["mode"], r["alert"]["fingerprint"]) for r in runs] == [
-        (ids[1], "rollback-dual-write", "suggest", "bb"),
+        (ids[1], "find-legacy-writer", "suggest", "bb"),
         (ids[0], "image-upload-failures", "automatic", "aa"),
     ]
     assert {r["status"] for r in runs} == {"pending"}

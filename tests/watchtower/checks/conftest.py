@@ -21,6 +21,16 @@ from watchtower.model import Result
 from watchtower.runtime import build_sources
 from watchtower.sandbox.servers import MotoServer
 
+# The legacy table as the image core's dual-write creates it (image_core/legacy.py SCHEMA), kept
+# here so Watchtower's tests do not import the module that is deleted after the cutover.
+LEGACY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS gallery_images (
+    id text PRIMARY KEY, user_id text NOT NULL, original_key text NOT NULL,
+    thumbnail_key text NOT NULL, content_type text NOT NULL, width integer NOT NULL,
+    height integer NOT NULL, size_bytes bigint NOT NULL, created_at timestamptz NOT NULL,
+    inserted_at timestamptz NOT NULL DEFAULT now()
+);
+"""
 FUNCTION = "image-api"
 DISTRIBUTION = "E2CHECKS0001"
 NAMESPACE = "ImageService"

@@ -53,11 +53,14 @@ def test_judge_flag_on_and_every_dual_write_succeeds_is_ok() -> None:
 def test_judge_flag_on_and_success_below_the_minimum_is_critical() -> None:
     status, reason = judge(True, figures(1000, 2, 1000), PARAMS)
     assert status is Status.CRITICAL
-    assert reason == "dual-write success 99.80% (2 of 1000 failed) in 5 min, below 99.9%"
+    assert reason == "dual-write success 99.80% (2 of 1000 failed) in 5 min, not above 99.9%"
 
 
-def test_judge_flag_on_and_exactly_the_minimum_is_ok() -> None:
-    assert judge(True, figures(1000, 1, 1000), PARAMS)[0] is Status.OK
+def test_judge_flag_on_and_exactly_the_minimum_is_critical_like_the_gate() -> None:
+    """One rule (Story 6.1 AC 2, "> 99.9%"): exactly 99.9% fails the check as it fails the gate."""
+    status, reason = judge(True, figures(1000, 1, 1000), PARAMS)
+    assert status is Status.CRITICAL and "not above 99.9%" in reason
+    assert judge(True, figures(10000, 9, 10000), PARAMS)[0] is Status.OK
 
 
 def test_judge_flag_off_and_dual_writes_attempted_is_critical() -> None:

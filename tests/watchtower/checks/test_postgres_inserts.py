@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 import psycopg
 import pytest
 
-from image_core.legacy import SCHEMA
+from tests.watchtower.checks.conftest import LEGACY_SCHEMA as SCHEMA
 from tests.watchtower.checks.conftest import World, run, settings_for
 from watchtower.checks.postgres_inserts import judge
 from watchtower.model import Status
@@ -145,3 +145,37 @@ def test_postgres_down_is_unknown(moto: MotoServer, now: datetime) -> None:
     assert result.status is Status.UNKNOWN
     assert result.reason.startswith("PostgreSQL could not be read")
     assert "\n" not in result.reason  # a reason is one line
+
+
+NO_INSERTED_AT = (
+    "CREATE TABLE gallery_images (id text PRIMARY KEY, user_id text NOT NULL, thumbnail_key text)"
+)
+
+
+def test_updates_and_deletes_without_inserted_at_are_critical_once_dual_write_is_off(
+    world: World, moto: MotoServer, legacy_url: str, now: datetime
+) -> None:
+    """Issue 13: every write, from PostgreSQL's statistics, on a table with no inserted_at."""
+    world.function({"ENABLE_DYNAMODB_DUAL_WRITE": "false"})
+    with psycopg.connect(legacy_url, autocommit=True) as conn:
+        conn.execute(NO_INSERTED_AT)
+        conn.execute("INSERT INTO gallery_images (id, user_id) VALUES ('a', 'u'), ('b', 'u')")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    settings = settings_for(moto.url, legacy_database_url=legacy_url)
+    first = run(settings, "postgres_inserts", now=now)["postgres_inserts"]
+    assert first.status is Status.OK, first.reason  # the first reading starts the count
+    assert "first reading" in first.reason
+    with psycopg.connect(legacy_url, autocommit=True) as conn:
+        conn.execute("UPDATE gallery_images SET thumbnail_key = 'x' WHERE id = 'a'")
+        conn.execute("DELETE FROM gallery_images WHERE id = 'b'")
+        conn.execute("SELECT pg_stat_force_next_flush()")
+    later = now + timedelta(minutes=1)
+    result = run(settings, "postgres_inserts", now=later)["postgres_inserts"]
+    assert result.status is Status.CRITICAL, result.reason
+    assert result.reason.startswith(
+        "0 inserted, 1 updated and 1 deleted rows of gallery_images in 5 min after dual-write "
+        "was turned off"
+    )
+    assert (result.figures["updates"], result.figures["deletes"]) == (1.0, 1.0)
+    quiet = run(settings, "postgres_inserts", now=later + timedelta(minutes=1))
+    assert quiet["postgres_inserts"].status is Status.OK

@@ -19,8 +19,8 @@ import boto3
 import psycopg
 import pytest
 
-from image_core.legacy import SCHEMA
 from tests.watchtower.checks.conftest import DISTRIBUTION, FUNCTION, World
+from tests.watchtower.checks.conftest import LEGACY_SCHEMA as SCHEMA
 from watchtower.config import Settings
 from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.service import CutoverService

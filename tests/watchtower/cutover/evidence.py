@@ -72,6 +72,15 @@ def healthy() -> dict[str, dict[str, Any]]:
             "lambda_invocations": 200.0,
         },
         "critical_alerts": {"firing": []},
+        "user_operations": {
+            op: {
+                "requests": 200.0,
+                "server_errors": 0.0,
+                "samples": 200.0,
+                "over": {"250": 10.0, "500": 2.0, "800": 0.0, "1000": 0.0},
+            }
+            for op in ("get", "list", "delete")
+        },
     }
 
 

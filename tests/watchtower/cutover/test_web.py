@@ -75,7 +75,7 @@ def test_the_page_shows_the_window_live_under_a_strict_csp(app: Flask) -> None:
     assert "style-src 'self'" in answer.headers["Content-Security-Policy"]
     assert "<script" not in html and "style=" not in html and "<style" not in html
     assert "Collecting evidence, hour 24 of 24" in html
-    assert html.count('class="cutover-chart"') == 7
+    assert html.count('class="cutover-chart"') == 8  # one per criterion, user_operations included
     assert 'class="cutover-timeline"' in html
     for title in (
         "PostgreSQL writes stopped",

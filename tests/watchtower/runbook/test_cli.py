@@ -28,7 +28,7 @@ def invoke(
 def test_validate_the_repository_runbooks() -> None:
     code, out, err = invoke(["runbooks", "validate", str(ROOT / "runbooks")])
     assert (code, out) == (0, "")
-    assert err.strip() == "11 runbooks, no problems"
+    assert err.strip() == "12 runbooks, no problems"
 
 
 def test_validate_reports_every_problem_at_its_line() -> None:

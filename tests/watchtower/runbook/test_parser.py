@@ -288,6 +288,7 @@ def test_the_repository_runbooks_are_valid(known: Catalog) -> None:
         "cloudfront-cache-invalidation",
         "disable-dual-write",
         "dynamodb-throttling",
+        "find-legacy-writer",
         "image-upload-failures",
         "lambda-cold-starts",
         "rollback-dual-write",

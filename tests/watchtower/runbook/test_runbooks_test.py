@@ -22,6 +22,7 @@ import pytest
 import redis
 import urllib3
 
+from image_core.legacy import PostgresGalleryWriter
 from tests.watchtower.runbook.conftest import FUNCTION, TABLE, Aws, MakeHarness
 from watchtower.runbook.actions.base import ActionContext
 from watchtower.runbook.engine import Engine
@@ -95,11 +96,17 @@ class MotoSandbox:
 
 
 @pytest.fixture
-def tester(make_harness: MakeHarness, aws: Aws, redis_url: str) -> Iterator[Callable[..., Tester]]:
+def tester(
+    make_harness: MakeHarness, aws: Aws, redis_url: str, legacy_url: str
+) -> Iterator[Callable[..., Tester]]:
     cache = redis.Redis.from_url(redis_url, decode_responses=True)
     sandbox = MotoSandbox(aws, cache)
     sandbox.reset()
-    h = make_harness(image_redis_url=redis_url, redis=lambda: cache)
+    # The legacy table as the demo has it, for the runbooks that read or backfill it.
+    writer = PostgresGalleryWriter(legacy_url)
+    writer.bootstrap()
+    writer.close()
+    h = make_harness(image_redis_url=redis_url, legacy_database_url=legacy_url, redis=lambda: cache)
 
     def make(runbooks: Path | None = None, actions: Mapping[str, Any] | None = None) -> Tester:
         def engine(watched: Catalog, calls: _Calls) -> Engine:

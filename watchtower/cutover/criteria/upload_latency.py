@@ -64,6 +64,14 @@ class UploadLatency(Criterion):
         readings = self.readings(ev)
         if not readings:
             return finding.no_evidence()
+        published = {t for _, _, r in readings for t in latency(r)[1]}
+        if objective not in published:
+            # Counts over other thresholds say nothing about this one: never "0% over 900 ms".
+            known = ", ".join(str(t) for t in sorted(published)) or "no threshold"
+            return finding.unknown(
+                f"P95 <= {objective} ms cannot be judged: the evidence counts uploads over "
+                f"{known} ms only"
+            )
         total = 0.0
         over_total: dict[int, float] = {}
         breaches: dict[datetime, str] = {}
