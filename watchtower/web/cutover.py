@@ -25,7 +25,8 @@ from watchtower.cutover.errors import NotSigner, NoWindow, Refused
 from watchtower.cutover.markdown import preflight_markdown, window_markdown
 from watchtower.cutover.model import CloseReason, iso
 from watchtower.cutover.render import helpers
-from watchtower.cutover.service import CutoverService, Report, parse_moment
+from watchtower.cutover.service import CutoverService, parse_moment
+from watchtower.cutover.signing import Report
 from watchtower.runtime import Watchtower
 from watchtower.web.auth import current_user, require
 
