@@ -10,11 +10,15 @@ demo: install  ## set up, then run the whole system on this machine
 	scripts/install-system-packages demo
 	$(BIN)/watchtower demo
 
+# Test files run on three workers (pytest-xdist; a file's tests stay together, in order): most
+# of the suite waits on real servers, so three processes fit two cores. PYTEST_FLAGS= runs serially.
+PYTEST_FLAGS ?= -n 3 --dist loadfile
+
 test: install  ## lint, audit the locked dependencies, then the test suite against real local servers
 	scripts/install-system-packages test
 	$(BIN)/ruff check .
 	$(AUDIT)
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_FLAGS)
 
 lint: install
 	$(BIN)/ruff check .
