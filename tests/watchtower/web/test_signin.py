@@ -288,6 +288,8 @@ def test_the_limit_holds_across_replicas_through_redis(make_app: Any, redis_url:
         ("WATCHTOWER_USERS", "olive:operator:op-secret"),
         ("WATCHTOWER_USERS", f"ada:admin:{secrets.token_urlsafe(32)},vic:viewer:vic-token"),
     ],
+    # Named by position: random values in test ids differ between pytest-xdist's workers.
+    ids=lambda value: value if value.startswith("WATCHTOWER_") else "",
 )
 def test_start_up_refuses_weak_secrets(variable: str, raw: str) -> None:
     with pytest.raises(ConfigError) as refused:
