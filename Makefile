@@ -10,10 +10,9 @@ demo: install  ## set up, then run the whole system on this machine
 	scripts/install-system-packages demo
 	$(BIN)/watchtower demo
 
-# Test files run on two workers (pytest-xdist; a file's tests stay together, in order), the tests
-# that time real servers one after another on one of them (tests/conftest.py TIMED): most of the
-# suite waits on real servers. PYTEST_FLAGS= runs everything serially.
-PYTEST_FLAGS ?= -n 2 --dist loadgroup
+# Test files run on three workers (pytest-xdist; a file's tests stay together, in order): most
+# of the suite waits on real servers, so three processes fit two cores. PYTEST_FLAGS= runs serially.
+PYTEST_FLAGS ?= -n 3 --dist loadfile
 
 test: install  ## lint, audit the locked dependencies, then the test suite against real local servers
 	scripts/install-system-packages test

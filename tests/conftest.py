@@ -22,25 +22,6 @@ from watchtower.sandbox.servers import ServerUnavailable
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
-# Tests that judge waits against wall-clock deadlines (faults, frozen sources, the demo, the
-# end-to-end alert paths): under `make test`'s workers they run one after another on one worker,
-# beside at most one other, never three at a time. Every other file is its own group, so a file's
-# tests stay together as with --dist loadfile.
-TIMED = (
-    "tests/watchtower/production/",
-    "tests/watchtower/sandbox/",
-    "tests/watchtower/alerts/test_end_to_end.py",
-    "tests/watchtower/alerts/test_ha_end_to_end.py",
-    "tests/watchtower/cutover/test_sandbox_end_to_end.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        group = "timed" if path.startswith(TIMED) else path
-        item.add_marker(pytest.mark.xdist_group(group))
-
 
 def _start(starter: Callable[[], servers.Server]) -> Any:
     try:
