@@ -121,7 +121,7 @@ class Platform:
                 for k, v in table.get("ProvisionedThroughput", {}).items()
                 if k in ("ReadCapacityUnits", "WriteCapacityUnits")
             },
-            "redis.keys": sorted(self.redis.keys("*")) if self.redis is not None else [],
+            "redis.keys": sorted(self.redis.scan_iter(count=500)) if self.redis is not None else [],
         }
 
 

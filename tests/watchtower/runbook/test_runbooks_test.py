@@ -91,7 +91,7 @@ class MotoSandbox:
                 for k, v in table.get("ProvisionedThroughput", {}).items()
                 if k in ("ReadCapacityUnits", "WriteCapacityUnits")
             },
-            "redis.keys": sorted(self.cache.keys("*")),
+            "redis.keys": sorted(self.cache.scan_iter(count=500)),  # SCAN, never KEYS
         }
 
 
