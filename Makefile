@@ -10,11 +10,11 @@ demo: install  ## set up, then run the whole system on this machine
 	scripts/install-system-packages demo
 	$(BIN)/watchtower demo
 
-# The suite runs serially by default. PYTEST_FLAGS="-n 3 --dist loadfile" (pytest-xdist) runs
-# test files on three workers in about 7 min instead of 16, but is not yet reliable: the demo's
-# tests scan for processes they started and see the other workers' servers, and a few tests that
-# time real servers miss their deadlines when three workers share two cores.
-PYTEST_FLAGS ?=
+# Test files run on three workers (pytest-xdist, one file per worker at a time: a module's
+# fixtures, such as the demo's one process, stay on one worker). Most of the suite waits on real
+# servers, so three workers on two cores take about 7 min where one takes 16. Tests that time
+# real servers leave room for that sharing. PYTEST_FLAGS= runs it serially.
+PYTEST_FLAGS ?= -n 3 --dist loadfile
 
 test: install  ## lint, audit the locked dependencies, then the test suite against real local servers
 	scripts/install-system-packages test

@@ -46,8 +46,13 @@ def watchtower(image_api: str, moto: Any, tmp_path: Path) -> Iterator[Watchtower
 
 def test_probe_results_reach_history_and_metrics(watchtower: Watchtower) -> None:
     results = watchtower.run_probe("upload_get")
-    assert [r.status for r in results] == [Status.OK], results[0].reason
-    assert watchtower.store.latest()["upload_get"].status is Status.OK
+    [result] = results
+    # The walk succeeded. It may be judged slow (a warning) on a loaded machine: its thresholds
+    # are wall-clock ones, and what is tested here is that the reading reaches history and metrics.
+    assert result.status is Status.OK or (
+        result.status is Status.WARNING and result.reason.startswith("slow:")
+    ), result.reason
+    assert watchtower.store.latest()["upload_get"].status is result.status
     client = create_app(watchtower).test_client()
     text = client.get("/metrics").get_data(as_text=True)
     assert 'watchtower_probe_success{probe="upload_get"} 1.0' in text
