@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from watchtower.alerting import DEFAULT_ROUTES, Route, parse_routes
@@ -23,6 +23,7 @@ from watchtower.entropy import require_strong
 from watchtower.errors import ConfigError
 
 CHECK_PREFIX = "WATCHTOWER_CHECK_"
+N = TypeVar("N", int, float)
 
 
 # The value parsers: (variable, raw text) -> value, or a ConfigError that names the variable.
@@ -46,10 +47,7 @@ def _whole_number(name: str, raw: str) -> int:
 
 
 def positive_int(name: str, raw: str) -> int:
-    value = _whole_number(name, raw)
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be greater than 0")
-    return value
+    return _above_zero(name, raw, _whole_number(name, raw))
 
 
 def non_negative_int(name: str, raw: str) -> int:
@@ -67,7 +65,10 @@ def number(name: str, raw: str) -> float:
 
 
 def positive_number(name: str, raw: str) -> float:
-    value = number(name, raw)
+    return _above_zero(name, raw, number(name, raw))
+
+
+def _above_zero(name: str, raw: str, value: N) -> N:
     if value <= 0:
         raise ConfigError(f"{name}={raw!r} must be greater than 0")
     return value
