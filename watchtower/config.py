@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from watchtower.alerting import DEFAULT_ROUTES, Route, parse_routes
@@ -23,9 +23,14 @@ from watchtower.entropy import require_strong
 from watchtower.errors import ConfigError
 
 CHECK_PREFIX = "WATCHTOWER_CHECK_"
+N = TypeVar("N", int, float)
 
 
-def _bool(name: str, raw: str) -> bool:
+# The value parsers: (variable, raw text) -> value, or a ConfigError that names the variable.
+# cutover/config.py reads its WATCHTOWER_CUTOVER_* variables with them too.
+
+
+def flag(name: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value in {"1", "true", "yes", "on"}:
         return True
@@ -34,21 +39,46 @@ def _bool(name: str, raw: str) -> bool:
     raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
 
 
-def positive_int(name: str, raw: str) -> int:
+def _whole_number(name: str, raw: str) -> int:
     try:
-        value = int(raw)
+        return int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+
+
+def positive_int(name: str, raw: str) -> int:
+    return _above_zero(name, raw, _whole_number(name, raw))
+
+
+def non_negative_int(name: str, raw: str) -> int:
+    value = _whole_number(name, raw)
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def number(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+def positive_number(name: str, raw: str) -> float:
+    return _above_zero(name, raw, number(name, raw))
+
+
+def _above_zero(name: str, raw: str, value: N) -> N:
     if value <= 0:
         raise ConfigError(f"{name}={raw!r} must be greater than 0")
     return value
 
 
-def _number(name: str, raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
+def ratio(name: str, raw: str) -> float:
+    value = number(name, raw)
+    if not 0 <= value <= 1:
+        raise ConfigError(f"{name}={raw!r} must be between 0 and 1")
+    return value
 
 
 def _url(*schemes: str) -> Callable[[str, str], str]:
@@ -257,7 +287,7 @@ class Settings:
         values: dict[str, Any] = {}
         for field_name, (variable, parse) in _VARIABLES.items():
             raw = env.get(variable)
-            if raw is not None and (raw.strip() or parse is _bool):
+            if raw is not None and (raw.strip() or parse is flag):
                 values[field_name] = parse(variable, raw)
         if "region" not in values and (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
             values["region"] = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
@@ -265,7 +295,7 @@ class Settings:
         for variable, raw in env.items():
             if variable.startswith(CHECK_PREFIX):
                 check, key = _split_check_variable(variable, checks)
-                overrides.setdefault(check, {})[key] = _number(variable, raw)
+                overrides.setdefault(check, {})[key] = number(variable, raw)
         values["check_overrides"] = overrides
         given = [
             f for f in ("probe_token", "probe_token_file", "probe_token_command") if f in values
@@ -332,7 +362,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "probe_deadline_seconds": ("WATCHTOWER_PROBE_DEADLINE_SECONDS", positive_int),
     "retention_days": ("WATCHTOWER_RETENTION_DAYS", positive_int),
     "scheduler_jitter": ("WATCHTOWER_SCHEDULER_JITTER", positive_int),
-    "sandbox": ("WATCHTOWER_SANDBOX", _bool),
+    "sandbox": ("WATCHTOWER_SANDBOX", flag),
     "users": ("WATCHTOWER_USERS", _users),
     "anonymous_role": ("WATCHTOWER_ANONYMOUS_ROLE", _anonymous_role),
     "trusted_user_header": ("WATCHTOWER_TRUSTED_USER_HEADER", _header_name),
@@ -349,7 +379,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "public_url": ("WATCHTOWER_PUBLIC_URL", _url("http", "https")),
     "webhook_max_bytes": ("WATCHTOWER_WEBHOOK_MAX_BYTES", positive_int),
     "webhook_max_in_flight": ("WATCHTOWER_WEBHOOK_MAX_IN_FLIGHT", positive_int),
-    "webhook_deferred": ("WATCHTOWER_WEBHOOK_DEFERRED", _bool),
+    "webhook_deferred": ("WATCHTOWER_WEBHOOK_DEFERRED", flag),
     "prometheus_url": ("WATCHTOWER_PROMETHEUS_URL", _url("http", "https")),
     "alertmanager_url": ("WATCHTOWER_ALERTMANAGER_URL", _url("http", "https")),
     "image_redis_url": ("WATCHTOWER_IMAGE_REDIS_URL", _url("redis", "rediss", "unix")),

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,8 @@ import pytest
 import urllib3
 
 from image_core.app import Components
-from watchtower.config import Settings
 from watchtower.model import Status
-from watchtower.runtime import Watchtower, build
+from watchtower.runtime import Watchtower
 from watchtower.sandbox.servers import free_port
 from watchtower.store import HistoryStore, engine_for
 from watchtower.web import create_app
@@ -33,15 +32,8 @@ def image_api(components: Components, serve_api: Callable[[Components], str]) ->
 
 
 @pytest.fixture
-def watchtower(image_api: str, moto: Any, tmp_path: Path) -> Iterator[Watchtower]:
-    settings = Settings(
-        image_api_url=image_api,
-        aws_endpoint_url=moto.url,
-        database_url=f"sqlite:///{tmp_path / 'wt.sqlite'}",
-    )
-    wt = build(settings)
-    yield wt
-    wt.close()
+def watchtower(image_api: str, moto: Any, make_watchtower: Callable[..., Watchtower]) -> Watchtower:
+    return make_watchtower(clock=time.time, image_api_url=image_api, aws_endpoint_url=moto.url)
 
 
 def test_probe_results_reach_history_and_metrics(watchtower: Watchtower) -> None:

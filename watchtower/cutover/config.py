@@ -12,7 +12,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from watchtower.checks.dual_write import MIN_SUCCESS_RATIO
-from watchtower.config import positive_int
+from watchtower.config import (
+    flag,
+    non_negative_int,
+    positive_int,
+    positive_number,
+    ratio,
+)
 from watchtower.cutover.model import LATENCY_THRESHOLDS_MS
 from watchtower.errors import ConfigError
 
@@ -111,13 +117,6 @@ class CutoverSettings:
         return dict(self.signer_users).get(role)
 
 
-def _flag(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value not in ("true", "false", "1", "0", "yes", "no"):
-        raise ConfigError(f"{name}={raw!r} must be true or false")
-    return value in ("true", "1", "yes")
-
-
 def judgeable_objective(settings: CutoverSettings) -> None:
     """Refuse an upload P95 objective the evidence cannot judge: latency is read as counts of
     uploads over the image core's published thresholds, so the objective must be one of them
@@ -159,7 +158,7 @@ def _one_success_rule(env: Mapping[str, str], values: dict[str, Any]) -> None:
     raw = (env.get(CHECK_MIN_SUCCESS_RATIO) or "").strip()
     if not raw:
         return
-    check = _ratio(CHECK_MIN_SUCCESS_RATIO, raw)
+    check = ratio(CHECK_MIN_SUCCESS_RATIO, raw)
     gate = values.get("min_success_ratio")
     if gate is None:
         values["min_success_ratio"] = check
@@ -175,36 +174,6 @@ def _minutes_int(name: str, raw: str) -> int:
     value = positive_int(name, raw)
     if value % 60:
         raise ConfigError(f"{name}={raw!r} must be a whole number of minutes (seconds, * 60)")
-    return value
-
-
-def _non_negative_int(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if value < 0:
-        raise ConfigError(f"{name}={raw!r} must not be negative")
-    return value
-
-
-def _ratio(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise ConfigError(f"{name}={raw!r} must be between 0 and 1")
-    return value
-
-
-def _positive_number(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r} must be greater than 0")
     return value
 
 
@@ -255,31 +224,31 @@ _Parse = Callable[[str, str], Any]
 _VARIABLES: dict[str, tuple[str, _Parse, int]] = {
     "window_seconds": (f"{PREFIX}WINDOW_HOURS", positive_int, 3600),
     "sample_interval": (f"{PREFIX}SAMPLE_INTERVAL", _minutes_int, 1),
-    "metrics_lag_seconds": (f"{PREFIX}METRICS_LAG", _non_negative_int, 1),
-    "grace_seconds": (f"{PREFIX}GRACE", _non_negative_int, 1),
+    "metrics_lag_seconds": (f"{PREFIX}METRICS_LAG", non_negative_int, 1),
+    "grace_seconds": (f"{PREFIX}GRACE", non_negative_int, 1),
     "preflight_days": (f"{PREFIX}PREFLIGHT_DAYS", positive_int, 1),
     "baseline_days": (f"{PREFIX}BASELINE_DAYS", positive_int, 1),
-    "min_coverage": (f"{PREFIX}MIN_COVERAGE", _ratio, 1),
-    "min_success_ratio": (f"{PREFIX}MIN_SUCCESS_RATIO", _ratio, 1),
-    "reconciliation_tolerance": (f"{PREFIX}RECONCILIATION_TOLERANCE", _ratio, 1),
-    "reconcile_read_units_per_second": (f"{PREFIX}RECONCILE_READ_UNITS", _positive_number, 1),
+    "min_coverage": (f"{PREFIX}MIN_COVERAGE", ratio, 1),
+    "min_success_ratio": (f"{PREFIX}MIN_SUCCESS_RATIO", ratio, 1),
+    "reconciliation_tolerance": (f"{PREFIX}RECONCILIATION_TOLERANCE", ratio, 1),
+    "reconcile_read_units_per_second": (f"{PREFIX}RECONCILE_READ_UNITS", positive_number, 1),
     "reconcile_page_size": (f"{PREFIX}RECONCILE_PAGE_SIZE", positive_int, 1),
-    "max_p95_ms": (f"{PREFIX}MAX_P95_MS", _positive_number, 1),
-    "max_p95_regression": (f"{PREFIX}MAX_P95_REGRESSION", _ratio, 1),
+    "max_p95_ms": (f"{PREFIX}MAX_P95_MS", positive_number, 1),
+    "max_p95_regression": (f"{PREFIX}MAX_P95_REGRESSION", ratio, 1),
     "latency_thresholds_ms": (f"{PREFIX}LATENCY_THRESHOLDS_MS", _thresholds, 1),
     "max_breach_seconds": (f"{PREFIX}MAX_BREACH_MINUTES", positive_int, 60),
-    "min_write_ratio": (f"{PREFIX}MIN_WRITE_RATIO", _ratio, 1),
-    "max_low_write_hours": (f"{PREFIX}MAX_LOW_WRITE_HOURS", _non_negative_int, 1),
-    "max_lambda_error_ratio": (f"{PREFIX}MAX_LAMBDA_ERROR_RATIO", _ratio, 1),
-    "max_operation_error_ratio": (f"{PREFIX}MAX_OPERATION_ERROR_RATIO", _ratio, 1),
-    "max_operation_p95_ms": (f"{PREFIX}MAX_OPERATION_P95_MS", _positive_number, 1),
-    "backfill_slots_per_tick": (f"{PREFIX}BACKFILL_SLOTS_PER_TICK", _non_negative_int, 1),
+    "min_write_ratio": (f"{PREFIX}MIN_WRITE_RATIO", ratio, 1),
+    "max_low_write_hours": (f"{PREFIX}MAX_LOW_WRITE_HOURS", non_negative_int, 1),
+    "max_lambda_error_ratio": (f"{PREFIX}MAX_LAMBDA_ERROR_RATIO", ratio, 1),
+    "max_operation_error_ratio": (f"{PREFIX}MAX_OPERATION_ERROR_RATIO", ratio, 1),
+    "max_operation_p95_ms": (f"{PREFIX}MAX_OPERATION_P95_MS", positive_number, 1),
+    "backfill_slots_per_tick": (f"{PREFIX}BACKFILL_SLOTS_PER_TICK", non_negative_int, 1),
     "backfill_max_age_seconds": (f"{PREFIX}BACKFILL_MAX_AGE_DAYS", positive_int, 86400),
     "signers": (f"{PREFIX}SIGNERS", _names, 1),
     "signer_users": (f"{PREFIX}SIGNER_USERS", _signer_users, 1),
     "cost_tag": (f"{PREFIX}COST_TAG", _tag, 1),
     "rollback_runbook": (f"{PREFIX}ROLLBACK_RUNBOOK", _runbook_id, 1),
-    "rehearsal": (f"{PREFIX}REHEARSAL", _flag, 1),
+    "rehearsal": (f"{PREFIX}REHEARSAL", flag, 1),
     "rehearsal_window_seconds": (f"{PREFIX}REHEARSAL_WINDOW_SECONDS", positive_int, 1),
     "rehearsal_sample_seconds": (f"{PREFIX}REHEARSAL_SAMPLE_SECONDS", positive_int, 1),
 }

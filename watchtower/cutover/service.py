@@ -26,16 +26,17 @@ from watchtower.cutover.model import (
     Sample,
     Window,
     iso,
-    parse_iso,
 )
 from watchtower.cutover.ports import (
     CostSource,
     EvidencePorts,
     PreflightPorts,
     ResultHistory,
-    RunbookEvent,
     RunbookEvents,
 )
+from watchtower.cutover.runbook_sync import RunbookSync
+from watchtower.cutover.runbook_sync import parse_moment as parse_moment  # the forms' parser
+from watchtower.cutover.runbook_sync import versions_comment as versions_comment
 from watchtower.cutover.signing import (
     MAX_NAME,
     Signing,
@@ -179,78 +180,10 @@ class CutoverService(Signing):
         return DetectedFlip(last_on=last_on, first_off=first_off)
 
     def sync_runbook_events(self, *, now: datetime) -> list[str]:
-        """Open and close windows for the runbooks' `cutover.record_event` steps.
-
-        `disable-dual-write` records `window_started` once the function reads the flag off;
-        `rollback-dual-write` records `rolled_back`. Each event is acted on once: the audit
-        entry it leads to names it (`runbook_event`), and one that cannot be acted on (a window
-        is open already, or it is too old) is recorded as skipped, with why.
-        """
+        """Open and close windows for the runbooks' `cutover.record_event` steps (`RunbookSync`)."""
         if self.runbook_events is None:
             return []
-        try:
-            events = self.runbook_events.cutover_events()
-        except Exception:  # the runbook tables: a failure here must not stop the sampling
-            log.exception("could not read the runbooks' cutover events")
-            return []
-        handled = {
-            e.detail.get("runbook_event")
-            for e in self.store.audit()
-            if e.detail.get("runbook_event")
-        }
-        done = []
-        for event in events:
-            key = f"{event.execution_id}:{event.id}"
-            if key in handled:
-                continue
-            done.append(self._act_on(event, key, now=now))
-        return done
-
-    def _act_on(self, event: RunbookEvent, key: str, *, now: datetime) -> str:
-        at = parse_moment(event.detail["at"]) if event.detail.get("at") else event.at
-        current = self.store.open_window()
-        why = None
-        if event.kind == "window_started":
-            if current is not None:
-                why = f"window {current.id} is still open"
-            else:
-                try:
-                    window = self.open_window(
-                        flipped_by=event.who,
-                        at=at,
-                        now=now,
-                        via="runbook",
-                        execution_id=event.execution_id,
-                        runbook_event=key,
-                        comment=versions_comment(event.detail),
-                    )
-                except Refused as exc:
-                    why = str(exc)
-                else:
-                    return f"opened window {window.id}"
-        elif event.kind == "rolled_back":
-            if current is None or at < current.opened_at:
-                why = "no cutover window was open"
-            else:
-                self.close(
-                    current.id,
-                    reason=CloseReason.ROLLED_BACK,
-                    by=event.who,
-                    at=at,
-                    comment=f"rollback-dual-write run {event.execution_id}",
-                    now=now,
-                    runbook_event=key,
-                )
-                return f"closed window {current.id} as rolled back"
-        else:
-            why = f"unknown event {event.kind!r}"
-        self.store.append(
-            at=now,
-            actor=event.who,
-            action="runbook-event-skipped",
-            detail={"runbook_event": key, "event": event.kind, "at": iso(at), "why": why},
-        )
-        return f"skipped {event.kind}: {why}"
+        return RunbookSync(self, self.runbook_events).sync(now=now)
 
     def tick(self, *, now: datetime) -> Sample | None:
         """The scheduler's job: act on the runbooks' cutover events, then take the open window's
@@ -396,23 +329,3 @@ def _preflight_summary(document: Mapping[str, Any]) -> dict[str, Any]:
         "sha256",
     )
     return {k: document.get(k) for k in keys}
-
-
-def parse_moment(text: str) -> datetime:
-    """A moment from a form or the command line: ISO 8601, UTC when no zone is given."""
-    try:
-        return parse_iso(text.strip())
-    except ValueError:
-        raise Refused(
-            f"{text!r} is not a date and time (ISO 8601, e.g. 2026-06-01T10:03:27Z)"
-        ) from None
-
-
-def versions_comment(detail: Mapping[str, str]) -> str:
-    """`alias live: version 3 -> 4` when the flip moved an alias (the versions it recorded)."""
-    if not detail.get("alias") or not detail.get("version"):
-        return ""
-    return (
-        f"alias {detail['alias']}: version {detail.get('previous_version') or '?'} "
-        f"-> {detail['version']}"
-    )

@@ -28,8 +28,7 @@ from image_core.api import create_app as create_image_api
 from image_core.app import Components
 from tests.conftest import _start  # a missing binary skips, or fails in CI
 from tests.watchtower.alerts.servers import start_alertmanager, start_prometheus
-from watchtower.config import Settings
-from watchtower.runtime import Watchtower, build
+from watchtower.runtime import Watchtower
 from watchtower.sandbox.servers import LOOPBACK, free_port
 from watchtower.store import alerts
 from watchtower.web import create_app
@@ -109,25 +108,22 @@ def prometheus_port() -> int:
 
 @pytest.fixture
 def watchtower(
-    tmp_path: Path, image_api: Served, moto: Any, prometheus_port: int
+    image_api: Served, moto: Any, prometheus_port: int, make_watchtower: Callable[..., Watchtower]
 ) -> Iterator[Watchtower]:
-    wt = build(
-        Settings(
-            database_url=f"sqlite:///{tmp_path / 'watchtower.sqlite'}",
-            image_api_url=image_api.url,
-            aws_endpoint_url=moto.url,
-            probe_timeout_seconds=2,
-            prometheus_url=f"http://{LOOPBACK}:{prometheus_port}",
-            webhook_token=TOKEN,
-            users=(("vic", "viewer", "e2e-viewer"),),
-            anonymous_role=None,
-            secret_key="k",
-        )
+    wt = make_watchtower(
+        clock=time.time,
+        image_api_url=image_api.url,
+        aws_endpoint_url=moto.url,
+        probe_timeout_seconds=2,
+        prometheus_url=f"http://{LOOPBACK}:{prometheus_port}",
+        webhook_token=TOKEN,
+        users=(("vic", "viewer", "e2e-viewer"),),
+        anonymous_role=None,
+        secret_key="k",
     )
     wt.runbooks.start_worker()
     yield wt
     wt.runbooks.stop_worker()
-    wt.close()
 
 
 def test_a_failing_probe_starts_its_runbook_through_prometheus_and_alertmanager(

@@ -26,8 +26,7 @@ import urllib3
 from tests.conftest import _start
 from tests.watchtower.alerts.servers import HttpServer, start_alertmanager, start_prometheus
 from tests.watchtower.alerts.test_end_to_end import Served, wait_for
-from watchtower.config import Settings
-from watchtower.runtime import Watchtower, build
+from watchtower.runtime import Watchtower
 from watchtower.sandbox.servers import LOOPBACK, PostgresServer, free_port
 from watchtower.web import create_app
 
@@ -91,27 +90,27 @@ def database(postgres_server: PostgresServer) -> str:
 
 
 @pytest.fixture
-def replicas(database: str, moto: Any) -> Iterator[list[Watchtower]]:
+def replicas(
+    database: str, moto: Any, make_watchtower: Callable[..., Watchtower]
+) -> Iterator[list[Watchtower]]:
     made = []
     for _ in range(2):
-        wt = build(
-            Settings(
-                database_url=database,
-                image_api_url=f"http://{LOOPBACK}:{free_port()}",  # nothing there: fails fast
-                aws_endpoint_url=moto.url,
-                probe_timeout_seconds=1,
-                webhook_token=TOKEN,
-                users=(("vic", "viewer", VIEWER["Authorization"].split()[1]),),
-                anonymous_role=None,
-                secret_key=secrets.token_hex(16),
-            )
+        wt = make_watchtower(
+            clock=time.time,
+            database_url=database,
+            image_api_url=f"http://{LOOPBACK}:{free_port()}",  # nothing there: fails fast
+            aws_endpoint_url=moto.url,
+            probe_timeout_seconds=1,
+            webhook_token=TOKEN,
+            users=(("vic", "viewer", VIEWER["Authorization"].split()[1]),),
+            anonymous_role=None,
+            secret_key=secrets.token_hex(16),
         )
         wt.runbooks.start_worker()
         made.append(wt)
     yield made
     for wt in made:
         wt.runbooks.stop_worker()
-        wt.close()
 
 
 def test_one_episode_delivered_dozens_of_times_by_an_ha_pair_to_two_replicas_runs_once(

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from tests.watchtower.alerts.test_alerting import am_alert, payload
-from watchtower.config import Settings
 from watchtower.runbook.alert_records import notifications
 from watchtower.runbook.intake import Intake
-from watchtower.runtime import Watchtower, build
+from watchtower.runtime import Watchtower
 from watchtower.web import create_app
 
 TOKEN = "hook-secret-61bd"
@@ -26,18 +24,14 @@ HOOK = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def watchtower(tmp_path: Path) -> Iterator[Watchtower]:
-    wt = build(
-        Settings(
-            database_url=f"sqlite:///{tmp_path / 'w.sqlite'}",
-            webhook_token=TOKEN,
-            webhook_deferred=True,
-            anonymous_role=None,
-            secret_key="k" * 32,
-        )
+def watchtower(make_watchtower: Callable[..., Watchtower]) -> Watchtower:
+    return make_watchtower(
+        clock=time.time,
+        webhook_token=TOKEN,
+        webhook_deferred=True,
+        anonymous_role=None,
+        secret_key="k" * 32,
     )
-    yield wt
-    wt.close()
 
 
 @pytest.fixture

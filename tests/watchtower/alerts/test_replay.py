@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,8 @@ from tests.watchtower.alerts.test_alerting import am_alert, payload
 from tests.watchtower.runbook.conftest import Aws
 from watchtower.alerting import parse_routes
 from watchtower.cli import main
-from watchtower.config import Settings
 from watchtower.runbook import alert_records as runbook_store
-from watchtower.runtime import Watchtower, build
+from watchtower.runtime import Watchtower
 from watchtower.web import create_app
 
 TOKEN = "hook-secret-3f9a"
@@ -57,24 +57,21 @@ def database(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def watchtower(database: str, aws: Aws) -> Iterator[Watchtower]:
-    wt = build(
-        Settings(
-            database_url=database,
-            aws_endpoint_url=aws.url,
-            lambda_function=FUNCTION,
-            webhook_token=TOKEN,
-            users=(
-                ("olive", "operator", OPERATOR["Authorization"].split()[1]),
-                ("vic", "viewer", VIEWER["Authorization"].split()[1]),
-            ),
-            anonymous_role=None,
-            secret_key="k" * 32,
-            routes=ROUTES,
-        )
+def watchtower(database: str, aws: Aws, make_watchtower: Callable[..., Watchtower]) -> Watchtower:
+    return make_watchtower(
+        clock=time.time,
+        database_url=database,
+        aws_endpoint_url=aws.url,
+        lambda_function=FUNCTION,
+        webhook_token=TOKEN,
+        users=(
+            ("olive", "operator", OPERATOR["Authorization"].split()[1]),
+            ("vic", "viewer", VIEWER["Authorization"].split()[1]),
+        ),
+        anonymous_role=None,
+        secret_key="k" * 32,
+        routes=ROUTES,
     )
-    yield wt
-    wt.close()
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,8 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.watchtower.alerts.test_alerting import am_alert, payload
-from watchtower.config import Settings
-from watchtower.runtime import Watchtower, build
+from watchtower.runtime import Watchtower
 from watchtower.web import create_app
 
 TOKEN = "hook-secret"
@@ -26,19 +24,15 @@ VIEWER = {"Authorization": "Bearer view-secret"}
 
 
 @pytest.fixture
-def watchtower(tmp_path: Path) -> Iterator[Watchtower]:
-    wt = build(
-        Settings(
-            database_url=f"sqlite:///{tmp_path / 'w.sqlite'}",
-            webhook_token=TOKEN,
-            webhook_max_bytes=4096,
-            users=(("olive", "operator", "op-secret"), ("vic", "viewer", "view-secret")),
-            anonymous_role=None,
-            secret_key="k",
-        )
+def watchtower(make_watchtower: Callable[..., Watchtower]) -> Watchtower:
+    return make_watchtower(
+        clock=time.time,
+        webhook_token=TOKEN,
+        webhook_max_bytes=4096,
+        users=(("olive", "operator", "op-secret"), ("vic", "viewer", "view-secret")),
+        anonymous_role=None,
+        secret_key="k",
     )
-    yield wt
-    wt.close()
 
 
 @pytest.fixture

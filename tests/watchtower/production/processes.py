@@ -1,4 +1,6 @@
-"""Watchtower as real processes (`python -m watchtower.cli serve`), and bounded waits.
+"""Watchtower as real processes (`python -m watchtower.cli serve`), and bounded waits; servers
+ended and started again, or frozen (SIGSTOP) and thawed; Watchtower over the sandbox stack, as the
+fault tests run it.
 
 Each replica logs to a file of the test's own; an assertion that fails shows its last lines.
 Processes are ended by their own pid, never by name.
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 import signal
@@ -15,15 +18,31 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import psycopg
+import pytest
 import urllib3
 
-from watchtower.sandbox.servers import LOOPBACK, MotoServer, PostgresServer, Server, free_port
+from tests.conftest import IN_CI
+from tests.watchtower.alerts.test_alerting import am_alert, payload
+from watchtower.checks import registry
+from watchtower.sandbox import demo
+from watchtower.sandbox import stack as sandbox
+from watchtower.sandbox.servers import (
+    LOOPBACK,
+    MotoServer,
+    PostgresServer,
+    Server,
+    ServerUnavailable,
+    free_port,
+)
+from watchtower.store import HistoryStore, engine_for
 
 ROOT = Path(__file__).resolve().parents[3]
 START_SECONDS = 30.0  # the most a replica may take to answer /healthz
@@ -233,3 +252,223 @@ def _answers(server: Server) -> bool:
             return True
     except (OSError, urllib3.exceptions.HTTPError, psycopg.OperationalError):
         return False
+
+
+def tree(pid: int) -> list[int]:
+    """`pid` and its descendants (PostgreSQL serves each connection from a child process)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for child in children:
+            found += tree(int(child))
+    return found
+
+
+class Frozen:
+    """SIGSTOP a server's processes (all of them); SIGCONT them on leaving, whatever happened."""
+
+    def __init__(self, server: Server) -> None:
+        assert server.process is not None and server.process.poll() is None
+        self.pid = server.process.pid
+        self.stopped: list[int] = []
+
+    def __enter__(self) -> float:
+        os.kill(self.pid, signal.SIGSTOP)  # first: it forks no new child meanwhile
+        self.stopped = tree(self.pid)
+        for pid in self.stopped[1:]:
+            os.kill(pid, signal.SIGSTOP)
+        return time.time()
+
+    def __exit__(self, *exc: Any) -> None:
+        for pid in self.stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+# -- Watchtower over the sandbox stack (the fault tests') ----------------------------------------
+
+WINDOW = 10  # seconds: every check's window, so that a recovery shows within seconds
+RECOVERED = 60.0  # the most the results may take to be all ok again after a restart
+PROBE = "upload_get"
+CHECKS = sorted(registry())
+HOOK_TOKEN = secrets.token_urlsafe(40)  # start-up refuses weak tokens
+
+
+@dataclass
+class Running:
+    stack: sandbox.Stack
+    watchtower: Replica
+    database: str
+    operator: dict[str, str]
+    executions: dict[str, str]  # id -> status, of the runs that ended: none may change or go
+    interval: int  # seconds: every probe and check
+
+    def latest(self) -> dict[str, dict[str, Any]]:
+        results = self.watchtower.json("/api/v1/results", self.operator)["results"]
+        return {r["name"]: r for r in results}
+
+    def since(self, name: str, moment: float) -> dict[str, Any] | None:
+        """The latest result of `name`, if it was observed after `moment`."""
+        result = self.latest().get(name)
+        return result if result is not None and observed(result) > moment else None
+
+    def all_ok(self, since: float = 0.0) -> dict[str, dict[str, Any]] | None:
+        """The latest results, when every one is ok and was observed after `since`."""
+        latest = self.latest()
+        if set(latest) != {PROBE, *CHECKS}:
+            return None
+        fresh = all(observed(r) > since for r in latest.values())
+        return latest if fresh and all(r["status"] == "ok" for r in latest.values()) else None
+
+    def wait_all_ok(self, after: str) -> float:
+        """Seconds until every result observed from now on is ok; fails naming those not ok."""
+        started = time.monotonic()
+        since = time.time()
+        try:
+            wait_for(f"every result ok {after}", lambda: self.all_ok(since), RECOVERED, every=0.5)
+        except AssertionError as exc:
+            not_ok = {
+                n: (r["status"], r["reason"])
+                for n, r in self.latest().items()
+                if r["status"] != "ok"
+            }
+            raise AssertionError(f"{exc}: {not_ok}\n{self.watchtower.tail()}") from None
+        return time.monotonic() - started
+
+    def alive(self) -> None:
+        """Nothing crashed: Watchtower and the image API run and answer."""
+        assert self.watchtower.process.poll() is None, self.watchtower.tail()
+        assert self.watchtower.get("/healthz").status == 200
+        answer = self.watchtower.http.request("GET", f"{self.stack.image_api_url}/healthz")
+        assert answer.status == 200, answer.data
+
+    def ended(self, run_id: str) -> str | None:
+        """The run's status once it has ended."""
+        status = self.runs().get(run_id)
+        return status if status in ("succeeded", "failed", "cancelled") else None
+
+    def runs(self) -> dict[str, str]:
+        answer = self.watchtower.json("/api/v1/executions?limit=500", self.operator)
+        return {e["id"]: e["status"] for e in answer["executions"]}
+
+    def notify(self, fingerprint: str) -> Any:
+        """Alertmanager's notification that the upload probe fails (its route runs automatic)."""
+        return self.send(am_alert("ImageUploadProbeFailing", fingerprint=fingerprint, probe=PROBE))
+
+    def send(self, alert: dict[str, Any]) -> Any:
+        """One alert to the webhook, as Alertmanager posts it."""
+        return self.watchtower.post(
+            "/api/v1/alerts",
+            body=json.dumps(payload(alert)).encode(),
+            headers={"Authorization": f"Bearer {HOOK_TOKEN}", "Content-Type": "application/json"},
+        )
+
+    def history(self, since: float) -> list[Any]:
+        store = HistoryStore(engine_for(self.database))
+        try:
+            return store.history(since=datetime.fromtimestamp(since, UTC))
+        finally:
+            store.engine.dispose()
+
+    def nothing_lost(self, since: float, until: float) -> None:
+        """Every probe run is in the history, and every slot of [since, until) has its results."""
+
+        def stored_all_runs() -> bool:
+            runs = sum(samples(self.watchtower, "watchtower_probe_runs_total", PROBE).values())
+            return runs == len([r for r in self.history(0) if r.name == PROBE])
+
+        wait_for("every probe run to be in the history", stored_all_runs, 10)
+        first_tries = [r for r in self.history(since) if r.attempt == 1]
+        per_slot = Counter(
+            (r.name, math.floor(r.observed_at.timestamp() / self.interval)) for r in first_tries
+        )
+        slots = range(math.floor(since / self.interval) + 1, math.floor(until / self.interval))
+        missing = [
+            (n, s * self.interval) for n in (PROBE, *CHECKS) for s in slots if not per_slot[(n, s)]
+        ]
+        assert missing == [], f"slots with no result: {missing}"
+
+    def executions_kept(self) -> None:
+        runs = self.runs()
+        assert {i: runs.get(i) for i in self.executions} == self.executions
+
+    def legacy_unknown(self, since: float) -> bool:
+        """The legacy inserts check said unknown, in a run after `since` (from /metrics)."""
+        check = "postgres_inserts"
+        status = samples(self.watchtower, "watchtower_check_status", check)
+        last = samples(self.watchtower, "watchtower_last_run_timestamp_seconds", check)
+        return (
+            status.get(f'watchtower_check_status{{check="{check}",status="unknown"}}') == 1
+            and max(last.values(), default=0) > since
+        )
+
+
+def observed(result: dict[str, Any]) -> float:
+    """When a result (as /api/v1/results gives it) was observed, as a timestamp."""
+    return datetime.fromisoformat(result["observed_at"]).timestamp()
+
+
+def samples(replica: Replica, metric: str, name: str) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for line in replica.get("/metrics").data.decode().splitlines():
+        if line.startswith(metric + "{") and f'"{name}"' in line:
+            labels, value = line.rsplit(" ", 1)
+            found[labels] = float(value)
+    return found
+
+
+def required(what: str) -> NoReturn:
+    if IN_CI:
+        pytest.fail(f"CI must provide {what}")
+    pytest.skip(f"{what} is not installed")
+
+
+@contextlib.contextmanager
+def sandboxed(log_dir: Path, *, interval: int, settings: Mapping[str, str]) -> Iterator[Running]:
+    """The sandbox stack with a real `watchtower serve` over it, its history and runbook runs in
+    the stack's PostgreSQL and its job locks in the stack's Redis; every result ok at first.
+    `settings` add to (and win over) the sandbox's and the short interval and windows."""
+    try:
+        stack = sandbox.start(
+            log=lambda line: None,
+            traffic_rate=2.0,
+            telemetry_interval=1.0,
+            metrics_flush_seconds=1,
+            flag_poll_seconds=1.0,
+        )
+    except ServerUnavailable as exc:
+        required(str(exc))
+    watchtower: Replica | None = None
+    try:
+        if stack.redis is None or stack.postgres is None:
+            required("redis-server and PostgreSQL")
+        server = f"postgresql://postgres@{LOOPBACK}:{stack.postgres.port}"
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE watchtower")
+        database = f"{server}/watchtower"
+        port = free_port()
+        token = demo.new_token()
+        environ = demo.settings_environment(
+            stack, port=port, token=token, workdir=log_dir, environ={}
+        )
+        environ.update({name: str(WINDOW) for name in environ if name.endswith("_WINDOW_SECONDS")})
+        environ.update(
+            {
+                "WATCHTOWER_DATABASE_URL": database,
+                "WATCHTOWER_PROBE_INTERVAL": str(interval),
+                "WATCHTOWER_CHECKS_INTERVAL": str(interval),
+                "WATCHTOWER_CHECKS_TICK": "1",
+                "WATCHTOWER_WEBHOOK_TOKEN": HOOK_TOKEN,
+                **settings,
+            }
+        )
+        watchtower = spawn("watchtower", environ, log_dir, port=port)
+        watchtower.wait_healthy()
+        operator = {"Authorization": f"Bearer {token}"}
+        running = Running(stack, watchtower, database, operator, {}, interval)
+        running.wait_all_ok("at start-up")
+        yield running
+    finally:
+        if watchtower is not None:
+            watchtower.stop()
+        stack.stop()

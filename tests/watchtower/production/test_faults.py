@@ -29,204 +29,43 @@ stack whose results are all ok.
 from __future__ import annotations
 
 import json
-import math
-import secrets
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 import pytest
 
-from tests.conftest import IN_CI
-from tests.watchtower.alerts.test_alerting import am_alert, payload
-from tests.watchtower.production.processes import Replica, end, spawn, start_again, wait_for
-from watchtower.checks import registry
-from watchtower.sandbox import demo, resources
-from watchtower.sandbox import stack as sandbox
+from tests.watchtower.production.processes import (
+    CHECKS,
+    PROBE,
+    Running,
+    end,
+    observed,
+    sandboxed,
+    start_again,
+    wait_for,
+)
+from watchtower.sandbox import resources
 from watchtower.sandbox.gateway import image_api_environment
-from watchtower.sandbox.servers import LOOPBACK, ServerUnavailable, free_port
-from watchtower.store import HistoryStore, engine_for
 
 pytestmark = pytest.mark.slow
 
 INTERVAL = 2  # seconds: every probe and check
-WINDOW = 10  # seconds: every check's window, so that a recovery shows within seconds
 SEEN = 20.0  # the most an outage may take to show in the results
-RECOVERED = 60.0  # the most the results may take to be all ok again after a restart
-PROBE = "upload_get"
-CHECKS = sorted(registry())
-HOOK_TOKEN = secrets.token_urlsafe(40)  # start-up refuses weak tokens
-
-
-@dataclass
-class Running:
-    stack: sandbox.Stack
-    watchtower: Replica
-    database: str
-    operator: dict[str, str]
-    executions: dict[str, str]  # id -> status, of the runs that ended: none may change or go
-
-    def latest(self) -> dict[str, dict[str, Any]]:
-        results = self.watchtower.json("/api/v1/results", self.operator)["results"]
-        return {r["name"]: r for r in results}
-
-    def since(self, name: str, moment: float) -> dict[str, Any] | None:
-        """The latest result of `name`, if it was observed after `moment`."""
-        result = self.latest().get(name)
-        return result if result is not None and _at(result) > moment else None
-
-    def all_ok(self, since: float = 0.0) -> dict[str, dict[str, Any]] | None:
-        """The latest results, when every one is ok and was observed after `since`."""
-        latest = self.latest()
-        if set(latest) != {PROBE, *CHECKS}:
-            return None
-        fresh = all(_at(r) > since for r in latest.values())
-        return latest if fresh and all(r["status"] == "ok" for r in latest.values()) else None
-
-    def wait_all_ok(self, after: str) -> float:
-        """Seconds until every result observed from now on is ok; fails naming those not ok."""
-        started = time.monotonic()
-        since = time.time()
-        try:
-            wait_for(f"every result ok {after}", lambda: self.all_ok(since), RECOVERED, every=0.5)
-        except AssertionError as exc:
-            not_ok = {
-                n: (r["status"], r["reason"])
-                for n, r in self.latest().items()
-                if r["status"] != "ok"
-            }
-            raise AssertionError(f"{exc}: {not_ok}\n{self.watchtower.tail()}") from None
-        return time.monotonic() - started
-
-    def alive(self) -> None:
-        """Nothing crashed: Watchtower and the image API run and answer."""
-        assert self.watchtower.process.poll() is None, self.watchtower.tail()
-        assert self.watchtower.get("/healthz").status == 200
-        answer = self.watchtower.http.request("GET", f"{self.stack.image_api_url}/healthz")
-        assert answer.status == 200, answer.data
-
-    def ended(self, run_id: str) -> str | None:
-        """The run's status once it has ended."""
-        status = self.runs().get(run_id)
-        return status if status in ("succeeded", "failed", "cancelled") else None
-
-    def runs(self) -> dict[str, str]:
-        answer = self.watchtower.json("/api/v1/executions?limit=500", self.operator)
-        return {e["id"]: e["status"] for e in answer["executions"]}
-
-    def notify(self, fingerprint: str) -> Any:
-        """Alertmanager's notification that the upload probe fails (its route runs automatic)."""
-        body = payload(am_alert("ImageUploadProbeFailing", fingerprint=fingerprint, probe=PROBE))
-        return self.watchtower.post(
-            "/api/v1/alerts",
-            body=json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {HOOK_TOKEN}", "Content-Type": "application/json"},
-        )
-
-    def history(self, since: float) -> list[Any]:
-        store = HistoryStore(engine_for(self.database))
-        try:
-            return store.history(since=datetime.fromtimestamp(since, UTC))
-        finally:
-            store.engine.dispose()
-
-    def nothing_lost(self, since: float, until: float) -> None:
-        """Every probe run is in the history, and every slot of [since, until) has its results."""
-
-        def stored_all_runs() -> bool:
-            runs = sum(_samples(self.watchtower, "watchtower_probe_runs_total", PROBE).values())
-            return runs == len([r for r in self.history(0) if r.name == PROBE])
-
-        wait_for("every probe run to be in the history", stored_all_runs, 10)
-        first_tries = [r for r in self.history(since) if r.attempt == 1]
-        per_slot = Counter(
-            (r.name, math.floor(r.observed_at.timestamp() / INTERVAL)) for r in first_tries
-        )
-        slots = range(math.floor(since / INTERVAL) + 1, math.floor(until / INTERVAL))
-        missing = [
-            (n, s * INTERVAL) for n in (PROBE, *CHECKS) for s in slots if not per_slot[(n, s)]
-        ]
-        assert missing == [], f"slots with no result: {missing}"
-
-    def executions_kept(self) -> None:
-        runs = self.runs()
-        assert {i: runs.get(i) for i in self.executions} == self.executions
-
-
-def _at(result: dict[str, Any]) -> float:
-    return datetime.fromisoformat(result["observed_at"]).timestamp()
-
-
-def _samples(replica: Replica, metric: str, name: str) -> dict[str, float]:
-    found: dict[str, float] = {}
-    for line in replica.get("/metrics").data.decode().splitlines():
-        if line.startswith(metric + "{") and f'"{name}"' in line:
-            labels, value = line.rsplit(" ", 1)
-            found[labels] = float(value)
-    return found
-
-
-def _required(what: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI must provide {what}")
-    pytest.skip(f"{what} is not installed")
 
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    settings = {"WATCHTOWER_SCHEDULER_JITTER": "1", "WATCHTOWER_PROBE_TIMEOUT_SECONDS": "2"}
     log_dir = tmp_path_factory.mktemp("faults")
-    try:
-        stack = sandbox.start(
-            log=lambda line: None,
-            traffic_rate=2.0,
-            telemetry_interval=1.0,
-            metrics_flush_seconds=1,
-            flag_poll_seconds=1.0,
-        )
-    except ServerUnavailable as exc:
-        _required(str(exc))
-    watchtower: Replica | None = None
-    try:
-        if stack.redis is None or stack.postgres is None:
-            _required("redis-server and PostgreSQL")
-        assert stack.postgres is not None
-        server = f"postgresql://postgres@{LOOPBACK}:{stack.postgres.port}"
-        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-            conn.execute("CREATE DATABASE watchtower")
-        database = f"{server}/watchtower"
-        port = free_port()
-        token = demo.new_token()
-        settings = demo.settings_environment(
-            stack, port=port, token=token, workdir=log_dir, environ={}
-        )
-        settings.update(
-            {name: str(WINDOW) for name in settings if name.endswith("_WINDOW_SECONDS")}
-        )
-        settings.update(
-            {
-                "WATCHTOWER_DATABASE_URL": database,
-                "WATCHTOWER_PROBE_INTERVAL": str(INTERVAL),
-                "WATCHTOWER_CHECKS_INTERVAL": str(INTERVAL),
-                "WATCHTOWER_CHECKS_TICK": "1",
-                "WATCHTOWER_SCHEDULER_JITTER": "1",
-                "WATCHTOWER_PROBE_TIMEOUT_SECONDS": "2",
-                "WATCHTOWER_WEBHOOK_TOKEN": HOOK_TOKEN,
-            }
-        )
-        watchtower = spawn("watchtower", settings, log_dir, port=port)
-        watchtower.wait_healthy()
-        operator = {"Authorization": f"Bearer {token}"}
-        running = Running(stack, watchtower, database, operator, {})
-        running.wait_all_ok("at start-up")
+    with sandboxed(log_dir, interval=INTERVAL, settings=settings) as running:
         # A run that ended before any outage: it must outlive all of them, unchanged.
-        started = watchtower.post(
-            "/runbooks/dynamodb-throttling/executions", form={"dry_run": "1"}, headers=operator
+        started = running.watchtower.post(
+            "/runbooks/dynamodb-throttling/executions",
+            form={"dry_run": "1"},
+            headers=running.operator,
         )
         assert started.status == 303, started.data[:300]
         run_id = started.headers["Location"].rsplit("/", 1)[1]
@@ -237,10 +76,6 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         )
         running.executions[run_id] = status
         yield running
-    finally:
-        if watchtower is not None:
-            watchtower.stop()
-        stack.stop()
 
 
 def test_the_moto_server_stopped_and_started_again(running: Running) -> None:
@@ -254,7 +89,7 @@ def test_the_moto_server_stopped_and_started_again(running: Running) -> None:
 
         def down() -> dict[str, dict[str, Any]] | None:
             latest = running.latest()
-            fresh = {n: r for n, r in latest.items() if _at(r) > stopped}
+            fresh = {n: r for n, r in latest.items() if observed(r) > stopped}
             return fresh if set(fresh) == {PROBE, *CHECKS} else None
 
         seen = wait_for("every result to run without moto", down, SEEN, every=0.5)
@@ -356,20 +191,10 @@ def test_postgresql_stopped_and_started_again(running: Running) -> None:
     command = end(stack.postgres)
     stopped = time.time()
     try:
-
-        def legacy_unknown() -> bool:
-            status = _samples(running.watchtower, "watchtower_check_status", "postgres_inserts")
-            last = _samples(
-                running.watchtower, "watchtower_last_run_timestamp_seconds", "postgres_inserts"
-            )
-            return (
-                status.get('watchtower_check_status{check="postgres_inserts",status="unknown"}')
-                == 1
-                and max(last.values(), default=0) > stopped
-            )
-
         # The history store is down: /metrics still tells, from memory.
-        wait_for("the legacy inserts check to go unknown", legacy_unknown, SEEN)
+        wait_for(
+            "the legacy inserts check to go unknown", lambda: running.legacy_unknown(stopped), SEEN
+        )
         ready = running.watchtower.get("/readyz")
         assert ready.status == 503, ready.data
         assert "history store unreachable" in json.loads(ready.data)["problems"][0]

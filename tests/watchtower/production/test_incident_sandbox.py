@@ -11,35 +11,27 @@ from typing import Any
 
 import pytest
 
-from tests.watchtower.alerts.test_alerting import am_alert, payload
-from tests.watchtower.production import test_faults as faults
-from tests.watchtower.production.processes import wait_for
+from tests.watchtower.alerts.test_alerting import am_alert
+from tests.watchtower.production.processes import PROBE, Running, wait_for
 from tests.watchtower.production.test_frozen_sources import ON_TIME, running  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
 
-def notify(running: faults.Running, status: str, starts: str, ends: str) -> Any:  # noqa: F811
+def notify(running: Running, status: str, starts: str, ends: str) -> Any:  # noqa: F811
     alert = am_alert(
         "ImageUploadProbeFailing",
         status=status,
         fingerprint="5a5a5a5a5a5a5a5a",
         starts_at=starts,
         ends_at=ends,
-        probe=faults.PROBE,
+        probe=PROBE,
     )
-    return running.watchtower.post(
-        "/api/v1/alerts",
-        body=json.dumps(payload(alert)).encode(),
-        headers={
-            "Authorization": f"Bearer {faults.HOOK_TOKEN}",
-            "Content-Type": "application/json",
-        },
-    )
+    return running.send(alert)
 
 
 def test_upload_errors_then_healthy_shows_on_that_days_page(
-    running: faults.Running,  # noqa: F811
+    running: Running,  # noqa: F811
 ) -> None:
     stack = running.stack
     running.wait_all_ok("before the scenario")
@@ -48,7 +40,7 @@ def test_upload_errors_then_healthy_shows_on_that_days_page(
     try:
 
         def critical() -> Any:
-            result = running.since(faults.PROBE, switched)
+            result = running.since(PROBE, switched)
             return result if result is not None and result["status"] == "critical" else None
 
         failed = wait_for("the probe to fail", critical, 4 * ON_TIME, every=0.5)

@@ -4,8 +4,9 @@ once, instead of holding a worker for seconds and hundreds of megabytes (issue 1
 
 from __future__ import annotations
 
+import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,8 @@ from flask import Flask
 
 from tests.watchtower.runbook.conftest import Aws, write_runbook
 from tests.watchtower.runbook.test_web import USERS, csrf, login
-from watchtower.config import Settings
 from watchtower.runbook.model import ExecutionStatus
-from watchtower.runtime import Watchtower, build
+from watchtower.runtime import Watchtower
 from watchtower.web import create_app
 
 RUNBOOK = """
@@ -55,25 +55,21 @@ ATTACKS = {
 
 
 @pytest.fixture
-def watchtower(aws: Aws, tmp_path: Path) -> Iterator[Watchtower]:
+def watchtower(aws: Aws, tmp_path: Path, make_watchtower: Callable[..., Watchtower]) -> Watchtower:
     books = tmp_path / "books"
     for name, (step, _, _) in ATTACKS.items():
         write_runbook(books, name, RUNBOOK.format(id=name, step=step, lock=""))
     lock = 'lock: "${len([[0] * 10000] * 10000)}"'
     step = when("params.times > 0")
     write_runbook(books, "locked", RUNBOOK.format(id="locked", step=step, lock=lock))
-    wt = build(
-        Settings(
-            database_url=f"sqlite:///{tmp_path / 'wt.sqlite'}",
-            aws_endpoint_url=aws.url,
-            users=USERS,
-            anonymous_role="viewer",
-            secret_key="test-key",
-            runbooks_dir=str(books),
-        )
+    return make_watchtower(
+        clock=time.time,
+        aws_endpoint_url=aws.url,
+        users=USERS,
+        anonymous_role="viewer",
+        secret_key="test-key",
+        runbooks_dir=str(books),
     )
-    yield wt
-    wt.close()
 
 
 @pytest.fixture

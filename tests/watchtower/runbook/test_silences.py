@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,8 @@ import pytest
 from tests.conftest import _start
 from tests.watchtower.alerts.servers import HttpServer, start_alertmanager
 from tests.watchtower.runbook.conftest import MakeHarness
-from watchtower.config import Settings
 from watchtower.runbook.model import ExecutionStatus
-from watchtower.runtime import build
+from watchtower.runtime import Watchtower
 from watchtower.status.history import Hour, uptime
 from watchtower.status.maintenance import HOUR, Window, exclude
 from watchtower.web import create_app
@@ -157,34 +157,32 @@ def test_maintenance_seconds_leave_uptime_down_first() -> None:
 
 
 def test_a_runbook_silence_naming_a_component_puts_it_under_maintenance_on_the_status_page(
-    alertmanager: HttpServer, tmp_path: Path, moto: Any
+    alertmanager: HttpServer,
+    tmp_path: Path,
+    moto: Any,
+    make_watchtower: Callable[..., Watchtower],
 ) -> None:
     folder = write(tmp_path, "state == 'active'")
     text = (folder / "planned-invalidation.md").read_text()
     (folder / "planned-invalidation.md").write_text(
         text.replace("  minutes: 45\n", "  minutes: 45\n  component: cloudfront\n")
     )
-    wt = build(
-        Settings(
-            database_url=f"sqlite:///{tmp_path / 'w.sqlite'}",
-            aws_endpoint_url=moto.url,
-            runbooks_dir=str(folder),
-            alertmanager_url=alertmanager.url,
-            users=(("vic", "viewer", "viewer-secret-5d1e"),),
-            anonymous_role=None,
-            secret_key="k" * 32,
-        )
+    wt = make_watchtower(
+        clock=time.time,
+        aws_endpoint_url=moto.url,
+        runbooks_dir=str(folder),
+        alertmanager_url=alertmanager.url,
+        users=(("vic", "viewer", "viewer-secret-5d1e"),),
+        anonymous_role=None,
+        secret_key="k" * 32,
     )
-    try:
-        client = create_app(wt).test_client()
-        viewer = {"Authorization": "Bearer viewer-secret-5d1e"}
-        assert client.get("/api/v1/status", headers=viewer).json["maintenance"] == []
-        run_id = wt.runbooks.start("planned-invalidation", params={}, started_by="olive")
-        wt.runbooks.run_pending()
-        assert wt.runbooks.get(run_id).status is ExecutionStatus.SUCCEEDED
-        (shown,) = client.get("/api/v1/status", headers=viewer).json["maintenance"]
-        assert (shown["component"], shown["execution"]) == ("cloudfront", run_id)
-        page = client.get("/", headers=viewer).get_data(as_text=True)
-        assert "Under maintenance" in page and run_id in page
-    finally:
-        wt.close()
+    client = create_app(wt).test_client()
+    viewer = {"Authorization": "Bearer viewer-secret-5d1e"}
+    assert client.get("/api/v1/status", headers=viewer).json["maintenance"] == []
+    run_id = wt.runbooks.start("planned-invalidation", params={}, started_by="olive")
+    wt.runbooks.run_pending()
+    assert wt.runbooks.get(run_id).status is ExecutionStatus.SUCCEEDED
+    (shown,) = client.get("/api/v1/status", headers=viewer).json["maintenance"]
+    assert (shown["component"], shown["execution"]) == ("cloudfront", run_id)
+    page = client.get("/", headers=viewer).get_data(as_text=True)
+    assert "Under maintenance" in page and run_id in page

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,8 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.watchtower.runbook.conftest import REPO_RUNBOOKS, Aws, write_runbook
-from watchtower.config import Settings
-from watchtower.runtime import Watchtower, build
+from watchtower.runtime import Watchtower
 from watchtower.web import create_app
 
 USERS = (
@@ -40,26 +39,22 @@ check: dual_write
 
 
 @pytest.fixture
-def watchtower(aws: Aws, tmp_path: Path) -> Iterator[Watchtower]:
+def watchtower(aws: Aws, tmp_path: Path, make_watchtower: Callable[..., Watchtower]) -> Watchtower:
     aws.function({"ENABLE_DYNAMODB_DUAL_WRITE": "false", "OTHER": "x"})
     books = tmp_path / "books"
     books.mkdir()
     for source in REPO_RUNBOOKS.glob("*.md"):
         (books / source.name).write_text(source.read_text())
     write_runbook(books, "hostile", HOSTILE)
-    wt = build(
-        Settings(
-            database_url=f"sqlite:///{tmp_path / 'wt.sqlite'}",
-            aws_endpoint_url=aws.url,
-            lambda_function="image-api",
-            users=USERS,
-            anonymous_role="viewer",
-            secret_key="test-key",
-            runbooks_dir=str(books),
-        )
+    return make_watchtower(
+        clock=time.time,
+        aws_endpoint_url=aws.url,
+        lambda_function="image-api",
+        users=USERS,
+        anonymous_role="viewer",
+        secret_key="test-key",
+        runbooks_dir=str(books),
     )
-    yield wt
-    wt.close()
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,7 +12,7 @@ from werkzeug.security import generate_password_hash
 
 from watchtower.config import Settings
 from watchtower.errors import ConfigError
-from watchtower.runtime import Watchtower, build
+from watchtower.runtime import Watchtower
 from watchtower.web import create_app
 from watchtower.web.auth import current_user, require
 
@@ -24,15 +24,8 @@ USERS = (
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    wt: Watchtower = build(
-        Settings(
-            database_url=f"sqlite:///{tmp_path / 'a.sqlite'}",
-            users=USERS,
-            anonymous_role="viewer",
-            secret_key="k",
-        )
-    )
+def app(make_watchtower: Callable[..., Watchtower]) -> Flask:
+    wt = make_watchtower(clock=time.time, users=USERS, anonymous_role="viewer", secret_key="k")
     app = create_app(wt)
 
     @app.post("/api/v1/poke")
@@ -45,8 +38,7 @@ def app(tmp_path: Path) -> Iterator[Flask]:
     def poke_form() -> Any:
         return "done"
 
-    yield app
-    wt.close()
+    return app
 
 
 def test_bearer_tokens_carry_roles(app: Flask) -> None:
@@ -119,21 +111,16 @@ PROXY_USERS = (("sam@example.com", "operator"), ("zoë", "admin"))
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Any]:
-    built: list[Watchtower] = []
-
+def make_app(make_watchtower: Callable[..., Watchtower]) -> Any:
     def make(**settings: Any) -> Flask:
         values: dict[str, Any] = {
-            "database_url": f"sqlite:///{tmp_path / f'p{len(built)}.sqlite'}",
             "users": USERS,
             "anonymous_role": None,
             "secret_key": "k",
             "trusted_user_header": "X-Forwarded-User",
             "proxy_users": PROXY_USERS,
         }
-        wt = build(Settings(**{**values, **settings}))
-        built.append(wt)
-        app = create_app(wt)
+        app = create_app(make_watchtower(clock=time.time, **{**values, **settings}))
 
         @app.get("/api/v1/whoami")
         @require("viewer")
@@ -149,9 +136,7 @@ def make_app(tmp_path: Path) -> Iterator[Any]:
 
         return app
 
-    yield make
-    for wt in built:
-        wt.close()
+    return make
 
 
 def _from(address: str) -> dict[str, str]:

@@ -8,8 +8,7 @@ import io
 import logging
 import secrets
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from tests.watchtower.alerts.test_alerting import payload
 from watchtower.config import Settings
 from watchtower.entropy import GENERATE, estimated_bits
 from watchtower.errors import ConfigError
-from watchtower.runtime import Watchtower, build
+from watchtower.runtime import Watchtower
 from watchtower.web import accounts, create_app
 from watchtower.web.auth import current_user, require
 
@@ -37,20 +36,15 @@ SECRET_KEY = secrets.token_hex(32)
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Any]:
-    built: list[Watchtower] = []
-
+def make_app(make_watchtower: Callable[..., Watchtower]) -> Any:
     def make(**settings: Any) -> Flask:
         values: dict[str, Any] = {
-            "database_url": f"sqlite:///{tmp_path / f's{len(built)}.sqlite'}",
             "users": USERS,
             "anonymous_role": None,
             "secret_key": SECRET_KEY,
             "webhook_token": HOOK_TOKEN,
         }
-        wt = build(Settings(**{**values, **settings}))
-        built.append(wt)
-        app = create_app(wt)
+        app = create_app(make_watchtower(clock=time.time, **{**values, **settings}))
 
         @app.get("/api/v1/whoami")
         @require("viewer")
@@ -61,9 +55,7 @@ def make_app(tmp_path: Path) -> Iterator[Any]:
 
         return app
 
-    yield make
-    for wt in built:
-        wt.close()
+    return make
 
 
 def csrf(client: FlaskClient) -> str:
