@@ -6,6 +6,7 @@ under 800 ms); an invalid or unknown `WATCHTOWER_CUTOVER_*` variable fails start
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -255,11 +256,14 @@ _VARIABLES: dict[str, tuple[str, _Parse, int]] = {
 
 
 REHEARSAL_ROLE = " (REHEARSAL)"
+REHEARSAL_MIN_UPLOADS = 20  # timed uploads a rehearsal's window needs before its P95 is judged
 
 
 def rehearsal_of(settings: CutoverSettings) -> CutoverSettings:
     """The same settings as a rehearsal: marked, its compressed window and sampling, metrics read
-    at once (the sandbox's are not late), and signed only by rehearsal roles."""
+    at once (the sandbox's are not late), and signed only by rehearsal roles. A rehearsal proves
+    the mechanics, not the statistics: its minimum count of timed uploads is scaled down with its
+    window (never below REHEARSAL_MIN_UPLOADS), since the demo's users upload at their own pace."""
     if settings.rehearsal_window_seconds < settings.rehearsal_sample_seconds:
         raise ConfigError(
             f"{PREFIX}REHEARSAL_WINDOW_SECONDS must cover at least one "
@@ -275,6 +279,14 @@ def rehearsal_of(settings: CutoverSettings) -> CutoverSettings:
         sample_interval=settings.rehearsal_sample_seconds,
         metrics_lag_seconds=0,
         grace_seconds=min(settings.grace_seconds, 2 * settings.rehearsal_sample_seconds),
+        min_window_latency_samples=max(
+            REHEARSAL_MIN_UPLOADS,
+            math.ceil(
+                settings.min_window_latency_samples
+                * settings.rehearsal_window_seconds
+                / settings.window_seconds
+            ),
+        ),
         signers=signers,
     )
 

@@ -42,8 +42,14 @@ def test_rehearsal_settings_mark_every_signer_and_compress_the_window() -> None:
     assert settings.sample_interval == 15
     assert settings.signers == ("Engineering lead (REHEARSAL)", "Operations lead (REHEARSAL)")
     assert rehearsal_of(settings).signers == settings.signers  # marked once, not twice
+    # 100 timed uploads per 24 h window, scaled to 10 minutes, is under the floor of 20.
+    assert settings.min_window_latency_samples == 20
+    assert rehearsal_of(settings).min_window_latency_samples == 20
+    long = rehearsal_of(CutoverSettings(rehearsal_window_seconds=12 * 3600))
+    assert long.min_window_latency_samples == 50  # half the window, half the uploads
     real = CutoverSettings.from_env({})
     assert not real.rehearsal and real.window_seconds == 24 * 3600
+    assert real.min_window_latency_samples == 100
     assert not any(r.endswith(REHEARSAL_ROLE) for r in real.signers)
     with pytest.raises(ConfigError, match="REHEARSAL"):
         CutoverSettings.from_env({"WATCHTOWER_CUTOVER_REHEARSAL": "perhaps"})
