@@ -287,7 +287,12 @@ def _legacy_reading(
         return Reading(error=str(exc))
     if writes is None:
         return Reading(error=f"the legacy table {sql.table} does not exist")
-    extra = {"writes": writes, "has_inserted_at": has_inserted_at, **writing_statements(sql)}
+    extra = {
+        "table": sql.table,
+        "writes": writes,
+        "has_inserted_at": has_inserted_at,
+        **writing_statements(sql),
+    }
     if not has_inserted_at:
         # No row timestamps to count from: the statistics alone judge (deltas between samples).
         return Reading(figures=extra)
