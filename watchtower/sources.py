@@ -102,18 +102,28 @@ class CloudWatchLogs:
     def messages(
         self, log_group: str, *, pattern: str, start: datetime, end: datetime, limit: int
     ) -> list[str]:
+        found = self.events(log_group, pattern=pattern, start=start, end=end, limit=limit)
+        return [message for _, message in found]
+
+    def events(
+        self, log_group: str, *, pattern: str, start: datetime, end: datetime, limit: int
+    ) -> list[tuple[str, str]]:
+        """(log stream, message) of each matching event: Lambda names a stream by the version
+        that wrote it, `YYYY/MM/DD/[VERSION]…`."""
         request: dict[str, Any] = {
             "logGroupName": log_group,
             "filterPattern": pattern,
             "startTime": int(start.timestamp() * 1000),
             "endTime": int(end.timestamp() * 1000),
         }
-        messages: list[str] = []
+        found: list[tuple[str, str]] = []
         try:
-            while len(messages) < limit:
+            while len(found) < limit:
                 self.calls += 1
                 answer = self._client.filter_log_events(**request)
-                messages.extend(e["message"] for e in answer.get("events", []))
+                found.extend(
+                    (e.get("logStreamName") or "", e["message"]) for e in answer.get("events", [])
+                )
                 token = answer.get("nextToken")
                 if not token:
                     break
@@ -122,7 +132,7 @@ class CloudWatchLogs:
             raise SourceError(
                 f"CloudWatch Logs group {log_group!r} could not be read: {exc}"
             ) from exc
-        return messages[:limit]
+        return found[:limit]
 
 
 class LambdaConfig:

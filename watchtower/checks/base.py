@@ -46,6 +46,11 @@ class LogSource(Protocol):
         self, log_group: str, *, pattern: str, start: datetime, end: datetime, limit: int
     ) -> list[str]: ...
 
+    def events(
+        self, log_group: str, *, pattern: str, start: datetime, end: datetime, limit: int
+    ) -> list[tuple[str, str]]:
+        """(log stream name, message) of each matching event, oldest first."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class ServedVersion:
