@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -588,10 +588,15 @@ def reconcile(
             postgres = int(ports.legacy_sql.scalar(INSERTED, {"since": start, "until": end}) or 0)
         except SourceError as exc:
             postgres_error = str(exc)
-    return Reconciliation(
+    found = Reconciliation(
         dynamodb_images=dynamodb,
         postgres_rows=postgres,
         upload_requests=upload_requests,
         dynamodb_error=dynamodb_error,
         postgres_error=postgres_error,
+    )
+    return (
+        replace(found, legacy_table=ports.legacy_sql.table)
+        if ports.legacy_sql is not None
+        else found
     )

@@ -251,6 +251,7 @@ def by_identity(
             dynamodb_error=failed if dynamo_side else None,
             postgres_error=None if dynamo_side else failed,
             by_identity=True,
+            legacy_table=sql.table,
         )
     diff = differences(progress)
     return Reconciliation(
@@ -262,4 +263,5 @@ def by_identity(
         missing_from_postgres_count=diff.missing_from_postgres_count,
         missing_from_dynamodb=diff.missing_from_dynamodb,
         missing_from_dynamodb_count=diff.missing_from_dynamodb_count,
+        legacy_table=sql.table,
     )
