@@ -133,6 +133,10 @@ class _Levers:
 
     def set_function_flag(self, raw: str | None) -> None:
         variables = self._variables()
+        if variables.get(FLAG) == raw:
+            # Already what serves: no new version, so the alias keeps the one a flip published
+            # (whose description records the version to roll back to).
+            return
         if raw is None:
             variables.pop(FLAG, None)
         else:
