@@ -85,7 +85,7 @@ def run(*, quick: bool, n: int | None = None) -> list[Figure]:
             f"{n:,} images in moto's DynamoDB, {n - n // 1000:,} rows in PostgreSQL "
             f"(loaded in {time.monotonic() - began:.0f} s); pages of 1,000 ids"
         )
-        sql = PostgresSql(postgres.url)
+        sql = PostgresSql(postgres.url, table="gallery_images")
         since, until = now - timedelta(days=7), now
 
         began = time.monotonic()

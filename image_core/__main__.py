@@ -30,7 +30,7 @@ def main() -> None:
 
 @main.command()
 def bootstrap() -> None:
-    """Create the DynamoDB table, the S3 bucket and (with dual-write) gallery_images."""
+    """Create the DynamoDB table, the S3 bucket and (with dual-write) the legacy table."""
     try:
         for line in bootstrap_resources(_settings()):
             click.echo(line)

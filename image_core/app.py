@@ -69,7 +69,7 @@ def build(
     if settings.dual_write and settings.legacy_database_url:
         from image_core.legacy import PostgresGalleryWriter  # psycopg only when the flag is on
 
-        writer = PostgresGalleryWriter(settings.legacy_database_url)
+        writer = PostgresGalleryWriter(settings.legacy_database_url, table=settings.legacy_table)
         closers.append(writer.close)
         legacy = writer
     service = ImageService(
@@ -111,7 +111,7 @@ def build(
 
 
 def bootstrap(settings: Settings) -> list[str]:
-    """Create the table, the bucket and (with dual-write) `gallery_images`; idempotent."""
+    """Create the table, the bucket and (with dual-write) the legacy table; idempotent."""
     components = build(settings, sink=NullSink())
     try:
         done = [
@@ -122,7 +122,7 @@ def bootstrap(settings: Settings) -> list[str]:
         ]
         if components.legacy is not None:
             components.legacy.bootstrap()
-            done.append("table gallery_images: ready")
+            done.append(f"table {settings.legacy_table}: ready")
         return done
     finally:
         components.close()

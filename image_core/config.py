@@ -97,6 +97,24 @@ def _metrics_sink(name: str, raw: str) -> str:
     return value
 
 
+# -- the legacy table's name (issue 14) ----------------------------------------------------------
+# One part of an SQL name: letters, digits and _, not starting with a digit, at most 63
+# (PostgreSQL's NAMEDATALEN - 1). legacy.py composes it as a quoted identifier, never as text.
+_SQL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def sql_table(name: str, raw: str) -> str:
+    """`table` or `schema.table`, each part an SQL name; anything else fails, naming `name`."""
+    value = raw.strip()
+    parts = value.split(".")
+    if len(parts) > 2 or not all(_SQL_NAME.fullmatch(p) for p in parts):
+        raise ConfigError(
+            f"{name}={raw!r} must be a table name, optionally schema-qualified (schema.table): "
+            "letters, digits and _, not starting with a digit, at most 63 characters a part"
+        )
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     table: str = "images"
@@ -105,6 +123,7 @@ class Settings:
     aws_endpoint_url: str | None = None
     redis_url: str | None = None
     legacy_database_url: str | None = None
+    legacy_table: str = "gallery_images"  # schema.table or table
     dual_write: bool = False
     trust_user_header: bool = False
     require_idempotency_key: bool = False
@@ -161,7 +180,7 @@ class Settings:
         if settings.dual_write and not settings.legacy_database_url:
             raise ConfigError(
                 "ENABLE_DYNAMODB_DUAL_WRITE=true needs IMAGE_LEGACY_DATABASE_URL "
-                "(the PostgreSQL database that holds gallery_images)"
+                f"(the PostgreSQL database that holds {settings.legacy_table})"
             )
         if settings.jwt_issuer and (
             not settings.jwt_audience
@@ -206,6 +225,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "aws_endpoint_url": ("AWS_ENDPOINT_URL", _url(("http", "https"))),
     "redis_url": ("IMAGE_REDIS_URL", _url(("redis", "rediss", "unix"))),
     "legacy_database_url": ("IMAGE_LEGACY_DATABASE_URL", _url(("postgresql", "postgres"))),
+    "legacy_table": ("IMAGE_LEGACY_TABLE", sql_table),
     "dual_write": ("ENABLE_DYNAMODB_DUAL_WRITE", parse_bool),
     "trust_user_header": ("IMAGE_TRUST_USER_HEADER", parse_bool),
     "require_idempotency_key": ("IMAGE_REQUIRE_IDEMPOTENCY_KEY", parse_bool),

@@ -10,12 +10,15 @@ import threading
 from collections.abc import Callable
 
 import psycopg
+from psycopg import sql
 
+from image_core.config import Settings, sql_table
 from image_core.errors import LegacyWriteError
 from image_core.model import ImageRecord
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS gallery_images (
+# `{table}` and `{index}` are composed as identifiers (psycopg.sql.Identifier), never as text.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {table} (
     id             text PRIMARY KEY,
     user_id        text NOT NULL,
     original_key   text NOT NULL,
@@ -27,28 +30,51 @@ CREATE TABLE IF NOT EXISTS gallery_images (
     created_at     timestamptz NOT NULL,
     inserted_at    timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS gallery_images_user_created ON gallery_images (user_id, created_at);
+CREATE INDEX IF NOT EXISTS {index} ON {table} (user_id, created_at);
 """
 
 _INSERT = """
-INSERT INTO gallery_images
+INSERT INTO {table}
     (id, user_id, original_key, thumbnail_key, content_type, width, height, size_bytes, created_at)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (id) DO NOTHING
 """
+_DELETE = "DELETE FROM {table} WHERE id = %s"
+
+
+def _identifier(table: str) -> sql.Identifier:
+    return sql.Identifier(*sql_table("IMAGE_LEGACY_TABLE", table).split("."))
+
+
+def schema(table: str) -> sql.Composed:
+    """The table and its index, created if missing; `table` is `schema.table` or `table`."""
+    # An index lives in its table's schema: its own name is never qualified.
+    index = sql.Identifier(f"{table.rpartition('.')[2]}_user_created")
+    return sql.SQL(_SCHEMA).format(table=_identifier(table), index=index)
+
+
+SCHEMA = schema(Settings.legacy_table)  # the default table's, for tools and tests
 
 
 class PostgresGalleryWriter:
-    """Mirrors image writes into `gallery_images`; connects lazily, reconnects after a failure."""
+    """Mirrors image writes into the legacy table (IMAGE_LEGACY_TABLE, `schema.table` or
+    `table`); connects lazily, reconnects after a failure."""
 
-    def __init__(self, url: str, *, connect_timeout: int = 2) -> None:
+    def __init__(
+        self, url: str, *, table: str = Settings.legacy_table, connect_timeout: int = 2
+    ) -> None:
         self._url = url
+        self.table = table
+        name = _identifier(table)
+        self._schema = schema(table)
+        self._insert = sql.SQL(_INSERT).format(table=name)
+        self._delete = sql.SQL(_DELETE).format(table=name)
         self._connect_timeout = connect_timeout
         self._conn: psycopg.Connection | None = None
         self._lock = threading.Lock()
 
     def bootstrap(self) -> None:
-        self._run(lambda conn: conn.execute(SCHEMA), what="create table gallery_images")
+        self._run(lambda conn: conn.execute(self._schema), what=f"create table {self.table}")
 
     def insert(self, record: ImageRecord) -> None:
         row = (
@@ -62,11 +88,13 @@ class PostgresGalleryWriter:
             record.size_bytes,
             record.created_at,
         )
-        self._run(lambda conn: conn.execute(_INSERT, row), what=f"insert image {record.image_id!r}")
+        self._run(
+            lambda conn: conn.execute(self._insert, row), what=f"insert image {record.image_id!r}"
+        )
 
     def delete(self, image_id: str) -> None:
         self._run(
-            lambda conn: conn.execute("DELETE FROM gallery_images WHERE id = %s", (image_id,)),
+            lambda conn: conn.execute(self._delete, (image_id,)),
             what=f"delete image {image_id!r}",
         )
 
@@ -99,5 +127,5 @@ class PostgresGalleryWriter:
                     if attempt == attempts or not isinstance(exc, psycopg.OperationalError):
                         message = " ".join(str(exc).split())
                         raise LegacyWriteError(
-                            f"cannot {what} in PostgreSQL gallery_images: {message}"
+                            f"cannot {what} in PostgreSQL {self.table}: {message}"
                         ) from exc

@@ -35,8 +35,11 @@ DESCRIPTIONS: dict[str, str] = {
     "IMAGE_REGION": "AWS region; unset: `AWS_REGION`, else `AWS_DEFAULT_REGION`, else the default",
     "AWS_ENDPOINT_URL": "boto3's endpoint override (the moto server locally); unset for real AWS",
     "IMAGE_REDIS_URL": "Redis for gallery pages; unset: no cache",
-    "IMAGE_LEGACY_DATABASE_URL": "PostgreSQL holding `gallery_images`; required with dual-write",
-    "ENABLE_DYNAMODB_DUAL_WRITE": "also insert every upload into `gallery_images` (Story 6.1 "
+    "IMAGE_LEGACY_DATABASE_URL": "PostgreSQL holding the legacy table; required with dual-write",
+    "IMAGE_LEGACY_TABLE": "the legacy table dual-write inserts into, `table` or `schema.table` "
+    "(letters, digits, `_`; anything else fails start-up); composed as a quoted identifier, so "
+    "its case is kept; Watchtower's `WATCHTOWER_LEGACY_TABLE` must name the same table",
+    "ENABLE_DYNAMODB_DUAL_WRITE": "also insert every upload into the legacy table (Story 6.1 "
     "turns it off)",
     "IMAGE_TRUST_USER_HEADER": "take the caller from `X-User-Id` (only behind a trusted proxy)",
     "IMAGE_JWT_ISSUER": "served as a server, verify `Authorization: Bearer` JWTs from this issuer "
@@ -82,6 +85,10 @@ DESCRIPTIONS: dict[str, str] = {
     "WATCHTOWER_METRICS_NAMESPACE": "where the image core publishes (its IMAGE_METRICS_NAMESPACE)",
     "WATCHTOWER_LEGACY_DATABASE_URL": "the legacy PostgreSQL, read-only (`postgres_inserts`, "
     "runbook SQL); unset: that check is unknown",
+    "WATCHTOWER_LEGACY_TABLE": "the legacy table (the image core's `IMAGE_LEGACY_TABLE`), "
+    "`table` or `schema.table` (letters, digits, `_`; anything else fails start-up): read by "
+    "`postgres_inserts`, the cutover's evidence, reconciliation and backfill, `watchtower "
+    "doctor`, and `{legacy_table}` in runbook SQL, always as a quoted identifier",
     "WATCHTOWER_PROBE_USER": "the `X-User-Id` the probe uploads as",
     "WATCHTOWER_PROBE_TOKEN": "the probe's bearer token (a secret, never logged); for a token "
     "that expires, use the file or the command instead",

@@ -186,6 +186,36 @@ def _proxy_users(name: str, raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(users)
 
 
+# -- the legacy table's name (issue 14) ----------------------------------------------------------
+# One part of an SQL name as it may be configured: letters, digits and _, not starting with a
+# digit, at most 63 (PostgreSQL's NAMEDATALEN - 1). Always composed as a quoted identifier
+# (psycopg.sql.Identifier), never as text; the rule keeps it printable and free of quotes too.
+_SQL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def sql_table(name: str, raw: str) -> str:
+    """`table` or `schema.table`, each part an SQL name; anything else fails, naming `name`."""
+    value = raw.strip()
+    parts = value.split(".")
+    if len(parts) > 2 or not all(_SQL_NAME.fullmatch(p) for p in parts):
+        raise ConfigError(
+            f"{name}={raw!r} must be a table name, optionally schema-qualified (schema.table): "
+            "letters, digits and _, not starting with a digit, at most 63 characters a part"
+        )
+    return value
+
+
+def table_parts(value: str) -> tuple[str, ...]:
+    """The parts psycopg.sql.Identifier takes, (schema, table) or (table,), validated again."""
+    return tuple(sql_table("the legacy table", value).split("."))
+
+
+def regclass_text(value: str) -> str:
+    """The table as `to_regclass()` reads it (a value, bound as a parameter): each part quoted,
+    so its case is kept. Safe to build: the parts hold no quote (`sql_table`)."""
+    return ".".join(f'"{part}"' for part in table_parts(value))
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     image_api_url: str = "http://127.0.0.1:8000"
@@ -202,6 +232,7 @@ class Settings:
     cloudfront_distribution_id: str | None = None
     metrics_namespace: str = "ImageService"
     legacy_database_url: str | None = None
+    legacy_table: str = "gallery_images"  # the legacy table (schema.table or table)
     probe_user: str = "watchtower-probe"
     # The probe's credential (one of three; watchtower/probes/credential.py): a bearer token, a
     # file it re-reads, or a command whose output is the token. None: X-User-Id (a trusted header)
@@ -350,6 +381,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "cloudfront_distribution_id": ("WATCHTOWER_CLOUDFRONT_DISTRIBUTION_ID", _text),
     "metrics_namespace": ("WATCHTOWER_METRICS_NAMESPACE", _text),
     "legacy_database_url": ("WATCHTOWER_LEGACY_DATABASE_URL", _url("postgresql", "postgres")),
+    "legacy_table": ("WATCHTOWER_LEGACY_TABLE", sql_table),
     "probe_user": ("WATCHTOWER_PROBE_USER", _text),
     "probe_token": ("WATCHTOWER_PROBE_TOKEN", _text),
     "probe_token_file": ("WATCHTOWER_PROBE_TOKEN_FILE", _text),

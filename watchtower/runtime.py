@@ -343,7 +343,7 @@ def build_sources(settings: Settings, make_client: MakeClient | None = None) -> 
         metrics=CloudWatchMetrics({r: make("cloudwatch", region=r) for r in regions}),
         logs=CloudWatchLogs(make("logs")),
         functions=LambdaConfig(make("lambda")),
-        legacy_sql=PostgresSql(settings.legacy_database_url)
+        legacy_sql=PostgresSql(settings.legacy_database_url, table=settings.legacy_table)
         if settings.legacy_database_url
         else None,
     )

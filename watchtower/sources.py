@@ -12,7 +12,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from watchtower.checks.base import MetricQuery, Series, ServedVersion
+from watchtower.checks.base import MetricQuery, Series, ServedVersion, TableSql
+from watchtower.config import regclass_text, table_parts
 from watchtower.errors import SourceError
 
 MAX_QUERIES_PER_CALL = 500  # the GetMetricData limit
@@ -101,18 +102,28 @@ class CloudWatchLogs:
     def messages(
         self, log_group: str, *, pattern: str, start: datetime, end: datetime, limit: int
     ) -> list[str]:
+        found = self.events(log_group, pattern=pattern, start=start, end=end, limit=limit)
+        return [message for _, message in found]
+
+    def events(
+        self, log_group: str, *, pattern: str, start: datetime, end: datetime, limit: int
+    ) -> list[tuple[str, str]]:
+        """(log stream, message) of each matching event: Lambda names a stream by the version
+        that wrote it, `YYYY/MM/DD/[VERSION]…`."""
         request: dict[str, Any] = {
             "logGroupName": log_group,
             "filterPattern": pattern,
             "startTime": int(start.timestamp() * 1000),
             "endTime": int(end.timestamp() * 1000),
         }
-        messages: list[str] = []
+        found: list[tuple[str, str]] = []
         try:
-            while len(messages) < limit:
+            while len(found) < limit:
                 self.calls += 1
                 answer = self._client.filter_log_events(**request)
-                messages.extend(e["message"] for e in answer.get("events", []))
+                found.extend(
+                    (e.get("logStreamName") or "", e["message"]) for e in answer.get("events", [])
+                )
                 token = answer.get("nextToken")
                 if not token:
                     break
@@ -121,7 +132,7 @@ class CloudWatchLogs:
             raise SourceError(
                 f"CloudWatch Logs group {log_group!r} could not be read: {exc}"
             ) from exc
-        return messages[:limit]
+        return found[:limit]
 
 
 class LambdaConfig:
@@ -177,22 +188,39 @@ class LambdaConfig:
 
 
 class PostgresSql:
-    """Read-only scalar queries against the legacy database; one short-lived connection each."""
+    """Read-only scalar queries against the legacy database; one short-lived connection each.
 
-    def __init__(self, url: str, *, connect_timeout: int = 3) -> None:
+    `table` is the legacy table (WATCHTOWER_LEGACY_TABLE), validated here again: a TableSql's
+    `{table}` becomes that name as a quoted identifier (psycopg.sql), never as text.
+    """
+
+    def __init__(self, url: str, *, table: str, connect_timeout: int = 3) -> None:
         self._url = url
+        self._parts = table_parts(table)
+        self.table = table
         self._connect_timeout = connect_timeout
 
-    def scalar(self, sql: str, params: Mapping[str, Any]) -> Any:
+    def scalar(self, sql: str | TableSql, params: Mapping[str, Any]) -> Any:
         import psycopg
+        from psycopg import sql as pgsql
 
+        values = dict(params)
+        query: str | pgsql.Composed
+        if isinstance(sql, TableSql):
+            query = pgsql.SQL(sql.template).format(table=pgsql.Identifier(*self._parts))
+            if "%(table_regclass)s" in sql.template:
+                values["table_regclass"] = regclass_text(self.table)
+            if "%(table_name)s" in sql.template:
+                values["table_name"] = self._parts[-1]
+        else:
+            query = sql
         try:
             with psycopg.connect(
                 self._url,
                 connect_timeout=self._connect_timeout,
                 options="-c default_transaction_read_only=on -c statement_timeout=5000",
             ) as conn:
-                row = conn.execute(sql, dict(params)).fetchone()
+                row = conn.execute(query, values).fetchone()
         except psycopg.Error as exc:
             # psycopg's messages span lines (a hint on the next); a reason is one line.
             message = " ".join(str(exc).split())

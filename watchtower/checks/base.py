@@ -46,6 +46,11 @@ class LogSource(Protocol):
         self, log_group: str, *, pattern: str, start: datetime, end: datetime, limit: int
     ) -> list[str]: ...
 
+    def events(
+        self, log_group: str, *, pattern: str, start: datetime, end: datetime, limit: int
+    ) -> list[tuple[str, str]]:
+        """(log stream name, message) of each matching event, oldest first."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class ServedVersion:
@@ -66,8 +71,20 @@ class FunctionConfigSource(Protocol):
         alias is None. Raises SourceError when it cannot be read."""
 
 
+@dataclass(frozen=True)
+class TableSql:
+    """SQL that names the legacy table as `{table}`: the adapter composes it as a quoted
+    identifier (psycopg.sql.Identifier), never as text, and binds `%(table_regclass)s` (the name
+    as `to_regclass` reads it) and `%(table_name)s` (its last part) as values."""
+
+    template: str
+
+
 class SqlSource(Protocol):
-    def scalar(self, sql: str, params: Mapping[str, Any]) -> Any: ...
+    # The legacy table (WATCHTOWER_LEGACY_TABLE): what `{table}` in a TableSql stands for.
+    table: str
+
+    def scalar(self, sql: str | TableSql, params: Mapping[str, Any]) -> Any: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,7 +126,7 @@ class Check:
     defaults: ClassVar[dict[str, float]] = {"window_seconds": 300}
     interval: ClassVar[int] = 60
     # What it reads besides its metric_queries (docs/metrics-contract.md): "lambda:configuration",
-    # "logs:REPORT" (the function's log group), "sql:gallery_images" (the legacy table).
+    # "logs:REPORT" (the function's log group), "sql:legacy_table" (WATCHTOWER_LEGACY_TABLE).
     reads: ClassVar[tuple[str, ...]] = ()
 
     def metric_queries(self, settings: Settings, params: Mapping[str, float]) -> list[MetricQuery]:

@@ -9,6 +9,13 @@ Read from the `REPORT` line Lambda writes after every invocation, in either log 
 
 The lines are parsed here, in Python: Logs Insights' `@initDuration` would do it in AWS, but not
 against the moto server, and parsing works the same against both. The P95 is nearest-rank.
+
+Only the lines of the version(s) that serve traffic count: Lambda names each log stream by the
+version that wrote it (`YYYY/MM/DD/[VERSION]…`, `[$LATEST]` unqualified), so with an alias
+(WATCHTOWER_LAMBDA_ALIAS) the streams of the version it points to (and of its weighted second
+version, each judged apart in the reason) are read, and a version being tested, or the one
+rolled away from, does not count. Lines in streams not named so cannot be attributed: left out,
+and counted in the reason.
 """
 
 from __future__ import annotations
@@ -22,11 +29,14 @@ from typing import Any
 from watchtower.checks.base import Check, CheckContext, ratio, register
 from watchtower.model import Result, Status
 
+UNQUALIFIED = "$LATEST"
+
 # Filter terms are case-sensitive in CloudWatch Logs: "REPORT" alone misses the JSON format's
 # "platform.report". Lines the filter lets through that are not reports are skipped by the parser.
 FILTER_PATTERN = '?REPORT ?"platform.report"'
 MAX_LINES = 10_000  # one window's reading; beyond it the figures describe the first lines only
 
+_STREAM_VERSION = re.compile(r"^\d{4}/\d{2}/\d{2}/\[(?P<version>[^\]]+)\]")
 _TEXT_REPORT = re.compile(r"^\s*REPORT RequestId: (?P<id>\S+)")
 # Longest names first, so "Duration" never matches inside "Billed Duration" or "Init Duration".
 _TEXT_FIELD = re.compile(
@@ -44,6 +54,28 @@ class Report:
     @property
     def cold(self) -> bool:
         return self.init_duration_ms is not None
+
+
+def stream_version(stream: str) -> str | None:
+    """The version a Lambda log stream belongs to (`$LATEST`, `7`), None when not so named."""
+    match = _STREAM_VERSION.match(stream)
+    return match["version"] if match else None
+
+
+def by_version(
+    events: Iterable[tuple[str, str]], versions: Iterable[str]
+) -> tuple[dict[str, list[str]], int]:
+    """The REPORT lines of each wanted version, and how many REPORT lines were left out (other
+    versions' streams, or streams not named by version)."""
+    wanted: dict[str, list[str]] = {v: [] for v in versions}
+    left_out = 0
+    for stream, message in events:
+        version = stream_version(stream)
+        if version in wanted:
+            wanted[version].append(message)
+        elif parse_report(message) is not None:
+            left_out += 1
+    return wanted, left_out
 
 
 def parse_report(message: str) -> Report | None:
@@ -139,18 +171,48 @@ class LambdaColdStarts(Check):
     def evaluate(self, ctx: CheckContext) -> Result:
         if ctx.sources.logs is None:
             return self.result(ctx, Status.UNKNOWN, "no CloudWatch Logs source is configured")
-        messages = ctx.sources.logs.messages(
+        alias = ctx.settings.lambda_alias
+        weights = {UNQUALIFIED: 1.0}
+        if alias:
+            if ctx.sources.functions is None:
+                return self.result(
+                    ctx, Status.UNKNOWN, f"no Lambda source to read what alias {alias} serves"
+                )
+            served = ctx.sources.functions.served(ctx.settings.lambda_function, alias)
+            weights = {v.version: v.weight for v in served}
+        events = ctx.sources.logs.events(
             ctx.settings.log_group,
             pattern=FILTER_PATTERN,
             start=ctx.now - ctx.window,
             end=ctx.now,
             limit=MAX_LINES,
         )
-        figures = summarise(messages)
+        lines, left_out = by_version(events, weights)
+        figures = summarise(m for messages in lines.values() for m in messages)
         status, reason = judge(figures, ctx.params)
-        if len(messages) >= MAX_LINES:
+        if alias:
+            reason += f"; alias {alias}: " + ", ".join(
+                _version_said(version, weight, summarise(lines[version]))
+                for version, weight in weights.items()
+            )
+        if left_out:
+            reason += (
+                f"; {left_out} REPORT line{'' if left_out == 1 else 's'} of other versions left out"
+            )
+        if len(events) >= MAX_LINES:
             reason += f" (from the first {MAX_LINES} log lines of the window only)"
         return self.result(ctx, status, reason, figures)
+
+
+def _version_said(version: str, weight: float, figures: Mapping[str, float | None]) -> str:
+    cold, invocations = figures["cold_starts"] or 0, figures["invocations"] or 0
+    said = (
+        f"version {version} ({weight:.0%}) {cold:.0f} cold start{'' if cold == 1 else 's'} in "
+        f"{invocations:.0f} invocation{'' if invocations == 1 else 's'}"
+    )
+    if figures["init_p95_ms"] is not None:
+        said += f", init P95 {figures['init_p95_ms']:.0f} ms"
+    return said
 
 
 def judge(figures: Mapping[str, float | None], params: Mapping[str, float]) -> tuple[Status, str]:

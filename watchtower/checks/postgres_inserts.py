@@ -1,4 +1,4 @@
-"""`postgres_inserts`: writes to the legacy `gallery_images` table, read from PostgreSQL.
+"""`postgres_inserts`: writes to the legacy table (WATCHTOWER_LEGACY_TABLE), read from PostgreSQL.
 
 The number that must be 0 once dual-write is off (Story 6.1: "PostgreSQL writes stopped"). Two
 sources, both seeing every writer, not only the image core's metrics:
@@ -16,27 +16,28 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from watchtower.checks.base import Check, CheckContext, register
+from watchtower.checks.base import Check, CheckContext, TableSql, register
 from watchtower.checks.dual_write import flag_figure, read_flag
+from watchtower.config import Settings
 from watchtower.model import Result, Status
 
-TABLE = "gallery_images"
-INSERTED_IN_WINDOW = (
-    "SELECT count(*) FROM gallery_images WHERE inserted_at > %(since)s AND inserted_at <= %(until)s"
+# The legacy table is `{table}` in these (TableSql): the SQL adapter composes it as an identifier.
+INSERTED_IN_WINDOW = TableSql(
+    "SELECT count(*) FROM {table} WHERE inserted_at > %(since)s AND inserted_at <= %(until)s"
 )
-INSERTED_SINCE_STATS_RESET = (
-    "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = to_regclass(%(table)s)"
+INSERTED_SINCE_STATS_RESET = TableSql(
+    "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = to_regclass(%(table_regclass)s)"
 )
 # Every write to the table, whatever its schema, and when the statistics were last reset.
-TABLE_WRITES = (
+TABLE_WRITES = TableSql(
     "SELECT json_build_object('ins', n_tup_ins, 'upd', n_tup_upd, 'del', n_tup_del, "
     "'relid', relid::bigint, 'reset', "
     "(SELECT stats_reset FROM pg_stat_database WHERE datname = current_database())) "
-    "FROM pg_stat_user_tables WHERE relid = to_regclass(%(table)s)"
+    "FROM pg_stat_user_tables WHERE relid = to_regclass(%(table_regclass)s)"
 )
-HAS_INSERTED_AT = (
-    "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() "
-    "AND table_name = %(table)s AND column_name = 'inserted_at'"
+HAS_INSERTED_AT = TableSql(
+    "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%(table_regclass)s) "
+    "AND attname = 'inserted_at' AND NOT attisdropped"
 )
 KEYS = ("ins", "upd", "del")
 # The counters this process read last, by legacy database: the next cycle's deltas start there.
@@ -65,7 +66,7 @@ class PostgresInserts(Check):
     name = "postgres_inserts"
     title = "Legacy PostgreSQL inserts"
     component = "legacy"
-    reads = ("sql:gallery_images",)
+    reads = ("sql:legacy_table",)
     defaults = {"window_seconds": 300}
 
     def evaluate(self, ctx: CheckContext) -> Result:
@@ -76,16 +77,17 @@ class PostgresInserts(Check):
                 Status.UNKNOWN,
                 "the legacy database is not configured (WATCHTOWER_LEGACY_DATABASE_URL)",
             )
-        has_inserted_at = bool(sql.scalar(HAS_INSERTED_AT, {"table": TABLE}))
+        table = sql.table
+        has_inserted_at = bool(sql.scalar(HAS_INSERTED_AT, {}))
         inserted = (
             int(sql.scalar(INSERTED_IN_WINDOW, {"since": ctx.now - ctx.window, "until": ctx.now}))
             if has_inserted_at
             else 0
         )
-        raw = sql.scalar(TABLE_WRITES, {"table": TABLE})
+        raw = sql.scalar(TABLE_WRITES, {})
         current = _counters(raw)
         if current is None:
-            return self.result(ctx, Status.UNKNOWN, f"the legacy table {TABLE} does not exist")
+            return self.result(ctx, Status.UNKNOWN, f"the legacy table {table} does not exist")
         # By database and table: a table dropped and created again starts a new count.
         key = (ctx.settings.legacy_database_url or "", int(raw.get("relid") or 0))
         previous = _PREVIOUS.get(key)
@@ -110,6 +112,7 @@ class PostgresInserts(Check):
             flag_note=flag_note,
             updated=delta["upd"] if delta else 0,
             deleted=delta["del"] if delta else 0,
+            table=table,
         )
         if reset:
             reason += "; PostgreSQL's statistics were reset since the previous cycle"
@@ -126,6 +129,7 @@ def judge(
     flag_note: str = "",
     updated: int = 0,
     deleted: int = 0,
+    table: str = Settings.legacy_table,
 ) -> tuple[Status, str]:
     """Rows are expected while dual-write is on, and none once it is off.
 
@@ -134,7 +138,7 @@ def judge(
     """
     minutes = params["window_seconds"] / 60
     rows = (
-        f"{inserted} row{'' if inserted == 1 else 's'} inserted into {TABLE} in {minutes:.0f} min"
+        f"{inserted} row{'' if inserted == 1 else 's'} inserted into {table} in {minutes:.0f} min"
     )
     if flag is None:
         if inserted > 0:
@@ -143,16 +147,16 @@ def judge(
                 f"({flag_note}): cannot tell whether they should have been"
             )
         return Status.OK, (
-            f"no rows inserted into {TABLE} in {minutes:.0f} min (the dual-write "
+            f"no rows inserted into {table} in {minutes:.0f} min (the dual-write "
             f"flag could not be read: {flag_note})"
         )
     if flag:
         return Status.OK, f"{rows}; dual-write is on"
     if updated or deleted:
         return Status.CRITICAL, (
-            f"{inserted} inserted, {updated} updated and {deleted} deleted rows of {TABLE} in "
+            f"{inserted} inserted, {updated} updated and {deleted} deleted rows of {table} in "
             f"{minutes:.0f} min after dual-write was turned off ({flag_note})"
         )
     if inserted > 0:
         return Status.CRITICAL, f"{rows} after dual-write was turned off ({flag_note})"
-    return Status.OK, f"no rows inserted into {TABLE} in {minutes:.0f} min; dual-write is off"
+    return Status.OK, f"no rows inserted into {table} in {minutes:.0f} min; dual-write is off"

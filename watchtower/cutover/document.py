@@ -29,8 +29,8 @@ def rollback_plan(cutover: CutoverSettings) -> dict[str, Any]:
             f"Run the {runbook} runbook: it sets ENABLE_DYNAMODB_DUAL_WRITE=true on the function "
             "(UpdateFunctionConfiguration) and waits until the update is in effect.",
             "Check that the dual_write check reads the flag on and sees dual-writes succeed "
-            "(> 99.9%), and that rows reach gallery_images again.",
-            "Images created while dual-write was off are not in gallery_images: reconcile them "
+            "(> 99.9%), and that rows reach the legacy table again.",
+            "Images created while dual-write was off are not in the legacy table: reconcile them "
             "(the pre-flight report's counts) before anything reads PostgreSQL again.",
             "Record the rollback here: it closes this window as rolled back. Open a new window "
             "when dual-write is turned off again.",
@@ -243,6 +243,7 @@ def preflight_document(
             "dynamodb_error": rec.dynamodb_error,
             "postgres_error": rec.postgres_error,
             "tolerance": cutover.reconciliation_tolerance,
+            "legacy_table": rec.legacy_table,
             **identity_json(rec),
         },
         "metrics_error": report.metrics_error,

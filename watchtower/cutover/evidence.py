@@ -6,7 +6,7 @@ reading with an `error`, which the judge counts as a gap in the evidence.
 
 **Reconciliation, and why it counts rows on both sides.** The pre-flight report compares image
 records created in the window *that still exist* in DynamoDB with rows inserted in the window
-(`inserted_at`) that still exist in `gallery_images`. Deletes are dual-written too: the probe
+(`inserted_at`) that still exist in the legacy table. Deletes are dual-written too: the probe
 deletes its image at the end of every run, users delete theirs, and each delete removes the row
 from both stores. A count of write *events* (the image core's successful upload Requests) against
 a count of surviving rows would therefore always disagree, by every image deleted since and by
@@ -20,18 +20,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from watchtower.checks import image_metrics
-from watchtower.checks.base import MetricQuery, Series
+from watchtower.checks.base import MetricQuery, Series, TableSql
 from watchtower.checks.dual_write import serving_flag
 from watchtower.checks.postgres_inserts import HAS_INSERTED_AT
 from watchtower.config import Settings
 from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.legacy_sql import (
-    LEGACY_TABLE,
     legacy_writes_at_open,
     table_writes,
     writing_statements,
@@ -58,11 +57,11 @@ log = logging.getLogger(__name__)
 
 LEGACY_ERROR_REASON = "legacy_write_failed"  # the image core's error code for a legacy write
 PROBE = "upload_get"
-INSERTED = (
-    "SELECT count(*) FROM gallery_images WHERE inserted_at > %(since)s AND inserted_at <= %(until)s"
+INSERTED = TableSql(
+    "SELECT count(*) FROM {table} WHERE inserted_at > %(since)s AND inserted_at <= %(until)s"
 )
-FIRST_INSERTED = (
-    "SELECT min(inserted_at) FROM gallery_images "
+FIRST_INSERTED = TableSql(
+    "SELECT min(inserted_at) FROM {table} "
     "WHERE inserted_at > %(since)s AND inserted_at <= %(until)s"
 )
 NO_LEGACY_DB = "the legacy database is not configured (WATCHTOWER_LEGACY_DATABASE_URL)"
@@ -283,12 +282,17 @@ def _legacy_reading(
         return Reading(error=NO_LEGACY_DB)
     try:
         writes = table_writes(sql)
-        has_inserted_at = bool(sql.scalar(HAS_INSERTED_AT, {"table": LEGACY_TABLE}))
+        has_inserted_at = bool(sql.scalar(HAS_INSERTED_AT, {}))
     except SourceError as exc:
         return Reading(error=str(exc))
     if writes is None:
-        return Reading(error=f"the legacy table {LEGACY_TABLE} does not exist")
-    extra = {"writes": writes, "has_inserted_at": has_inserted_at, **writing_statements(sql)}
+        return Reading(error=f"the legacy table {sql.table} does not exist")
+    extra = {
+        "table": sql.table,
+        "writes": writes,
+        "has_inserted_at": has_inserted_at,
+        **writing_statements(sql),
+    }
     if not has_inserted_at:
         # No row timestamps to count from: the statistics alone judge (deltas between samples).
         return Reading(figures=extra)
@@ -556,7 +560,7 @@ def reconcile(
     upload_requests: float | None,
     cutover: CutoverSettings | None = None,
 ) -> Reconciliation:
-    """Surviving image records vs surviving gallery_images rows created in (start, end]: by
+    """Surviving image records vs surviving legacy rows created in (start, end]: by
     identity when the image source can page ids (`cutover.reconcile`), else by count."""
     pager = getattr(ports.images, "id_pages", None)
     if cutover is not None and pager is not None and ports.legacy_sql is not None:
@@ -584,10 +588,15 @@ def reconcile(
             postgres = int(ports.legacy_sql.scalar(INSERTED, {"since": start, "until": end}) or 0)
         except SourceError as exc:
             postgres_error = str(exc)
-    return Reconciliation(
+    found = Reconciliation(
         dynamodb_images=dynamodb,
         postgres_rows=postgres,
         upload_requests=upload_requests,
         dynamodb_error=dynamodb_error,
         postgres_error=postgres_error,
+    )
+    return (
+        replace(found, legacy_table=ports.legacy_sql.table)
+        if ports.legacy_sql is not None
+        else found
     )

@@ -101,7 +101,7 @@ def decide_gate(report: PreflightReport, *, min_success_ratio: float, tolerance:
         ok = abs(rec.difference) <= allowed
         said = (
             f"DynamoDB has {rec.dynamodb_images:,} images created in the window, "
-            f"gallery_images {rec.postgres_rows:,} rows: "
+            f"{rec.legacy_table} {rec.postgres_rows:,} rows: "
         )
         if rec.difference == 0:
             said += "they agree"
@@ -121,7 +121,7 @@ def _identity_check(rec: Reconciliation, tolerance: float) -> GateCheck:
     differing = rec.differing or 0
     ok = differing <= allowed
     said = (
-        f"DynamoDB has {rec.dynamodb_images:,} images created in the window, gallery_images "
+        f"DynamoDB has {rec.dynamodb_images:,} images created in the window, {rec.legacy_table} "
         f"{rec.postgres_rows:,} rows: "
     )
     if differing == 0:

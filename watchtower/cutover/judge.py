@@ -7,7 +7,7 @@ The window runs from the flip to `duration` later, cut into slots aligned on the
 should have one sample. Each criterion of Story 6.1 is judged from the samples' readings:
 
     flag               ENABLE_DYNAMODB_DUAL_WRITE read false in every sample (AC 3)
-    legacy_inserts     no row inserted into gallery_images after the flip (AC 4)
+    legacy_inserts     no row inserted into the legacy table after the flip (AC 4)
     dynamodb_writes    writes continue: each hour >= min_write_ratio of the same hour's average
                        over the baseline days, and never uploads without writes (AC 5)
     upload_success     > 99.9% of user uploads and probe runs succeed over the window (AC 8)

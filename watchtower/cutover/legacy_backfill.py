@@ -1,9 +1,10 @@
-"""Rollback without a hole: write into `gallery_images` the images created while dual-write was
-off, from their DynamoDB records, and delete the rows of images deleted meanwhile (deletes are
-dual-written too). Idempotent (`ON CONFLICT (id) DO NOTHING`), batched.
+"""Rollback without a hole: write into the legacy table (WATCHTOWER_LEGACY_TABLE) the images
+created while dual-write was off, from their DynamoDB records, and delete the rows of images
+deleted meanwhile (deletes are dual-written too). Idempotent (`ON CONFLICT (id) DO NOTHING`),
+batched.
 
 The records are the image core's (`pk` IMAGE#<id>, `sk` META, one attribute per column); only
-ids `gallery_images` lacks are written, so a second run writes nothing. The writer opens its own
+ids the table lacks are written, so a second run writes nothing. The writer opens its own
 connection (the legacy source Watchtower reads through is read-only by design).
 """
 
@@ -16,14 +17,25 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from watchtower.config import table_parts
 from watchtower.cutover.reconcile import Pacer, Progress, reconcile
 from watchtower.errors import SourceError
 
+# `{table}` is composed as an identifier (psycopg.sql), never as text.
 INSERT = (
-    "INSERT INTO gallery_images (id, user_id, original_key, thumbnail_key, content_type, width, "
+    "INSERT INTO {table} (id, user_id, original_key, thumbnail_key, content_type, width, "
     "height, size_bytes, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (id) DO NOTHING"
 )
+DELETE = "DELETE FROM {table} WHERE id = ANY(%s)"
+
+
+def _composed(template: str, table: str) -> Any:
+    from psycopg import sql
+
+    return sql.SQL(template).format(table=sql.Identifier(*table_parts(table)))
+
+
 _de = TypeDeserializer()
 
 
@@ -57,7 +69,8 @@ def _row(item: dict[str, Any]) -> dict[str, Any]:
 def plan(
     client: Any, table: str, sql: Any, *, since: datetime, until: datetime, page_size: int = 1000
 ) -> Plan:
-    """The records created in (since, until] that gallery_images lacks: what a run would write."""
+    """The records created in (since, until] that the legacy table (`sql.table`) lacks: what a
+    run would write."""
     from watchtower.cutover.reconcile import DynamoDbImageIds
 
     progress = reconcile(
@@ -90,17 +103,18 @@ def plan(
     )
 
 
-def delete(url: str, ids: tuple[str, ...], *, batch_size: int = 500) -> int:
+def delete(url: str, ids: tuple[str, ...], *, table: str, batch_size: int = 500) -> int:
     """Delete the rows of images DynamoDB no longer has, in batches; returns how many."""
     import psycopg
 
+    statement = _composed(DELETE, table)
     deleted = 0
     try:
         with psycopg.connect(url, connect_timeout=5) as conn:
             for start in range(0, len(ids), batch_size):
                 with conn.transaction():
                     cur = conn.execute(
-                        "DELETE FROM gallery_images WHERE id = ANY(%s)",
+                        statement,
                         (list(ids[start : start + batch_size]),),
                     )
                     deleted += cur.rowcount
@@ -109,11 +123,14 @@ def delete(url: str, ids: tuple[str, ...], *, batch_size: int = 500) -> int:
     return deleted
 
 
-def write(url: str, records: tuple[dict[str, Any], ...], *, batch_size: int = 500) -> int:
+def write(
+    url: str, records: tuple[dict[str, Any], ...], *, table: str, batch_size: int = 500
+) -> int:
     """Insert the rows in batches, each its own transaction; returns how many were inserted
     (rows already there are left as they are)."""
     import psycopg
 
+    statement = _composed(INSERT, table)
     written = 0
     try:
         with psycopg.connect(url, connect_timeout=5) as conn:
@@ -122,7 +139,7 @@ def write(url: str, records: tuple[dict[str, Any], ...], *, batch_size: int = 50
                 with conn.transaction(), conn.cursor() as cur:
                     for r in batch:
                         cur.execute(
-                            INSERT,
+                            statement,
                             (
                                 r["id"],
                                 r["user_id"],

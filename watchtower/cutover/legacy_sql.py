@@ -7,19 +7,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from watchtower.checks.base import TableSql
 from watchtower.checks.postgres_inserts import TABLE_WRITES
 from watchtower.cutover.model import iso
 from watchtower.cutover.ports import EvidencePorts
 from watchtower.errors import SourceError
 
-LEGACY_TABLE = "gallery_images"
 HAS_STATEMENTS = "SELECT count(*) FROM pg_extension WHERE extname = 'pg_stat_statements'"
 # The statements that write to the table, as pg_stat_statements normalises them (most calls first).
-WRITING_STATEMENTS = (
+# The table's name is a bound value in the pattern: its parts are letters, digits and _ only
+# (WATCHTOWER_LEGACY_TABLE is validated), so it holds no regular-expression syntax.
+WRITING_STATEMENTS = TableSql(
     "SELECT coalesce(json_agg(s ORDER BY s.calls DESC), '[]'::json) FROM ("
     "SELECT left(query, 300) AS query, calls, rows, userid::regrole::text AS role "
-    "FROM pg_stat_statements WHERE query ~* "
-    "'^\\s*(insert\\s+into|update|delete\\s+from)\\s+(\\w+\\.)?\"?gallery_images\\y' "
+    "FROM pg_stat_statements WHERE query ~* ("
+    "'^\\s*(insert\\s+into|update|delete\\s+from)\\s+(\\w+\\.)?\"?' || %(table_name)s || '\\y') "
     "ORDER BY calls DESC LIMIT 10) s"
 )
 
@@ -27,7 +29,7 @@ WRITING_STATEMENTS = (
 def table_writes(sql: Any) -> dict[str, Any] | None:
     """The table's cumulative inserts, updates and deletes since the last statistics reset, and
     that reset's time: None when the table does not exist."""
-    raw = sql.scalar(TABLE_WRITES, {"table": LEGACY_TABLE})
+    raw = sql.scalar(TABLE_WRITES, {})
     if raw is None:
         return None
     reset = raw.get("reset")

@@ -234,9 +234,10 @@ def identity_section(rec: Mapping[str, Any]) -> list[str]:
     if not rec.get("by_identity"):
         return []
     out = ["", "### Differences by image id", ""]
+    table = esc(rec.get("legacy_table") or "the legacy table")
     for key, side in (
-        ("missing_from_postgres", "In DynamoDB, missing from gallery_images"),
-        ("missing_from_dynamodb", "In gallery_images, missing from DynamoDB"),
+        ("missing_from_postgres", f"In DynamoDB, missing from {table}"),
+        ("missing_from_dynamodb", f"In {table}, missing from DynamoDB"),
     ):
         ids, count = rec.get(key) or [], rec.get(f"{key}_count") or 0
         shown = f" (the first {len(ids)})" if count > len(ids) else ""
@@ -291,7 +292,7 @@ def preflight_markdown(document: Mapping[str, Any]) -> str:
     out += _table(
         [
             "DynamoDB image records",
-            "gallery_images rows",
+            f"{esc(rec.get('legacy_table') or 'the legacy table')} rows",
             "Difference",
             "Upload requests (context)",
         ],

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from watchtower.config import Settings
+
 LATENCY_THRESHOLDS_MS = (250, 500, 800, 1000)  # LatencyOver<N>ms, as the image core publishes
 
 # The evidence every sample carries, one reading each; the judge has one rule per criterion.
@@ -224,6 +226,7 @@ class Reconciliation:
     missing_from_postgres_count: int = 0
     missing_from_dynamodb: tuple[str, ...] = ()
     missing_from_dynamodb_count: int = 0
+    legacy_table: str = Settings.legacy_table  # the PostgreSQL side (WATCHTOWER_LEGACY_TABLE)
 
     @property
     def differing(self) -> int | None:

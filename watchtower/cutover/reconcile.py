@@ -1,4 +1,4 @@
-"""Reconciliation by identity: which image ids DynamoDB has and `gallery_images` lacks, and the
+"""Reconciliation by identity: which image ids DynamoDB has and the legacy table lacks, and the
 reverse, for a time range. Paged, rate-limited, resumable.
 
 Counting both sides (the pre-flight report's old method) lets 100 missing rows in 100,000 pass
@@ -21,15 +21,15 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from watchtower.checks.base import SqlSource
+from watchtower.checks.base import SqlSource, TableSql
 from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.model import Reconciliation
 from watchtower.errors import SourceError
 
 SHOWN = 100  # differences listed in the report; all are counted
-IDS_PAGE = (
+IDS_PAGE = TableSql(
     "SELECT coalesce(json_agg(id ORDER BY id), '[]'::json) FROM ("
-    "SELECT id FROM gallery_images WHERE created_at > %(since)s AND created_at <= %(until)s "
+    "SELECT id FROM {table} WHERE created_at > %(since)s AND created_at <= %(until)s "
     "AND id > %(after)s ORDER BY id LIMIT %(limit)s) page"
 )
 
@@ -251,6 +251,7 @@ def by_identity(
             dynamodb_error=failed if dynamo_side else None,
             postgres_error=None if dynamo_side else failed,
             by_identity=True,
+            legacy_table=sql.table,
         )
     diff = differences(progress)
     return Reconciliation(
@@ -262,4 +263,5 @@ def by_identity(
         missing_from_postgres_count=diff.missing_from_postgres_count,
         missing_from_dynamodb=diff.missing_from_dynamodb,
         missing_from_dynamodb_count=diff.missing_from_dynamodb_count,
+        legacy_table=sql.table,
     )

@@ -10,6 +10,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from watchtower.checks import registry as check_registry
+from watchtower.checks.base import TableSql
+from watchtower.checks.postgres_inserts import INSERTED_SINCE_STATS_RESET
 from watchtower.config import Settings
 from watchtower.doctor import Finding
 from watchtower.doctor.calls import DENIED, code, why
@@ -19,6 +21,9 @@ from watchtower.doctor.reach import probe_findings, target_findings
 from watchtower.probes.credential import ProbeCredential
 
 MakeClient = Callable[..., Any]
+# The legacy table is `{table}` (TableSql): composed by the SQL adapter as an identifier.
+LEGACY_EXISTS = TableSql("SELECT to_regclass(%(table_regclass)s) IS NOT NULL")
+LEGACY_READABLE = TableSql("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1) one")
 
 
 class Examiner:
@@ -225,7 +230,8 @@ class Examiner:
         )
 
     def _legacy(self, need: Need) -> Finding:
-        source = "legacy table gallery_images and pg_stat_user_tables"
+        table = self.settings.legacy_table
+        source = f"legacy table {table} (WATCHTOWER_LEGACY_TABLE) and pg_stat_user_tables"
         if self._sql is None:
             return Finding(
                 feature="",
@@ -235,18 +241,25 @@ class Examiner:
                 fix="set WATCHTOWER_LEGACY_DATABASE_URL (a read-only role)",
             )
         try:
-            self._sql.scalar("SELECT count(*) FROM gallery_images WHERE false", {})
-            stats = self._sql.scalar(
-                "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = to_regclass(%(t)s)",
-                {"t": "gallery_images"},
-            )
+            exists = self._sql.scalar(LEGACY_EXISTS, {})
+            if not exists:
+                return Finding(
+                    feature="",
+                    source=source,
+                    state="missing",
+                    detail=f"no table {table} in the legacy database (on its search_path)",
+                    fix="set WATCHTOWER_LEGACY_TABLE to the legacy table (schema.table when it "
+                    "is not on the role's search_path)",
+                )
+            self._sql.scalar(LEGACY_READABLE, {})
+            stats = self._sql.scalar(INSERTED_SINCE_STATS_RESET, {})
         except Exception as exc:  # SourceError from the adapter
             return Finding(
                 feature="",
                 source=source,
                 state="missing",
                 detail=str(exc),
-                fix="grant SELECT on gallery_images to Watchtower's role, or fix the URL",
+                fix=f"grant SELECT on {table} to Watchtower's role, or fix the URL",
             )
         if stats is None:
             return Finding(

@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from watchtower.checks.base import Check, MetricQuery, Sources
 from watchtower.checks.runner import run_checks
-from watchtower.config import Settings
+from watchtower.config import Settings, table_parts
 from watchtower.cutover.ports import RUNBOOK_EVENTS, RunbookEvent, parse_event_comment
 from watchtower.errors import SourceError
 from watchtower.model import Result
@@ -155,7 +155,12 @@ class PlatformQueries:
                 "the legacy database is not configured (WATCHTOWER_LEGACY_DATABASE_URL)"
             )
         import psycopg
+        from psycopg import sql
 
+        # `{legacy_table}` is the configured legacy table, as a quoted identifier, never text.
+        query = sql.SQL(text).format(
+            legacy_table=sql.Identifier(*table_parts(self._settings.legacy_table))
+        )
         try:
             # Read-only at the session level, whatever the text says; and bounded in time.
             with psycopg.connect(
@@ -163,7 +168,7 @@ class PlatformQueries:
                 connect_timeout=3,
                 options="-c default_transaction_read_only=on -c statement_timeout=10000",
             ) as conn:
-                cursor = conn.execute(text, dict(params))
+                cursor = conn.execute(query, dict(params))
                 names = [c.name for c in cursor.description or []]
                 rows = [
                     dict(zip(names, map(_cell, row), strict=True))

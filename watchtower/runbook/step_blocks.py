@@ -46,6 +46,9 @@ MAX_TIMEOUT = 3600
 MAX_RETRIES = 5
 CLOUDWATCH_STATS = ("Sum", "Average", "Minimum", "Maximum", "SampleCount")
 _SQL_START = re.compile(r"\s*(select|with)\b", re.IGNORECASE)
+# `{legacy_table}` in a query's SQL is WATCHTOWER_LEGACY_TABLE, composed as an identifier when the
+# query runs; a literal brace is written twice.
+_SQL_BRACES = re.compile(r"\{legacy_table\}|\{\{|\}\}")
 
 
 @dataclass(frozen=True, order=True)
@@ -387,6 +390,12 @@ def _query(spec: Any, with_: Mapping[str, Any], f: SourceFile, line: int, step_i
             f.problem(
                 line,
                 f"{where}: sql: no ';' and no ${{...}}: pass values as %(name)s through with:",
+            )
+        elif set("{}") & set(_SQL_BRACES.sub("", body)):
+            f.problem(
+                line,
+                f"{where}: sql: the one {{name}} is {{legacy_table}} (the legacy table); write a "
+                "literal brace twice",
             )
         else:
             names = set(re.findall(r"%\((\w+)\)s", body))

@@ -64,10 +64,12 @@ _OWNED = (
     "WATCHTOWER_REDIS_URL",
     "WATCHTOWER_IMAGE_REDIS_URL",
     "WATCHTOWER_LEGACY_DATABASE_URL",
+    "WATCHTOWER_LEGACY_TABLE",
     "WATCHTOWER_PROMETHEUS_URL",
     "WATCHTOWER_TABLE",
     "WATCHTOWER_BUCKET",
     "WATCHTOWER_LAMBDA_FUNCTION",
+    "WATCHTOWER_LAMBDA_ALIAS",
     "WATCHTOWER_LAMBDA_LOG_GROUP",
     "WATCHTOWER_CLOUDFRONT_DISTRIBUTION_ID",
     "WATCHTOWER_METRICS_NAMESPACE",
@@ -120,8 +122,11 @@ def settings_environment(
     if stack.redis is not None:
         owned["WATCHTOWER_REDIS_URL"] = stack.redis.url
         owned["WATCHTOWER_IMAGE_REDIS_URL"] = stack.redis.url  # runbooks invalidate galleries
+    if stack.resources.alias:
+        owned["WATCHTOWER_LAMBDA_ALIAS"] = stack.resources.alias
     if stack.postgres is not None:
         owned["WATCHTOWER_LEGACY_DATABASE_URL"] = stack.postgres.url
+        owned["WATCHTOWER_LEGACY_TABLE"] = stack.legacy_table
     if webhook_token is not None:
         owned["WATCHTOWER_WEBHOOK_TOKEN"] = webhook_token
     if prometheus_url is not None:

@@ -1,10 +1,14 @@
-"""The Lambda-flag follower: the image API picks up the function's ENABLE_DYNAMODB_DUAL_WRITE.
+"""The Lambda-flag follower: the image API picks up ENABLE_DYNAMODB_DUAL_WRITE of the version
+that serves traffic.
 
-On Lambda, UpdateFunctionConfiguration makes new containers with the new environment, so a flag
-flipped by a runbook or an operator takes effect within seconds. The sandbox's image API is one
-long-lived process, so this follower reads the function's configuration from the moto server every
-second and restarts the process (through the gateway: no request is refused) whenever the flag it
-runs with differs from the function's. `decide` is the judgement, pure; `FlagFollower` is the loop.
+On Lambda, traffic goes through an alias (`live`) pinned to a published version; publishing a
+version with a new environment and moving the alias to it makes new containers with that
+environment within seconds (writing `$LATEST` alone changes nothing users see). Served
+unqualified, `$LATEST` is what serves. The sandbox's image API is one long-lived process, so this
+follower reads what the alias serves (its version, then that version's configuration) from the
+moto server every second and restarts the process (through the gateway: no request is refused)
+whenever the flag it runs with differs. A weighted alias is followed by its main version (one
+process cannot be two). `decide` is the judgement, pure; `FlagFollower` is the loop.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from watchtower.sandbox.servers import ServerUnavailable
 
 log = logging.getLogger(__name__)
 
+UNQUALIFIED = "$LATEST"
 # As the image core reads the flag (image_core/config.py): unset means off.
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -80,7 +85,8 @@ def decide(
 
 
 class FlagFollower:
-    """Polls the function's configuration and restarts the image API when its flag changed."""
+    """Polls the served version's configuration and restarts the image API when its flag
+    changed."""
 
     def __init__(
         self,
@@ -89,11 +95,15 @@ class FlagFollower:
         image_api: ImageApi,
         *,
         postgres: bool,
+        alias: str | None = None,
         interval: float = 1.0,
         on_restart: Callable[[bool], None] = lambda _dual_write: None,
     ) -> None:
         self._client = lambda_client
         self._function = function
+        self._alias = alias
+        # The version whose configuration the image API runs with (its REPORT lines' stream).
+        self.served_version = UNQUALIFIED
         self._image_api = image_api
         self._postgres = postgres
         self._on_restart = on_restart
@@ -120,16 +130,29 @@ class FlagFollower:
         with self._lock:
             self._step()
 
+    def served(self) -> tuple[str, dict[str, str]]:
+        """The version that serves traffic (the alias's main one, else `$LATEST`) and its
+        environment."""
+        version, qualifier = UNQUALIFIED, {}
+        if self._alias:
+            answer = self._client.get_alias(FunctionName=self._function, Name=self._alias)
+            version = str(answer["FunctionVersion"])
+            qualifier = {"Qualifier": version}
+        answer = self._client.get_function_configuration(FunctionName=self._function, **qualifier)
+        return version, dict((answer.get("Environment") or {}).get("Variables") or {})
+
     def _step(self) -> None:
         try:
-            answer = self._client.get_function_configuration(FunctionName=self._function)
+            version, environment = self.served()
         except (ClientError, BotoCoreError) as exc:
-            self._note(f"cannot read function {self._function!r}: {exc}")
+            target = f"{self._function}:{self._alias}" if self._alias else self._function
+            self._note(f"cannot read what {target} serves: {exc}")
             return
-        environment = (answer.get("Environment") or {}).get("Variables") or {}
         decision = decide(
             environment, running=self.running_flag(), held=self._held, postgres=self._postgres
         )
+        if not self._held and not decision.restart and decision.reason.endswith("in both"):
+            self.served_version = version
         if not decision.restart:
             self._note(decision.reason, quiet=decision.reason.endswith("in both"))
             return
@@ -140,7 +163,13 @@ class FlagFollower:
             self._note(f"the image API did not start with {FLAG}={value}: {exc}")
             return
         if restarted:
-            log.info("flag follower: the image API now runs with %s=%s", FLAG, value)
+            self.served_version = version
+            log.info(
+                "flag follower: the image API now runs with %s=%s (version %s)",
+                FLAG,
+                value,
+                version,
+            )
             self._on_restart(bool(decision.dual_write))
         self._last_reason = ""
 

@@ -2,7 +2,8 @@
 
 The image core's own bootstrap creates its table and bucket; this adds what the deployment owns:
 the CloudFront distribution in front of the bucket, the Lambda function's role and configuration
-(its environment carries ENABLE_DYNAMODB_DUAL_WRITE, the flag runbooks flip) and its log group.
+(its environment carries ENABLE_DYNAMODB_DUAL_WRITE, the flag runbooks flip), with `alias` a
+published version and the alias serving it (as production traffic goes), and its log group.
 The function's code is never run: the sandbox serves the image API from a process instead.
 """
 
@@ -60,6 +61,8 @@ class Resources:
     function: str
     function_arn: str
     log_group: str
+    alias: str | None = None  # what traffic goes through; None: the function unqualified
+    version: str = "$LATEST"  # what the alias served when created
 
 
 def create(
@@ -70,6 +73,7 @@ def create(
     bucket: str,
     dual_write: bool,
     region: str = "us-east-1",
+    alias: str | None = None,
 ) -> Resources:
     clients = {
         s: client(s, endpoint_url, region=region) for s in ("cloudfront", "iam", "lambda", "logs")
@@ -82,6 +86,7 @@ def create(
             bucket=bucket,
             dual_write=dual_write,
             region=region,
+            alias=alias,
         )
     finally:
         for made in clients.values():
@@ -96,6 +101,7 @@ def _create(
     bucket: str,
     dual_write: bool,
     region: str,
+    alias: str | None,
 ) -> Resources:
     distribution = clients["cloudfront"].create_distribution(
         DistributionConfig={
@@ -144,9 +150,19 @@ def _create(
             }
         },
     )
+    version = "$LATEST"
+    if alias:
+        version = str(
+            clients["lambda"].publish_version(
+                FunctionName=function, Description="the first deployment (sandbox)"
+            )["Version"]
+        )
+        clients["lambda"].create_alias(FunctionName=function, Name=alias, FunctionVersion=version)
     log_group = f"/aws/lambda/{function}"
     clients["logs"].create_log_group(logGroupName=log_group)
     return Resources(
+        alias=alias,
+        version=version,
         distribution_id=distribution["Id"],
         distribution_domain=distribution["DomainName"],
         function=function,

@@ -132,7 +132,7 @@ class Levers(Protocol):
     """What scenarios move in the sandbox."""
 
     def function_flag(self) -> str | None:
-        """The function's ENABLE_DYNAMODB_DUAL_WRITE as set in moto (None: unset)."""
+        """The served ENABLE_DYNAMODB_DUAL_WRITE (alias's version, else $LATEST); None: unset."""
 
     def set_function_flag(self, raw: str | None) -> None: ...
 

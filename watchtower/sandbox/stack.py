@@ -35,6 +35,8 @@ S = TypeVar("S", bound=Server)
 TABLE = "images"
 BUCKET = "images"
 FUNCTION = "image-api"
+ALIAS = "live"  # traffic goes through it, as in production (WATCHTOWER_LAMBDA_ALIAS)
+LEGACY_TABLE = "gallery_images"  # IMAGE_LEGACY_TABLE and WATCHTOWER_LEGACY_TABLE
 REGION = "us-east-1"
 MISSING_BUCKET = f"{BUCKET}-that-does-not-exist"
 
@@ -55,6 +57,7 @@ class Stack:
     notes: list[str] = field(default_factory=list)
     table: str = TABLE
     bucket: str = BUCKET
+    legacy_table: str = LEGACY_TABLE
     region: str = REGION
     _children: list[Server] = field(default_factory=list)
     _clients: list[Any] = field(default_factory=list)
@@ -77,6 +80,8 @@ class Stack:
                 "postgres": self.postgres.url if self.postgres else None,
             },
             "function": self.resources.function,
+            "alias": self.resources.alias,
+            "served_version": self.follower.served_version,
             "distribution_id": self.resources.distribution_id,
             "image_api": {
                 "process": self.image_api.generation,
@@ -100,16 +105,27 @@ class Stack:
 
 
 class _Levers:
-    """The scenarios' levers, moved through the moto server and the image API (`Levers`)."""
+    """The scenarios' levers, moved through the moto server and the image API (`Levers`).
 
-    def __init__(self, lambda_client: Any, function: str, image_api: ImageApi) -> None:
+    The flag is what the alias serves: a change is written, published as a version and the alias
+    moved to it, as a deployment (and the runbooks) do; without an alias, `$LATEST` is written.
+    """
+
+    def __init__(
+        self, lambda_client: Any, function: str, image_api: ImageApi, alias: str | None = None
+    ) -> None:
         self._lambda = lambda_client
         self._function = function
+        self._alias = alias
         self._image_api = image_api
         self.follower: FlagFollower | None = None
 
     def _variables(self) -> dict[str, str]:
-        answer = self._lambda.get_function_configuration(FunctionName=self._function)
+        qualifier = {}
+        if self._alias:
+            answer = self._lambda.get_alias(FunctionName=self._function, Name=self._alias)
+            qualifier = {"Qualifier": str(answer["FunctionVersion"])}
+        answer = self._lambda.get_function_configuration(FunctionName=self._function, **qualifier)
         return dict((answer.get("Environment") or {}).get("Variables") or {})
 
     def function_flag(self) -> str | None:
@@ -117,6 +133,10 @@ class _Levers:
 
     def set_function_flag(self, raw: str | None) -> None:
         variables = self._variables()
+        if variables.get(FLAG) == raw:
+            # Already what serves: no new version, so the alias keeps the one a flip published
+            # (whose description records the version to roll back to).
+            return
         if raw is None:
             variables.pop(FLAG, None)
         else:
@@ -124,6 +144,13 @@ class _Levers:
         self._lambda.update_function_configuration(
             FunctionName=self._function, Environment={"Variables": variables}
         )
+        if self._alias:
+            version = self._lambda.publish_version(
+                FunctionName=self._function, Description=f"scenario: {FLAG}={raw}"
+            )["Version"]
+            self._lambda.update_alias(
+                FunctionName=self._function, Name=self._alias, FunctionVersion=str(version)
+            )
 
     def hold_image_api(self, held: bool) -> None:
         assert self.follower is not None
@@ -176,7 +203,7 @@ def start(
             postgres = _optional(
                 servers.start_postgres,
                 "PostgreSQL",
-                "dual-write to gallery_images is off, and the legacy-writes scenario unavailable",
+                f"dual-write to {LEGACY_TABLE} is off, and the legacy-writes scenario unavailable",
                 notes,
                 log,
             )
@@ -191,6 +218,7 @@ def start(
             "IMAGE_TABLE": TABLE,
             "IMAGE_BUCKET": BUCKET,
             "IMAGE_REGION": REGION,
+            "IMAGE_LEGACY_TABLE": LEGACY_TABLE,
             # Callers sign in with bearer tokens of the local issuer, as behind a real one.
             "IMAGE_TRUST_USER_HEADER": "false",
             "IMAGE_SYNTHETIC_USER_IDS": "watchtower-probe",  # the probe token's subject
@@ -217,11 +245,13 @@ def start(
             bucket=BUCKET,
             dual_write=postgres is not None,
             region=REGION,
+            alias=ALIAS,
         )
         log(
             f"AWS resources (in moto) table {TABLE}, bucket {BUCKET}, CloudFront distribution "
             f"{made.distribution_id}, Lambda function {made.function} "
-            f"({FLAG}={env[FLAG]}), log group {made.log_group}"
+            f"({FLAG}={env[FLAG]}; alias {made.alias} serves version {made.version}), "
+            f"log group {made.log_group}"
         )
 
         invocations = Invocations()
@@ -234,14 +264,16 @@ def start(
             for service in ("lambda", "cloudwatch", "logs")
         }
         lambda_client = clients["lambda"]
-        levers = _Levers(lambda_client, made.function, image_api)
+        levers = _Levers(lambda_client, made.function, image_api, alias=made.alias)
         follower = FlagFollower(
             lambda_client,
             made.function,
             image_api,
             postgres=postgres is not None,
+            alias=made.alias,
             interval=flag_poll_seconds,
         )
+        follower.served_version = made.version
         levers.follower = follower
         controller = ScenarioController(levers, postgres=postgres is not None)
         follower.start()
@@ -260,6 +292,7 @@ def start(
                 log_format=log_format,
                 interval=telemetry_interval,
                 rng=random.Random(),
+                version=lambda: follower.served_version,
             )
             simulator.start()
             workers.append(simulator)

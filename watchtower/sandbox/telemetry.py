@@ -75,21 +75,33 @@ class Containers:
     streams: dict[int, str] = field(default_factory=dict)  # process generation -> current stream
 
     def place(
-        self, invocation: Invocation, profile: Profile, rng: random.Random, now: datetime
+        self,
+        invocation: Invocation,
+        profile: Profile,
+        rng: random.Random,
+        now: datetime,
+        version: str = "$LATEST",
     ) -> tuple[str, float | None]:
-        """The log stream of `invocation`, and its Init Duration when it started a container."""
+        """The log stream of `invocation`, and its Init Duration when it started a container.
+        A container runs one version: a new version (the alias moved) starts new ones, cold."""
         generation = invocation.generation
-        cold = generation not in self.streams or rng.random() < profile.cold_start_share
-        if not cold:
-            return self.streams[generation], None
-        self.streams[generation] = _stream_name(now)
+        current = self.streams.get(generation)
+        cold = (
+            current is None
+            or f"/[{version}]" not in current
+            or rng.random() < profile.cold_start_share
+        )
+        if not cold and current is not None:
+            return current, None
+        self.streams[generation] = _stream_name(now, version)
         for gone in sorted(self.streams)[:-KEPT_GENERATIONS]:
             del self.streams[gone]
         return self.streams[generation], round(rng.uniform(*profile.init_ms), 2)
 
 
-def _stream_name(now: datetime) -> str:
-    return f"{now:%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
+def _stream_name(now: datetime, version: str) -> str:
+    """As Lambda names a container's log stream: the day, the version it runs, an id."""
+    return f"{now:%Y/%m/%d}/[{version}]{uuid.uuid4().hex}"
 
 
 def report_line(
@@ -165,12 +177,13 @@ def simulate(
     containers: Containers,
     fmt: LogFormat,
     rng: random.Random,
+    version: str = "$LATEST",
 ) -> Tick:
     """The data of the `seconds` that end at `now`."""
     streams: dict[str, list[dict[str, Any]]] = {}
     cold_starts = 0
     for invocation in sorted(invocations, key=lambda i: i.ended_at):
-        stream, init_ms = containers.place(invocation, profile, rng, now)
+        stream, init_ms = containers.place(invocation, profile, rng, now, version)
         cold_starts += init_ms is not None
         line = report_line(
             invocation, init_ms=init_ms, fmt=fmt, max_memory_mb=rng.randint(150, 190)
@@ -254,8 +267,11 @@ class TelemetrySimulator:
         interval: float = 5.0,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
+        version: Callable[[], str] = lambda: "$LATEST",
     ) -> None:
         self._cloudwatch = cloudwatch
+        # The version the image API runs (the flag follower's): its REPORT lines' log streams.
+        self._version = version
         self._logs = logs
         self._invocations = invocations
         self._profile = profile
@@ -287,6 +303,7 @@ class TelemetrySimulator:
             containers=self._containers,
             fmt=self._format,
             rng=self._rng,
+            version=self._version(),
         )
         self._put(data)
         self._summarise(now, len(invocations), data)

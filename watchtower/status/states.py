@@ -95,7 +95,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component(
         id="legacy",
         title="Legacy PostgreSQL / dual-write",
-        covers="the dual-write flag and success rate, rows still inserted into gallery_images",
+        covers="the dual-write flag and success rate, rows still inserted into the legacy table",
     ),
 )
 

@@ -170,12 +170,17 @@ class World:
         )
 
     def logs(
-        self, messages: Iterable[tuple[datetime, str]], *, group: str = f"/aws/lambda/{FUNCTION}"
+        self,
+        messages: Iterable[tuple[datetime, str]],
+        *,
+        group: str = f"/aws/lambda/{FUNCTION}",
+        version: str = "$LATEST",
     ) -> None:
+        """Lines in a new log stream of `version`, named as Lambda names it."""
         logs = self._client("logs")
         if not logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]:
             logs.create_log_group(logGroupName=group)
-        stream = f"2024/01/01/[$LATEST]{uuid.uuid4().hex}"
+        stream = f"2024/01/01/[{version}]{uuid.uuid4().hex}"
         logs.create_log_stream(logGroupName=group, logStreamName=stream)
         events = sorted(
             ({"timestamp": int(at.timestamp() * 1000), "message": m} for at, m in messages),

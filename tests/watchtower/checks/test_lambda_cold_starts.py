@@ -5,16 +5,19 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.watchtower.checks.conftest import World, run
+from tests.watchtower.checks.conftest import World, run, settings_for
 from watchtower.checks.lambda_cold_starts import (
     LambdaColdStarts,
+    by_version,
     judge,
     nearest_rank,
     parse_report,
+    stream_version,
     summarise,
 )
 from watchtower.config import Settings
 from watchtower.model import Status
+from watchtower.sandbox.servers import MotoServer
 
 PARAMS = dict(LambdaColdStarts.defaults)
 
@@ -222,3 +225,110 @@ def test_missing_log_group_is_unknown(moto: object, settings: Settings, now: dat
 
     assert result.status is Status.UNKNOWN
     assert "CloudWatch Logs group '/aws/lambda/image-api' could not be read" in result.reason
+
+
+# -- by version (issue 14): only the streams of the version(s) the alias serves ------------------
+
+
+@pytest.mark.parametrize(
+    ("stream", "version"),
+    [
+        ("2024/05/01/[$LATEST]0a1b2c", "$LATEST"),
+        ("2024/05/01/[12]0a1b2c", "12"),
+        ("stream-1", None),
+        ("2024/05/01/0a1b2c", None),
+    ],
+)
+def test_the_version_is_read_from_the_log_stream_name(stream: str, version: str | None) -> None:
+    assert stream_version(stream) == version
+
+
+def test_lines_of_other_versions_and_unnamed_streams_are_left_out_and_counted() -> None:
+    events = [
+        ("2024/05/01/[2]a", text_report(1)),
+        ("2024/05/01/[1]b", text_report(2)),
+        ("2024/05/01/[1]b", "START RequestId: x Version: 1"),  # not a report: not counted
+        ("my-stream", text_report(3)),
+    ]
+    lines, left_out = by_version(events, ["2"])
+    assert lines == {"2": [text_report(1)]}
+    assert left_out == 2
+
+
+def published(world: World, *environments: dict[str, str]) -> list[str]:
+    """The function, and one published version per environment (in order)."""
+    world.function(environments[0])
+    lam = world._client("lambda")
+    versions = []
+    for environment in environments:
+        world.set_environment(environment)
+        versions.append(str(lam.publish_version(FunctionName="image-api")["Version"]))
+    return versions
+
+
+def test_with_an_alias_only_the_version_it_serves_is_counted(
+    world: World, moto: MotoServer, now: datetime
+) -> None:
+    old, new = published(world, {"N": "1"}, {"N": "2"})
+    world._client("lambda").create_alias(FunctionName="image-api", Name="live", FunctionVersion=new)
+    # The old version started cold all the time (it is no longer served); $LATEST, invoked
+    # directly in a test, too. Neither counts.
+    world.logs(report_lines(world, cold=30, warm=0), version=old)
+    world.logs(report_lines(world, cold=10, warm=0), version="$LATEST")
+    world.logs(report_lines(world, cold=1, warm=39), version=new)
+
+    result = run(settings_for(moto.url, lambda_alias="live"), "lambda_cold_starts", now=now)[
+        "lambda_cold_starts"
+    ]
+
+    assert result.status is Status.OK, result.reason
+    assert result.figures["invocations"] == 40 and result.figures["cold_starts"] == 1
+    assert result.reason == (
+        "1 cold start in 40 invocations (2.5%) in 5 min, init P95 250 ms; alias live: "
+        f"version {new} (100%) 1 cold start in 40 invocations, init P95 250 ms; "
+        "40 REPORT lines of other versions left out"
+    )
+
+
+def test_a_weighted_alias_is_judged_over_both_versions_and_said_per_version(
+    world: World, moto: MotoServer, now: datetime
+) -> None:
+    main, canary = published(world, {"N": "1"}, {"N": "2"})
+    world._client("lambda").create_alias(
+        FunctionName="image-api",
+        Name="live",
+        FunctionVersion=main,
+        RoutingConfig={"AdditionalVersionWeights": {canary: 0.1}},
+    )
+    world.logs(report_lines(world, cold=1, warm=35), version=main)
+    canary_lines = [
+        (world.ago(50 + n), text_report(100 + n, 900.0 if n < 3 else None)) for n in range(4)
+    ]
+    world.logs(canary_lines, version=canary)
+
+    result = run(settings_for(moto.url, lambda_alias="live"), "lambda_cold_starts", now=now)[
+        "lambda_cold_starts"
+    ]
+
+    # Both versions' lines count: 40 invocations, 4 cold (10%).
+    assert result.figures["invocations"] == 40, result.reason
+    assert result.figures["cold_starts"] == 4
+    assert result.status is Status.WARNING, result.reason  # 10% >= the 5% warning
+    assert result.reason.endswith(
+        f"alias live: version {main} (90%) 1 cold start in 36 invocations, init P95 250 ms, "
+        f"version {canary} (10%) 3 cold starts in 4 invocations, init P95 900 ms"
+    )
+
+
+def test_an_alias_that_cannot_be_read_is_unknown(
+    world: World, moto: MotoServer, now: datetime
+) -> None:
+    world.function({})
+    world.logs(report_lines(world, cold=1, warm=39))
+
+    result = run(settings_for(moto.url, lambda_alias="live"), "lambda_cold_starts", now=now)[
+        "lambda_cold_starts"
+    ]
+
+    assert result.status is Status.UNKNOWN
+    assert "alias 'live' of Lambda function 'image-api' could not be read" in result.reason

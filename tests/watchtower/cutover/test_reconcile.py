@@ -118,7 +118,7 @@ def test_reconciliation_is_paced_and_resumable(
             "1, %s)",
             (created,),
         )
-    sql = PostgresSql(legacy_url)
+    sql = PostgresSql(legacy_url, table="gallery_images")
     pages = FakePages([f"img-{k:06d}" for k in range(50)], size=10, units=20.0)
     clock = FakeClock()
     pacer = Pacer(10.0, clock=clock, sleep=clock.sleep)  # 10 units/s: 2 s a page

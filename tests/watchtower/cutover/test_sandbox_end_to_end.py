@@ -109,7 +109,9 @@ def test_disable_dual_write_then_legacy_writes_fails_the_window_at_the_inserts_t
     run = engine.start("disable-dual-write", params=override, started_by="olive")
     engine.run_pending()
     waiting = engine.get(run).waiting_step
-    assert waiting is not None and waiting.step_id == "flip", engine.get(run)
+    # The sandbox serves its function through the alias `live` (issue 14): the flip publishes
+    # a version and moves the alias, after the approval.
+    assert waiting is not None and waiting.step_id == "flip-alias", engine.get(run)
     engine.approve(run, by="ada", comment="pre-flight overridden: sandbox")
     engine.run_pending()
     execution = engine.get(run)

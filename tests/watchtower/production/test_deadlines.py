@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from watchtower.checks import registry
-from watchtower.checks.base import MetricQuery, Series, Sources
+from watchtower.checks.base import MetricQuery, Series, Sources, TableSql
 from watchtower.checks.runner import run_checks
 from watchtower.config import Settings
 from watchtower.model import Result, Status
@@ -52,10 +52,12 @@ class NoMetrics:
 
 
 class HungSql:
+    table = "gallery_images"
+
     def __init__(self, thaw: threading.Event) -> None:
         self.thaw = thaw
 
-    def scalar(self, sql: str, params: Mapping[str, Any]) -> Any:
+    def scalar(self, sql: str | TableSql, params: Mapping[str, Any]) -> Any:
         self.thaw.wait(30)
         return 0
 

@@ -154,7 +154,8 @@ class Aws:
         logs = self.client("logs")
         if not logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]:
             logs.create_log_group(logGroupName=group)
-        stream = f"stream-{len(lines)}-{lines[0][0].timestamp()}"
+        # Named as Lambda names an unqualified invocation's stream: the checks read it by version.
+        stream = f"{lines[0][0]:%Y/%m/%d}/[$LATEST]{len(lines)}-{lines[0][0].timestamp()}"
         logs.create_log_stream(logGroupName=group, logStreamName=stream)
         logs.put_log_events(
             logGroupName=group,

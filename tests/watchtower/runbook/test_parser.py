@@ -134,6 +134,7 @@ def _front(extra: str = "") -> str:
         ("id: a\nquery: {sql: 'SELECT 1; DROP TABLE x'}", "no ';'"),
         ("id: a\nquery: {sql: 'SELECT ${params.table}'}", "no ';' and no ${...}"),
         ("id: a\nquery: {sql: 'SELECT %(user)s'}", "%(user)s has no value in with:"),
+        ("id: a\nquery: {sql: 'SELECT * FROM {images}'}", "the one {name} is {legacy_table}"),
         ("id: a\nquery: {mongo: 'x'}", "one of promql, cloudwatch, logs, sql"),
         (
             "id: a\nquery: {cloudwatch: {namespace: N, metric: M, window: 90}}",

@@ -292,8 +292,12 @@ def test_demo_settings_point_at_the_sandbox_whatever_the_shell_says(tmp_path: Pa
         image_api_url="http://127.0.0.1:8001",
         table="images",
         bucket="images",
+        legacy_table="gallery_images",
         resources=SimpleNamespace(
-            function="image-api", log_group="/aws/lambda/image-api", distribution_id="E2DEMO"
+            function="image-api",
+            alias="live",
+            log_group="/aws/lambda/image-api",
+            distribution_id="E2DEMO",
         ),
         issuer=LocalIssuer(tmp_path / "issuer.key"),
     )
@@ -304,6 +308,8 @@ def test_demo_settings_point_at_the_sandbox_whatever_the_shell_says(tmp_path: Pa
         "WATCHTOWER_CHECK_UPLOAD_SUCCESS_WINDOW_SECONDS": "120",
         "WATCHTOWER_USERS": f"alice:admin:{ALICE}",
         "WATCHTOWER_PROBE_TOKEN": "a-production-token",
+        "WATCHTOWER_LAMBDA_ALIAS": "prod",
+        "WATCHTOWER_LEGACY_TABLE": "reporting.gallery_images",
     }
     env = demo.settings_environment(stack, port=8123, token=TOK, workdir=tmp_path, environ=shell)
     settings = Settings.from_env(env, checks=tunables())
@@ -312,6 +318,9 @@ def test_demo_settings_point_at_the_sandbox_whatever_the_shell_says(tmp_path: Pa
     assert settings.database_url == f"sqlite:///{tmp_path / 'watchtower.sqlite'}"
     assert settings.image_api_url == "http://127.0.0.1:8001"
     assert settings.cloudfront_distribution_id == "E2DEMO"
+    # Checks and runbooks act on the sandbox's alias and legacy table, not the shell's.
+    assert settings.lambda_alias == "live"
+    assert settings.legacy_table == "gallery_images"
     assert settings.legacy_database_url == "postgresql://postgres@127.0.0.1:5433/gallery"
     assert settings.public_url == "http://127.0.0.1:8123"
     assert settings.probe_interval == 7  # the shell's pace wins

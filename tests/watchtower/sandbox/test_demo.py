@@ -240,11 +240,19 @@ def test_flipping_the_lambda_flag_stops_legacy_inserts(demo: Demo) -> None:
             row = conn.execute("SELECT 1 FROM gallery_images WHERE id = %s", (image_id,))
             return row.fetchone() is not None
 
-    def set_flag(value: str) -> None:
+    def write_latest(value: str) -> None:
         config = lambda_client.get_function_configuration(FunctionName=state["function"])
         variables = {**config["Environment"]["Variables"], "ENABLE_DYNAMODB_DUAL_WRITE": value}
         lambda_client.update_function_configuration(
             FunctionName=state["function"], Environment={"Variables": variables}
+        )
+
+    def set_flag(value: str) -> None:
+        """As a deployment flips it: write, publish a version, move the alias to it."""
+        write_latest(value)
+        version = lambda_client.publish_version(FunctionName=state["function"])["Version"]
+        lambda_client.update_alias(
+            FunctionName=state["function"], Name=state["alias"], FunctionVersion=version
         )
 
     # Requests through the gateway all along: a restart refuses none of them.
@@ -260,8 +268,14 @@ def test_flipping_the_lambda_flag_stops_legacy_inserts(demo: Demo) -> None:
                 statuses.append(repr(exc))
             time.sleep(0.02)
 
+    assert state["alias"] == "live"
     assert in_gallery_images(upload())
     process = state["image_api"]["process"]
+    # Writing $LATEST alone changes nothing the alias serves: the image API is not restarted.
+    write_latest("false")
+    time.sleep(3)  # three of the follower's polls
+    assert demo.sandbox()["image_api"]["process"] == process
+    assert demo.sandbox()["image_api"]["dual_write"]
     thread = threading.Thread(target=hammer, daemon=True)
     thread.start()
     try:

@@ -1,7 +1,7 @@
 """Every write to the legacy table from PostgreSQL's own statistics, for `legacy_inserts`. Pure.
 
 Each sample records `pg_stat_user_tables`' cumulative n_tup_ins, n_tup_upd and n_tup_del of
-gallery_images (and the database's `stats_reset`); the window's baseline records them when it
+the legacy table (and the database's `stats_reset`); the window's baseline records them when it
 opened. The writes in an interval are the difference between two consecutive samples. A counter
 that went down means the statistics were reset in between: the interval's writes are then the
 counters themselves (writes since the reset; those between the earlier sample and the reset are

@@ -1,4 +1,4 @@
-"""legacy_inserts: PostgreSQL writes stopped: no write to gallery_images after the flip (AC 4).
+"""legacy_inserts: PostgreSQL writes stopped: no write to the legacy table after the flip (AC 4).
 
 Two sources. PostgreSQL's statistics (`_legacy_stats`): every insert, update and delete, by any
 writer, between consecutive samples, whatever the table's columns. The table's own `inserted_at`,
@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from watchtower import figures as fig
+from watchtower.config import Settings
 from watchtower.cutover.criteria._legacy_stats import KINDS, statements_text, write_deltas
 from watchtower.cutover.criteria.base import (
     Chart,
@@ -34,6 +35,12 @@ def _at(event: Event) -> datetime:
     return event.at
 
 
+def _table(readings: list) -> str:
+    """The legacy table the samples read (WATCHTOWER_LEGACY_TABLE), as the evidence recorded it."""
+    names = [r.figures["table"] for _, _, r in readings if r.figures.get("table")]
+    return str(names[-1]) if names else Settings.legacy_table
+
+
 def _after_grace(r: Reading) -> float:
     f = r.figures
     return num(f["rows_after_grace"] if "rows_after_grace" in f else f.get("rows_since_flip"))
@@ -47,8 +54,10 @@ class LegacyInserts(Criterion):
 
     def judge(self, ev: Evidence) -> CriterionResult:
         grace = fig.duration(ev.settings.grace_seconds)
+        readings = self.readings(ev)
+        table = _table(readings)
         threshold = (
-            "0 inserts, updates or deletes on gallery_images after the flip (PostgreSQL's "
+            f"0 inserts, updates or deletes on {table} after the flip (PostgreSQL's "
             f"statistics, and the rows' inserted_at; writes in the first {grace}, from requests "
             "in flight at the flip, are shown, not failing)"
         )
@@ -63,7 +72,6 @@ class LegacyInserts(Criterion):
             threshold=0.0,
         )
         finding = self.finding(threshold, chart)
-        readings = self.readings(ev)
         if not readings:
             return finding.no_evidence()
         stat_events, stats_failure = self._statistics(ev, readings, threshold, chart)
@@ -101,7 +109,7 @@ class LegacyInserts(Criterion):
             if r.figures.get("first_insert_at")
         ]
         if firsts:
-            events.append(Event(at=min(firsts), text="first row inserted into gallery_images"))
+            events.append(Event(at=min(firsts), text=f"first row inserted into {_table(readings)}"))
         if after > 0:
             late = [
                 parse_iso(r.figures.get("first_after_grace_at") or r.figures["first_insert_at"])
@@ -117,7 +125,7 @@ class LegacyInserts(Criterion):
             return finding.found(
                 figure=fig.count(after, "row") + " since the flip", events=events, breaches=breaches
             ).failed(
-                f"{fig.count(after, 'row')} inserted into gallery_images after the flip; the "
+                f"{fig.count(after, 'row')} inserted into {_table(readings)} after the flip; the "
                 f"first at {hm(first)}, {ev.after_flip(first)} after the flip",
                 at=first,
             )
@@ -132,7 +140,7 @@ class LegacyInserts(Criterion):
             )
         if all(r.figures.get("has_inserted_at") is False for _, _, r in readings):
             return finding.found(figure="0 writes since the flip").ok(
-                "no insert, update or delete on gallery_images since the flip by PostgreSQL's "
+                f"no insert, update or delete on {_table(readings)} since the flip by PostgreSQL's "
                 f"statistics, in {len(readings)} samples (the table has no inserted_at)"
             )
         return finding.found(figure="0 rows since the flip").ok(
@@ -157,7 +165,8 @@ class LegacyInserts(Criterion):
             for d in deltas
             if d.reset
         ]
-        breaches = {d.slot.at: f"{d.describe()} on gallery_images" for d in deltas if d.total}
+        table = _table(readings)
+        breaches = {d.slot.at: f"{d.describe()} on {table}" for d in deltas if d.total}
         events += [Event(at=d.until, text=breaches[d.slot.at]) for d in deltas if d.total]
         late = [d for d in deltas if d.total and d.since >= grace_until]
         if not late:
@@ -169,7 +178,7 @@ class LegacyInserts(Criterion):
             if (v := sum(d.counts[k] for d in late))
         )
         detail = (
-            f"{said} on gallery_images after the flip (PostgreSQL statistics); the first "
+            f"{said} on {table} after the flip (PostgreSQL statistics); the first "
             f"between {hm(first.since)} and {hm(first.until)}, {ev.after_flip(first.since)} "
             "after the flip: something still writes to the legacy table"
         )

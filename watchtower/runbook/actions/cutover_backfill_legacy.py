@@ -1,4 +1,4 @@
-"""`cutover.backfill_legacy`: after a rollback, write into `gallery_images` every image created
+"""`cutover.backfill_legacy`: after a rollback, write into the legacy table every image created
 while dual-write was off (from its DynamoDB record), so the legacy table has no hole.
 
 Idempotent (`ON CONFLICT (id) DO NOTHING`; only ids the table lacks are written), batched. Its
@@ -27,7 +27,7 @@ def _legacy_url(ctx: ActionContext) -> str:
         raise ActionError(
             "the legacy database is not configured (WATCHTOWER_LEGACY_DATABASE_URL): nothing "
             "can be backfilled, and the images created while dual-write was off are not in "
-            "gallery_images"
+            f"{ctx.settings.legacy_table}"
         )
     return url
 
@@ -38,7 +38,7 @@ def _plan(values: Mapping[str, Any], ctx: ActionContext) -> legacy_backfill.Plan
         return legacy_backfill.plan(
             ctx.aws("dynamodb"),
             ctx.settings.table,
-            PostgresSql(url),
+            PostgresSql(url, table=ctx.settings.legacy_table),
             since=ctx.now - timedelta(hours=values["hours"]),
             until=ctx.now,
         )
@@ -49,7 +49,7 @@ def _plan(values: Mapping[str, Any], ctx: ActionContext) -> legacy_backfill.Plan
 @register
 class BackfillLegacy(Action):
     name = "cutover.backfill_legacy"
-    title = "Backfill gallery_images with the images created while dual-write was off"
+    title = "Backfill the legacy table with the images created while dual-write was off"
     # It writes what dual-write would have written, as part of a rollback a person already
     # approved (the flag step): no second approval, except in a run an alert only suggested.
     gated = False
@@ -59,12 +59,13 @@ class BackfillLegacy(Action):
     )
 
     def plan(self, values: Mapping[str, Any], ctx: ActionContext) -> list[ApiCall]:
+        table = ctx.settings.legacy_table
         if not ctx.settings.legacy_database_url:
             return [
                 ApiCall(
                     service="postgresql",
-                    operation="INSERT INTO gallery_images",
-                    parameters={},
+                    operation="INSERT INTO the legacy table",
+                    parameters={"table": table},
                     note="the legacy database is not configured "
                     "(WATCHTOWER_LEGACY_DATABASE_URL): the step will fail, nothing backfilled",
                 )
@@ -80,19 +81,24 @@ class BackfillLegacy(Action):
             ),
             ApiCall(
                 service="postgresql",
-                operation="INSERT INTO gallery_images ... ON CONFLICT (id) DO NOTHING",
+                operation="INSERT INTO the legacy table ... ON CONFLICT (id) DO NOTHING",
                 parameters={
+                    "table": table,
                     "rows": len(found.records),
                     "batch_size": values["batch_size"],
                     "first_ids": found.ids[:SHOWN],
                 },
                 note=f"would write {len(found.records)} rows: the images created in the last "
-                f"{values['hours']} h that gallery_images lacks",
+                f"{values['hours']} h that {table} lacks",
             ),
             ApiCall(
                 service="postgresql",
-                operation="DELETE FROM gallery_images WHERE id = ANY(...)",
-                parameters={"rows": len(found.stale), "first_ids": list(found.stale[:SHOWN])},
+                operation="DELETE FROM the legacy table WHERE id = ANY(...)",
+                parameters={
+                    "table": table,
+                    "rows": len(found.stale),
+                    "first_ids": list(found.stale[:SHOWN]),
+                },
                 note=f"would delete {len(found.stale)} rows of images deleted while dual-write "
                 "was off",
             ),
@@ -101,11 +107,12 @@ class BackfillLegacy(Action):
     def run(self, values: Mapping[str, Any], ctx: ActionContext) -> dict[str, Any]:
         found = _plan(values, ctx)
         try:
+            table = ctx.settings.legacy_table
             written = legacy_backfill.write(
-                _legacy_url(ctx), found.records, batch_size=values["batch_size"]
+                _legacy_url(ctx), found.records, table=table, batch_size=values["batch_size"]
             )
             deleted = legacy_backfill.delete(
-                _legacy_url(ctx), found.stale, batch_size=values["batch_size"]
+                _legacy_url(ctx), found.stale, table=table, batch_size=values["batch_size"]
             )
         except SourceError as exc:
             raise ActionError(str(exc)) from exc
@@ -119,7 +126,8 @@ class BackfillLegacy(Action):
             },
         )
         return {
-            "reason": f"{written} rows written into gallery_images ({len(found.records)} "
+            "reason": f"{written} rows written into {ctx.settings.legacy_table} "
+            f"({len(found.records)} "
             f"missing in the last {values['hours']} h), {deleted} rows of deleted images removed",
             "rows_written": written,
             "rows_deleted": deleted,

@@ -1,4 +1,4 @@
-"""`cutover.legacy_writers`: who is still writing to `gallery_images` after the cutover?
+"""`cutover.legacy_writers`: who still writes to the legacy table after the cutover?
 
 Read-only. PostgreSQL's view of it: the table's write counters (`pg_stat_user_tables`), the
 statements that wrote to it with their calls and role (`pg_stat_statements`, when installed),
@@ -30,7 +30,7 @@ SESSIONS = (
 @register
 class LegacyWriters(Action):
     name = "cutover.legacy_writers"
-    title = "Find what still writes to gallery_images"
+    title = "Find what still writes to the legacy table"
     mutating = False
     gated = False
 
@@ -39,7 +39,7 @@ class LegacyWriters(Action):
             ApiCall(
                 service="postgresql",
                 operation="SELECT FROM pg_stat_user_tables, pg_stat_statements, pg_stat_activity",
-                parameters={"table": "gallery_images"},
+                parameters={"table": ctx.settings.legacy_table},
                 note="read-only",
             )
         ]
@@ -50,7 +50,7 @@ class LegacyWriters(Action):
             raise ActionError(
                 "the legacy database is not configured (WATCHTOWER_LEGACY_DATABASE_URL)"
             )
-        sql = PostgresSql(url)
+        sql = PostgresSql(url, table=ctx.settings.legacy_table)
         try:
             writes = table_writes(sql)
             statements = writing_statements(sql)
@@ -58,7 +58,8 @@ class LegacyWriters(Action):
         except SourceError as exc:
             raise ActionError(str(exc)) from exc
         found = statements.get("statements") or []
-        writers = [s for s in sessions if _writes(s.get("query") or "")]
+        table = ctx.settings.legacy_table.rpartition(".")[2]
+        writers = [s for s in sessions if _writes(s.get("query") or "", table)]
         reason = (
             f"{len(found)} writing statements recorded"
             if statements.get("statements") is not None
@@ -74,8 +75,8 @@ class LegacyWriters(Action):
         }
 
 
-def _writes(query: str) -> bool:
+def _writes(query: str, table: str) -> bool:
     words = query.lower().split()
-    return "gallery_images" in query.lower() and bool(
+    return table.lower() in query.lower() and bool(
         words and words[0] in ("insert", "update", "delete", "merge", "copy")
     )

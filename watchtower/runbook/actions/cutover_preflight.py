@@ -62,8 +62,8 @@ class CutoverPreflight(Action):
             ),
             ApiCall(
                 service="postgresql",
-                operation="SELECT count(*) FROM gallery_images",
-                parameters={"days": days},
+                operation="SELECT count(*) FROM the legacy table",
+                parameters={"table": ctx.settings.legacy_table, "days": days},
                 note="rows inserted in the window that still exist",
             ),
         ]
@@ -98,7 +98,7 @@ class CutoverPreflight(Action):
                 "dual-write failures": doc["failures"],
                 "success ratio": doc["success_ratio"],
                 "DynamoDB images": rec["dynamodb_images"],
-                "gallery_images rows": rec["postgres_rows"],
+                f"{ctx.settings.legacy_table} rows": rec["postgres_rows"],
             },
             "gate": "passed"
             if report.gate.passed

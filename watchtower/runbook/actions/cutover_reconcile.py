@@ -1,4 +1,4 @@
-"""`cutover.reconcile`: do DynamoDB and `gallery_images` hold the same image ids for the last
+"""`cutover.reconcile`: do DynamoDB and the legacy table hold the same image ids for the last
 hours? Read-only; fails the step while any id is on one side only, naming the first ones."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from watchtower.sources import PostgresSql
 @register
 class Reconcile(Action):
     name = "cutover.reconcile"
-    title = "Reconcile DynamoDB and gallery_images, id for id"
+    title = "Reconcile DynamoDB and the legacy table, id for id"
     mutating = False
     gated = False
     inputs = (
@@ -42,8 +42,8 @@ class Reconcile(Action):
             ),
             ApiCall(
                 service="postgresql",
-                operation="SELECT id FROM gallery_images",
-                parameters={"hours": values["hours"]},
+                operation="SELECT id FROM the legacy table",
+                parameters={"table": ctx.settings.legacy_table, "hours": values["hours"]},
                 note="the same range, keyset pages",
             ),
         ]
@@ -58,15 +58,16 @@ class Reconcile(Action):
             done = reconcile(
                 Progress(since=ctx.now - timedelta(hours=values["hours"]), until=ctx.now),
                 images=DynamoDbImageIds(ctx.aws("dynamodb"), ctx.settings.table),
-                sql=PostgresSql(url),
+                sql=PostgresSql(url, table=ctx.settings.legacy_table),
                 pacer=Pacer(float(values["read_units_per_second"])),
             )
         except SourceError as exc:
             raise ActionError(str(exc)) from exc
         diff = differences(done)
+        table = ctx.settings.legacy_table
         reason = (
             f"{diff.count} differences: {diff.missing_from_postgres_count} missing "
-            f"from gallery_images, {diff.missing_from_dynamodb_count} only in gallery_images"
+            f"from {table}, {diff.missing_from_dynamodb_count} only in {table}"
         )
         outputs: dict[str, Any] = {
             "reason": reason,
