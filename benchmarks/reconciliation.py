@@ -79,7 +79,10 @@ SMALL_PAGE = 1_000  # the setting's default, measured on the first SMALL_PAGES p
 SMALL_PAGES = 20
 
 
-def run(*, quick: bool, n: int | None = None) -> list[Figure]:
+def run(
+    *, quick: bool, n: int | None = None, small_pages: int | None = SMALL_PAGES
+) -> list[Figure]:
+    """`small_pages`: pages of SMALL_PAGE timed (None: every one, minutes at 100,000)."""
     n = n or (20_000 if quick else 100_000)
     moto, postgres = servers.start_moto(), servers.start_postgres()
     try:
@@ -144,7 +147,7 @@ def run(*, quick: bool, n: int | None = None) -> list[Figure]:
             sql=sql,
             pacer=Pacer(0),
             page_size=SMALL_PAGE,
-            max_pages=SMALL_PAGES,
+            max_pages=small_pages,
         )
         small_seconds = time.monotonic() - began
         assert len(dynamo_only.dynamodb_ids) == n and len(pg_only.postgres_ids) == n - n // 1000
@@ -152,7 +155,7 @@ def run(*, quick: bool, n: int | None = None) -> list[Figure]:
             f"by identity, pages of {PAGE:,}: {both_seconds:.1f} s for both sides "
             f"({dynamo_seconds:.1f} s DynamoDB, {pg_seconds:.2f} s PostgreSQL); by count: "
             f"{count_seconds:.1f} s; DynamoDB in pages of {SMALL_PAGE:,}: "
-            f"{len(small.dynamodb_ids):,} ids in {small_seconds:.1f} s ({SMALL_PAGES} pages)"
+            f"{len(small.dynamodb_ids):,} ids in {small_seconds:.1f} s ({small.pages} pages)"
         )
         return [
             Figure(
@@ -175,7 +178,8 @@ def run(*, quick: bool, n: int | None = None) -> list[Figure]:
                 benchmark=NAME,
                 name=f"DynamoDB (moto) id pages of {PAGE:,}",
                 value=n / dynamo_seconds,
-                baseline_name=f"pages of {SMALL_PAGE:,} (first {SMALL_PAGES})",
+                baseline_name=f"pages of {SMALL_PAGE:,}"
+                + (f" (first {small_pages})" if small_pages else " (all)"),
                 baseline=len(small.dynamodb_ids) / small_seconds,
                 unit="ids/s",
             ),
@@ -191,3 +195,24 @@ def run(*, quick: bool, n: int | None = None) -> list[Figure]:
     finally:
         moto.stop()
         postgres.stop()
+
+
+if __name__ == "__main__":
+    import argparse
+    import os
+
+    from benchmarks.common import FIGURE_HEADER, figure_rows, table, use_dummy_aws_credentials
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.reconciliation")
+    parser.add_argument("--quick", action="store_true", help="20,000 images instead of 100,000")
+    parser.add_argument(
+        "--all-small-pages",
+        action="store_true",
+        help=f"time every page of {SMALL_PAGE:,}, not the first {SMALL_PAGES} (minutes in moto)",
+    )
+    args = parser.parse_args()
+    use_dummy_aws_credentials()
+    print("load average before:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    found = run(quick=args.quick, small_pages=None if args.all_small_pages else SMALL_PAGES)
+    print(table(figure_rows(found, with_benchmark=False), FIGURE_HEADER))
+    print("load average after:", " ".join(f"{x:.2f}" for x in os.getloadavg()))

@@ -109,15 +109,6 @@ class UploadSuccess(Check):
             "slow_ratio": ratio(over[objective], samples) if objective in over else None,
             "p95_upper_bound_ms": p95_upper_bound(over, samples),
         }
-        if samples and objective not in over:
-            return self.result(
-                ctx,
-                Status.UNKNOWN,
-                f"LatencyOver{objective}ms is not published, so the {objective} ms objective "
-                "(WATCHTOWER_CUTOVER_MAX_P95_MS) cannot be judged: list it in the image core's "
-                "IMAGE_LATENCY_THRESHOLDS_MS",
-                figures,
-            )
         return self.result(ctx, *judge(figures, ctx.params), figures)
 
 
@@ -152,7 +143,17 @@ def judge(figures: Mapping[str, float | None], params: Mapping[str, float]) -> t
     findings: list[tuple[Status, str]] = []
     if success is not None and success < params["min_success_ratio"]:
         findings.append((Status.CRITICAL, f"success below {params['min_success_ratio']:.1%}"))
-    if slow is None:
+    if slow is None and figures["latency_samples"]:
+        # Watchtower judges an objective the image core does not publish: unknown, never 0%.
+        findings.append(
+            (
+                Status.UNKNOWN,
+                f"LatencyOver{objective}ms is not published, so the {objective} ms objective "
+                "(WATCHTOWER_CUTOVER_MAX_P95_MS) cannot be judged: list it in the image core's "
+                "IMAGE_LATENCY_THRESHOLDS_MS",
+            )
+        )
+    elif slow is None:
         findings.append(
             (Status.UNKNOWN, "no Latency samples, so the latency objective cannot be judged")
         )

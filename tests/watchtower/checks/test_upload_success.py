@@ -224,6 +224,20 @@ def test_an_objective_the_image_core_does_not_publish_is_unknown_not_zero(
     assert result.figures["slow_ratio"] is None
 
 
+def test_an_unpublished_objective_does_not_hide_failing_uploads(
+    world: World, settings: Settings, now: datetime
+) -> None:
+    world.requests("success", 990)
+    world.requests("server_error", 10)
+    world.latency(1000, {250: 100})
+
+    result = run(judging(settings, 900), "upload_success", now=now)["upload_success"]
+
+    assert result.status is Status.CRITICAL, result.reason
+    assert "success below 99.9%" in result.reason
+    assert "LatencyOver900ms is not published" in result.reason
+
+
 def test_the_root_hands_the_cutover_objective_to_the_check() -> None:
     from watchtower.checks import tunables
     from watchtower.config import Settings as WatchtowerSettings

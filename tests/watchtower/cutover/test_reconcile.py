@@ -3,8 +3,8 @@
 the gate; paged, paced, resumable.
 
 The acceptance case, 100 missing in 100,000, is here at its real size in two halves, because
-moto cannot hold 100,000 records fast enough for a test (loading them took 33 s and one Scan of
-them 38 s in pages of 10,000, 272 s in pages of 1,000, under load 9: docs/performance.md):
+moto cannot hold 100,000 records fast enough for a test (loading them takes about 30 s and
+reading their ids 18-46 s in pages of 10,000, 130 s in pages of 1,000: docs/performance.md):
 * `test_missing_rows_at_one_in_a_thousand_are_listed_and_fail_the_gate`: the whole pre-flight
   path (the Scan adapter over moto, PostgreSQL, the gate, the report), at 10,000 records;
 * `test_one_hundred_missing_in_one_hundred_thousand_are_listed_and_fail_the_gate`: the same
