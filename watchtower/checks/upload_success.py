@@ -47,10 +47,18 @@ def thresholds_ms(params: Mapping[str, float]) -> tuple[int, ...]:
 
 
 def judging(settings: Settings, objective: float) -> Settings:
-    """`settings` with upload_success judging `objective` ms (WATCHTOWER_CUTOVER_MAX_P95_MS)."""
+    """`settings` with upload_success judging `objective` ms (WATCHTOWER_CUTOVER_MAX_P95_MS); the
+    same settings when that is the default."""
     overrides = settings.check_overrides
-    mine = {**overrides.get(UploadSuccess.name, {}), "objective_ms": float(objective)}
-    return replace(settings, check_overrides={**overrides, UploadSuccess.name: mine})
+    mine = {k: v for k, v in overrides.get(UploadSuccess.name, {}).items() if k != "objective_ms"}
+    if float(objective) != OBJECTIVE_MS:
+        mine["objective_ms"] = float(objective)
+    if mine == overrides.get(UploadSuccess.name, {}):
+        return settings
+    others = {k: v for k, v in overrides.items() if k != UploadSuccess.name}
+    return replace(
+        settings, check_overrides={**others, **({UploadSuccess.name: mine} if mine else {})}
+    )
 
 
 @register
@@ -93,11 +101,15 @@ class UploadSuccess(Check):
         }
         # A threshold the image core does not publish is left out of the bound, never read as 0.
         over = {t: v for t, v in read.items() if v is not None}
+        # The objective is exported with the thresholds even at its default: the alerts read it.
+        thresholds = {k: v for k, v in ctx.params.items() if k != "window_seconds"}
+        thresholds["objective_ms"] = float(objective)
         if all(v is None for v in (*counts.values(), samples)):
             return self.result(
                 ctx,
                 Status.UNKNOWN,
                 f"no uploads recorded in {ctx.params['window_seconds'] / 60:.0f} min",
+                thresholds=thresholds,
             )
         successes, server_errors = counts["success"] or 0, counts["server_error"] or 0
         figures = {
@@ -109,7 +121,7 @@ class UploadSuccess(Check):
             "slow_ratio": ratio(over[objective], samples) if objective in over else None,
             "p95_upper_bound_ms": p95_upper_bound(over, samples),
         }
-        return self.result(ctx, *judge(figures, ctx.params), figures)
+        return self.result(ctx, *judge(figures, ctx.params), figures, thresholds)
 
 
 def p95_upper_bound(over: Mapping[int, float], samples: float | None) -> float | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,12 @@ def test_image_upload_slow_judges_the_one_latency_objective() -> None:
         "watchtower_check_threshold", {"check": "upload_success", "threshold": "objective_ms"}
     )
     assert exported == 1000
+    # And at the default, with nothing handed to the check, it is still exported.
+    plain = Settings()
+    ctx = replace(ctx, settings=plain, params=params_for(check, plain))
+    registry = CollectorRegistry()
+    Metrics(registry).observe(check.evaluate(ctx))
+    exported = registry.get_sample_value(
+        "watchtower_check_threshold", {"check": "upload_success", "threshold": "objective_ms"}
+    )
+    assert exported == 800

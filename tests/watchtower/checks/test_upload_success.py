@@ -187,6 +187,10 @@ def test_the_check_judges_the_cutover_objective(
     at_1000 = run(judging(settings, 1000), "upload_success", now=now)["upload_success"]
 
     assert at_800.status is Status.WARNING and at_800.thresholds["objective_ms"] == 800
+    # The default is exported too, with no override: the probe's alert reads it.
+    assert (
+        run(settings, "upload_success", now=now)["upload_success"].thresholds["objective_ms"] == 800
+    )
     assert at_1000.status is Status.OK, at_1000.reason
     assert at_1000.figures["slow_ratio"] == pytest.approx(0.03)
     assert "3.0% slower than 1000 ms" in at_1000.reason
@@ -248,6 +252,9 @@ def test_the_root_hands_the_cutover_objective_to_the_check() -> None:
     handed = judging(WatchtowerSettings(), cutover.max_p95_ms)
     assert handed.check_overrides["upload_success"]["objective_ms"] == 1000
     assert CutoverSettings().max_p95_ms == OBJECTIVE_MS  # one default
+    # At the default nothing is handed (the check's own default is the same number).
+    plain = WatchtowerSettings(check_overrides={"upload_success": {"window_seconds": 120}})
+    assert judging(plain, CutoverSettings().max_p95_ms) is plain
     # No second variable for it: the check's own catalog refuses one.
     with pytest.raises(ConfigError, match="objective_ms"):
         WatchtowerSettings.from_env(
