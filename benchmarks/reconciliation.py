@@ -2,9 +2,10 @@
 
 A fresh moto server holds N image records (`pk` IMAGE#<id>, `created_at` in the range) and a
 fresh PostgreSQL `gallery_images` holds the same ids but every 1,000th. Figures:
-* ours: `cutover.reconcile.reconcile` reading every id of both sides in pages of 1,000 (a Scan
+* ours: `cutover.reconcile.reconcile` reading every id of both sides in pages of 10,000 (a Scan
   projecting `pk` with `Limit`, keyset pages over `id`), unpaced, then the set difference: ids a
-  second over the whole run, and per side;
+  second over the whole run, and per side; the DynamoDB side also in pages of 1,000 (the
+  setting's default) for its first 20 pages, against pages of 10,000;
 * baseline, the old way (`cutover.evidence.reconcile` before issue 13): one COUNT Scan of the
   table and one COUNT(*) in PostgreSQL, which cannot say which ids differ.
 The ratio says what naming every missing id costs beside counting them.
@@ -73,7 +74,15 @@ def _load(client: object, url: str, n: int, created: datetime) -> None:
         conn.execute("ANALYZE gallery_images")
 
 
-def run(*, quick: bool, n: int | None = None) -> list[Figure]:
+PAGE = 10_000  # ids a page: moto walks and sorts the whole table for every page it answers
+SMALL_PAGE = 1_000  # the setting's default, measured on the first SMALL_PAGES pages only
+SMALL_PAGES = 20
+
+
+def run(
+    *, quick: bool, n: int | None = None, small_pages: int | None = SMALL_PAGES
+) -> list[Figure]:
+    """`small_pages`: pages of SMALL_PAGE timed (None: every one, minutes at 100,000)."""
     n = n or (20_000 if quick else 100_000)
     moto, postgres = servers.start_moto(), servers.start_postgres()
     try:
@@ -83,7 +92,7 @@ def run(*, quick: bool, n: int | None = None) -> list[Figure]:
         _load(client, postgres.url, n, now - timedelta(days=1))
         note(
             f"{n:,} images in moto's DynamoDB, {n - n // 1000:,} rows in PostgreSQL "
-            f"(loaded in {time.monotonic() - began:.0f} s); pages of 1,000 ids"
+            f"(loaded in {time.monotonic() - began:.0f} s)"
         )
         sql = PostgresSql(postgres.url, table="gallery_images")
         since, until = now - timedelta(days=7), now
@@ -97,52 +106,81 @@ def run(*, quick: bool, n: int | None = None) -> list[Figure]:
         count_seconds = time.monotonic() - began
         assert (counted, rows) == (n, n - n // 1000), (counted, rows)
 
-        ids = DynamoDbImageIds(client, TABLE, page_size=1000)
-        start = Progress(since=since, until=until)
+        # Both sides, as the gate runs it, in pages of PAGE.
         began = time.monotonic()
-        dynamo_only = reconcile(
-            Progress(since=since, until=until, postgres_done=True),
-            images=ids,
+        both = reconcile(
+            Progress(since=since, until=until),
+            images=DynamoDbImageIds(client, TABLE, page_size=PAGE),
             sql=sql,
             pacer=Pacer(0),
+            page_size=PAGE,
         )
-        dynamo_seconds = time.monotonic() - began
-        began = time.monotonic()
-        pg_only = reconcile(
-            Progress(since=since, until=until, dynamodb_done=True),
-            images=ids,
-            sql=sql,
-            pacer=Pacer(0),
-        )
-        pg_seconds = time.monotonic() - began
-        began = time.monotonic()
-        both = reconcile(start, images=ids, sql=sql, pacer=Pacer(0))
-        diff = differences(both)
         both_seconds = time.monotonic() - began
+        diff = differences(both)
         assert (
             diff.missing_from_postgres_count == n // 1000 and diff.missing_from_dynamodb_count == 0
         )
+        # Each side alone: PostgreSQL whole; DynamoDB in pages of PAGE, then of SMALL_PAGE for its
+        # first SMALL_PAGES pages (a full run at 1,000 a page takes minutes at 100,000 in moto).
+        began = time.monotonic()
+        pg_only = reconcile(
+            Progress(since=since, until=until, dynamodb_done=True),
+            images=DynamoDbImageIds(client, TABLE, page_size=PAGE),
+            sql=sql,
+            pacer=Pacer(0),
+            page_size=PAGE,
+        )
+        pg_seconds = time.monotonic() - began
+        began = time.monotonic()
+        dynamo_only = reconcile(
+            Progress(since=since, until=until, postgres_done=True),
+            images=DynamoDbImageIds(client, TABLE, page_size=PAGE),
+            sql=sql,
+            pacer=Pacer(0),
+            page_size=PAGE,
+        )
+        dynamo_seconds = time.monotonic() - began
+        began = time.monotonic()
+        small = reconcile(
+            Progress(since=since, until=until, postgres_done=True),
+            images=DynamoDbImageIds(client, TABLE, page_size=SMALL_PAGE),
+            sql=sql,
+            pacer=Pacer(0),
+            page_size=SMALL_PAGE,
+            max_pages=small_pages,
+        )
+        small_seconds = time.monotonic() - began
         assert len(dynamo_only.dynamodb_ids) == n and len(pg_only.postgres_ids) == n - n // 1000
         note(
-            f"by identity: {both_seconds:.1f} s for both sides ({dynamo_seconds:.1f} s DynamoDB, "
-            f"{pg_seconds:.2f} s PostgreSQL); by count: {count_seconds:.1f} s"
+            f"by identity, pages of {PAGE:,}: {both_seconds:.1f} s for both sides "
+            f"({dynamo_seconds:.1f} s DynamoDB, {pg_seconds:.2f} s PostgreSQL); by count: "
+            f"{count_seconds:.1f} s; DynamoDB in pages of {SMALL_PAGE:,}: "
+            f"{len(small.dynamodb_ids):,} ids in {small_seconds:.1f} s ({small.pages} pages)"
         )
-        per_second = (2 * n) / both_seconds
         return [
             Figure(
                 benchmark=NAME,
-                name="reconcile by identity, both sides",
-                value=per_second,
+                name=f"reconcile by identity, both sides, pages of {PAGE:,}",
+                value=(2 * n) / both_seconds,
                 baseline_name="count both sides",
                 baseline=(2 * n) / count_seconds,
                 unit="ids/s",
             ),
             Figure(
                 benchmark=NAME,
-                name="DynamoDB (moto) id pages",
+                name=f"DynamoDB (moto) id pages of {PAGE:,}",
                 value=n / dynamo_seconds,
                 baseline_name="DynamoDB COUNT Scan",
                 baseline=n / count_seconds,
+                unit="ids/s",
+            ),
+            Figure(
+                benchmark=NAME,
+                name=f"DynamoDB (moto) id pages of {PAGE:,}",
+                value=n / dynamo_seconds,
+                baseline_name=f"pages of {SMALL_PAGE:,}"
+                + (f" (first {small_pages})" if small_pages else " (all)"),
+                baseline=len(small.dynamodb_ids) / small_seconds,
                 unit="ids/s",
             ),
             Figure(
@@ -157,3 +195,24 @@ def run(*, quick: bool, n: int | None = None) -> list[Figure]:
     finally:
         moto.stop()
         postgres.stop()
+
+
+if __name__ == "__main__":
+    import argparse
+    import os
+
+    from benchmarks.common import FIGURE_HEADER, figure_rows, table, use_dummy_aws_credentials
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.reconciliation")
+    parser.add_argument("--quick", action="store_true", help="20,000 images instead of 100,000")
+    parser.add_argument(
+        "--all-small-pages",
+        action="store_true",
+        help=f"time every page of {SMALL_PAGE:,}, not the first {SMALL_PAGES} (minutes in moto)",
+    )
+    args = parser.parse_args()
+    use_dummy_aws_credentials()
+    print("load average before:", " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    found = run(quick=args.quick, small_pages=None if args.all_small_pages else SMALL_PAGES)
+    print(table(figure_rows(found, with_benchmark=False), FIGURE_HEADER))
+    print("load average after:", " ".join(f"{x:.2f}" for x in os.getloadavg()))

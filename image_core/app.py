@@ -45,7 +45,7 @@ def build(
     closers: list[Callable[[], None]] = []
     if sink is None:
         sink = _sink(settings, on_lambda, closers)
-    telemetry = Telemetry(sink)
+    telemetry = Telemetry(sink, latency_thresholds_ms=settings.latency_thresholds_ms)
     storage = S3Storage(
         aws.client("s3", settings, s3={"addressing_style": "path"}, signature_version="s3v4"),
         settings.bucket,

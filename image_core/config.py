@@ -90,6 +90,36 @@ def _name(name: str, raw: str) -> str:
     return value
 
 
+# --- Latency thresholds (issue 13): the LatencyOver<N>ms counts published per request ---------
+# Each threshold is one more metric per request and dimension set (a CloudWatch custom metric
+# each), so the list is bounded; Watchtower mirrors it in WATCHTOWER_CUTOVER_LATENCY_THRESHOLDS_MS.
+LATENCY_THRESHOLDS_MS = (250, 500, 800, 1000)
+MAX_LATENCY_THRESHOLDS = 10
+MAX_LATENCY_THRESHOLD_MS = 600_000  # ten minutes: beyond any request the API lets run
+
+
+def _latency_thresholds(name: str, raw: str) -> tuple[int, ...]:
+    parts = [part.strip() for part in raw.split(",")]
+    try:
+        values = tuple(int(part) for part in parts)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={raw!r} must list whole milliseconds, comma-separated (e.g. 250,500,800,1000)"
+        ) from None
+    if not 1 <= len(values) <= MAX_LATENCY_THRESHOLDS:
+        raise ConfigError(f"{name}={raw!r} must list 1 to {MAX_LATENCY_THRESHOLDS} thresholds")
+    if any(not 0 < v <= MAX_LATENCY_THRESHOLD_MS for v in values):
+        raise ConfigError(
+            f"{name}={raw!r}: each threshold must be from 1 to {MAX_LATENCY_THRESHOLD_MS} ms"
+        )
+    if values != tuple(sorted(set(values))):
+        raise ConfigError(f"{name}={raw!r} must list distinct thresholds in ascending order")
+    return values
+
+
+# --- end of latency thresholds -------------------------------------------------------------
+
+
 def _metrics_sink(name: str, raw: str) -> str:
     value = raw.strip().lower()
     if value not in {"auto", "cloudwatch", "emf", "none"}:
@@ -157,6 +187,9 @@ class Settings:
     metrics_namespace: str = "ImageService"
     metrics_sink: str = "auto"
     metrics_flush_seconds: int = 10
+    # LatencyOver<N>ms is published for each of these (ms, ascending): Watchtower judges latency
+    # objectives only at thresholds listed here (and mirrored in its own settings).
+    latency_thresholds_ms: tuple[int, ...] = LATENCY_THRESHOLDS_MS
     service_name: str = "image-core"
 
     @classmethod
@@ -251,6 +284,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "metrics_namespace": ("IMAGE_METRICS_NAMESPACE", _name),
     "metrics_sink": ("IMAGE_METRICS_SINK", _metrics_sink),
     "metrics_flush_seconds": ("IMAGE_METRICS_FLUSH_SECONDS", _positive_int),
+    "latency_thresholds_ms": ("IMAGE_LATENCY_THRESHOLDS_MS", _latency_thresholds),
     "service_name": ("IMAGE_SERVICE_NAME", _name),
 }
 

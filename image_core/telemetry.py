@@ -1,9 +1,10 @@
 """The image core's CloudWatch metrics: what is recorded, and the two ways it is published.
 
 Every metric is in one namespace (IMAGE_METRICS_NAMESPACE, default `ImageService`) and listed in
-`docs/image-core-metrics.md`. Latency objectives are published as counts of requests over fixed
-thresholds beside the Sum/SampleCount of `Latency`, so "share of uploads slower than 800 ms" is a
-ratio of two Sums: it aggregates over any window and needs no percentile statistic.
+`docs/image-core-metrics.md`. Latency objectives are published as counts of requests over the
+thresholds of IMAGE_LATENCY_THRESHOLDS_MS (default 250, 500, 800, 1000 ms) beside the
+Sum/SampleCount of `Latency`, so "share of uploads slower than 800 ms" is a ratio of two Sums: it
+aggregates over any window and needs no percentile statistic.
 
 On Lambda the metrics are Embedded Metric Format log lines (CloudWatch extracts them; no API call
 on the request path). As a server they are aggregated in memory into statistic sets and sent with
@@ -23,9 +24,10 @@ from typing import Any, Literal, Protocol, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from image_core.config import LATENCY_THRESHOLDS_MS
+
 log = logging.getLogger(__name__)
 
-LATENCY_THRESHOLDS_MS = (250, 500, 800, 1000)
 Traffic = Literal["user", "synthetic"]
 Outcome = Literal["success", "client_error", "server_error"]
 
@@ -46,8 +48,12 @@ class MetricSink(Protocol):
 class Telemetry:
     """Turns what happened into data points. Every metric name is written here and nowhere else."""
 
-    def __init__(self, sink: MetricSink) -> None:
+    def __init__(
+        self, sink: MetricSink, *, latency_thresholds_ms: tuple[int, ...] = LATENCY_THRESHOLDS_MS
+    ) -> None:
         self._sink = sink
+        # LatencyOver<N>ms for each (IMAGE_LATENCY_THRESHOLDS_MS): the names Watchtower reads
+        self._over = tuple((t, f"LatencyOver{t}ms") for t in latency_thresholds_ms)
 
     def request(
         self,
@@ -64,10 +70,7 @@ class Telemetry:
             Datum("Requests", 1, "Count", (*op, ("Outcome", outcome))),
             Datum("Latency", ms, "Milliseconds", op),
         ]
-        data += [
-            Datum(f"LatencyOver{t}ms", 1.0 if ms > t else 0.0, "Count", op)
-            for t in LATENCY_THRESHOLDS_MS
-        ]
+        data += [Datum(name, 1.0 if ms > t else 0.0, "Count", op) for t, name in self._over]
         if reason is not None:
             data.append(Datum("Errors", 1, "Count", (("Operation", operation), ("Reason", reason))))
         self._sink.publish(data)

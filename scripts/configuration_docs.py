@@ -150,7 +150,9 @@ DESCRIPTIONS: dict[str, str] = {
     "WATCHTOWER_CUTOVER_MIN_SUCCESS_RATIO": "the pre-flight gate: dual-write success over it",
     "WATCHTOWER_CUTOVER_RECONCILIATION_TOLERANCE": "share of DynamoDB's count the two stores may "
     "differ by",
-    "WATCHTOWER_CUTOVER_MAX_P95_MS": "upload P95 objective in the window",
+    "WATCHTOWER_CUTOVER_MAX_P95_MS": "the one upload P95 objective: judged by the window's "
+    "`upload_latency`, the `upload_success` check (as `objective_ms`) and both `ImageUploadSlow` "
+    "alerts; must be one of `WATCHTOWER_CUTOVER_LATENCY_THRESHOLDS_MS`",
     "WATCHTOWER_CUTOVER_MAX_P95_REGRESSION": "the window's P95 may be at most this much above "
     "the baseline",
     "WATCHTOWER_CUTOVER_MAX_BREACH_MINUTES": "a latency breach longer than this fails the window",
@@ -199,6 +201,7 @@ ACCEPTS: dict[str, str] = {
     "_signer_users": "`role:user1\\|user2,role2:user3`",
     "_tag": "`key=value`",
     "_runbook_id": "a runbook id",
+    "_latency_thresholds": "1 to 10 whole milliseconds (1 to 600000), ascending, comma-separated",
 }
 UNITS = {3600: "hours", 60: "minutes"}
 

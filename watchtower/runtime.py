@@ -30,6 +30,7 @@ from watchtower.checks import registry as check_registry
 from watchtower.checks import tunables
 from watchtower.checks.base import Check, Sources
 from watchtower.checks.runner import interval_for, run_checks
+from watchtower.checks.upload_success import judging
 from watchtower.config import Settings
 from watchtower.cutover.config import CutoverSettings
 from watchtower.cutover.jobs import schedule_cutover
@@ -225,6 +226,8 @@ def build(
     client: MakeClient | None = None,
 ) -> Watchtower:
     """Everything a process needs, from settings; `client` makes the boto3 clients (tests)."""
+    # One latency objective: the cutover's WATCHTOWER_CUTOVER_MAX_P95_MS, judged by the check too.
+    settings = judging(settings, (cutover or CutoverSettings()).max_p95_ms)
     make = client or functools.partial(aws.client, settings=settings)
     engine = engine_for(settings.database_url)
     closers: list[Callable[[], None]] = [engine.dispose]

@@ -101,6 +101,15 @@ def test_region_falls_back_to_the_aws_variables() -> None:
         ("IMAGE_SYNTHETIC_USER_IDS", "probe user"),
         ("IMAGE_SYNTHETIC_USER_IDS", "probe,,other"),
         ("IMAGE_STRIP_LOCATION", "sometimes"),
+        ("IMAGE_LATENCY_THRESHOLDS_MS", "fast,slow"),
+        ("IMAGE_LATENCY_THRESHOLDS_MS", "250,500.5"),
+        ("IMAGE_LATENCY_THRESHOLDS_MS", "0,500"),
+        ("IMAGE_LATENCY_THRESHOLDS_MS", "-250"),
+        ("IMAGE_LATENCY_THRESHOLDS_MS", "800,500"),  # not ascending
+        ("IMAGE_LATENCY_THRESHOLDS_MS", "500,500"),  # not distinct
+        ("IMAGE_LATENCY_THRESHOLDS_MS", "250,,500"),
+        ("IMAGE_LATENCY_THRESHOLDS_MS", ",".join(str(100 * k) for k in range(1, 12))),  # 11
+        ("IMAGE_LATENCY_THRESHOLDS_MS", "700000"),  # above ten minutes
     ],
 )
 def test_an_invalid_value_names_its_variable(variable: str, raw: str) -> None:
@@ -133,6 +142,14 @@ def test_security_settings_are_parsed() -> None:
     assert settings.decode_wait_seconds == 0.5
     assert settings.synthetic_user_ids == ("watchtower-probe", "canary@example.com")
     assert settings.strip_location is False
+
+
+def test_latency_thresholds_default_to_the_published_four_and_are_configurable() -> None:
+    assert Settings.from_env({}).latency_thresholds_ms == (250, 500, 800, 1000)
+    settings = Settings.from_env({"IMAGE_LATENCY_THRESHOLDS_MS": " 250, 500,847 ,1000"})
+    assert settings.latency_thresholds_ms == (250, 500, 847, 1000)
+    most = ",".join(str(100 * k) for k in range(1, 11))  # ten: the bound, accepted
+    assert len(Settings.from_env({"IMAGE_LATENCY_THRESHOLDS_MS": most}).latency_thresholds_ms) == 10
 
 
 def test_dual_write_needs_the_legacy_database() -> None:
@@ -170,6 +187,7 @@ def test_every_variable_is_read() -> None:
         "jwt_audience": "image-api",
         "jwt_jwks_url": "https://issuer.test/jwks.json",
         "jwt_shared_key": "k" * 40,
+        "latency_thresholds_ms": "250,500,847,1000",
     }
     # The bearer verifier's variables are valid only together (an issuer, an audience, one key).
     verifier = {

@@ -165,6 +165,33 @@ def test_every_operation_records_requests_latency_and_thresholds(
             assert metric(settings, f"LatencyOver{t}ms", dims, "SampleCount") == 1, (operation, t)
 
 
+def test_the_configured_latency_thresholds_are_the_ones_published(
+    make_components: Callable[..., Components], settings: Settings
+) -> None:
+    # IMAGE_LATENCY_THRESHOLDS_MS=250,500,847,1000: an objective of 847 ms can be judged.
+    components = make_components(
+        metrics_namespace="TelemetryThresholds", latency_thresholds_ms=(250, 500, 847, 1000)
+    )
+    client = create_app(components=components).test_client()
+    assert post(client, {}).status_code == 201
+    published = flushed(components)
+    for t in (250, 500, 847, 1000):
+        assert metric(published, f"LatencyOver{t}ms", UPLOAD_USER, "SampleCount") == 1, t
+    assert metric(published, "LatencyOver800ms", UPLOAD_USER, "SampleCount") is None
+
+
+def test_a_request_counts_over_each_configured_threshold() -> None:
+    stream = io.StringIO()
+    telemetry = Telemetry(
+        EmfSink("EmfTest", "image-core", stream=stream), latency_thresholds_ms=(100, 847)
+    )
+    telemetry.request(operation="get", traffic="user", outcome="success", seconds=0.5)
+    (timing,) = [d for d in emf_documents_of(stream) if "Latency" in d]
+    names = [m["Name"] for m in timing["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    assert names == ["Latency", "LatencyOver100ms", "LatencyOver847ms"]
+    assert timing["LatencyOver100ms"] == [1.0] and timing["LatencyOver847ms"] == [0.0]
+
+
 def test_errors_are_counted_by_outcome_and_reason(
     client: FlaskClient, components: Components
 ) -> None:
@@ -204,6 +231,10 @@ def emf_documents(data: list[list[Datum]]) -> list[dict[str, Any]]:
     text = stream.getvalue()
     assert text.endswith("\n")
     return [json.loads(line) for line in text.splitlines()]
+
+
+def emf_documents_of(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
 def test_emf_lines_are_valid_embedded_metric_format() -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from watchtower.checks.base import MetricQuery
 from watchtower.config import Settings
 
-LATENCY_THRESHOLDS_MS = (250, 500, 800, 1000)  # LatencyOver<N>ms, as the image core publishes
+# LatencyOver<N>ms at the image core's default IMAGE_LATENCY_THRESHOLDS_MS (the cutover mirrors the
+# configured list in WATCHTOWER_CUTOVER_LATENCY_THRESHOLDS_MS)
+LATENCY_THRESHOLDS_MS = (250, 500, 800, 1000)
 TRAFFIC = ("user", "synthetic")  # synthetic: Watchtower's own probes
 
 

@@ -5,16 +5,25 @@ reports its own view). Success is `success / (success + server_error)`: client e
 type, 413 too large, 400 corrupt, 422 key reuse) are the client's fault, not the service's, and
 are reported beside it, not judged.
 
-The latency objective (P95 under 800 ms) is judged from counts, not percentiles: the share of
-uploads slower than 800 ms is `LatencyOver800ms` Sum / `Latency` SampleCount (every upload,
-whatever its outcome), which must stay under 5%. Counts aggregate correctly over any window and
-work where percentile statistics do not (the moto server). `p95_upper_bound_ms` is the smallest
-published threshold with at most 5% of uploads over it: the P95 is at or below it.
+The latency objective (P95 at most `objective_ms`, 800 ms by default) is judged from counts, not
+percentiles: the share of uploads slower than it is `LatencyOver<objective>ms` Sum / `Latency`
+SampleCount (every upload, whatever its outcome), which must stay under 5%. Counts aggregate
+correctly over any window and work where percentile statistics do not (the moto server).
+`p95_upper_bound_ms` is the smallest published threshold with at most 5% of uploads over it: the
+P95 is at or below it.
+
+The objective is one setting for the check, the cutover's `upload_latency` criterion and the
+`ImageUploadSlow` alerts: WATCHTOWER_CUTOVER_MAX_P95_MS, which start-up refuses unless it is one of
+the thresholds the image core publishes (WATCHTOWER_CUTOVER_LATENCY_THRESHOLDS_MS, mirroring
+IMAGE_LATENCY_THRESHOLDS_MS). The composition root hands it to this check as the `objective_ms`
+parameter (`judging`); it is no WATCHTOWER_CHECK_* variable of its own, so it cannot differ. Should
+the image core still not publish `LatencyOver<objective>ms`, the latency is unknown, never 0% slow.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from watchtower.checks import image_metrics
 from watchtower.checks.base import Check, CheckContext, MetricQuery, ratio, register, total
@@ -22,8 +31,34 @@ from watchtower.config import Settings
 from watchtower.model import Result, Status
 
 TRAFFIC = "user"
-OBJECTIVE_MS = 800  # the epic's upload P95; one of image_metrics.LATENCY_THRESHOLDS_MS
+# The epic's upload P95, and WATCHTOWER_CUTOVER_MAX_P95_MS's default (the one setting).
+OBJECTIVE_MS = 800
 P95_SHARE = 0.05  # "P95 at or below t" means at most 5% over t, by definition
+
+
+def objective_ms(params: Mapping[str, float]) -> int:
+    """The upload P95 objective this check judges (the root sets it from the cutover's)."""
+    return int(params.get("objective_ms", OBJECTIVE_MS))
+
+
+def thresholds_ms(params: Mapping[str, float]) -> tuple[int, ...]:
+    """The LatencyOver<N>ms read: the usual ones for the P95 bound, and the objective."""
+    return tuple(sorted({*image_metrics.LATENCY_THRESHOLDS_MS, objective_ms(params)}))
+
+
+def judging(settings: Settings, objective: float) -> Settings:
+    """`settings` with upload_success judging `objective` ms (WATCHTOWER_CUTOVER_MAX_P95_MS); the
+    same settings when that is the default."""
+    overrides = settings.check_overrides
+    mine = {k: v for k, v in overrides.get(UploadSuccess.name, {}).items() if k != "objective_ms"}
+    if float(objective) != OBJECTIVE_MS:
+        mine["objective_ms"] = float(objective)
+    if mine == overrides.get(UploadSuccess.name, {}):
+        return settings
+    others = {k: v for k, v in overrides.items() if k != UploadSuccess.name}
+    return replace(
+        settings, check_overrides={**others, **({UploadSuccess.name: mine} if mine else {})}
+    )
 
 
 @register
@@ -34,7 +69,7 @@ class UploadSuccess(Check):
     defaults = {
         "window_seconds": 300,
         "min_success_ratio": 0.999,  # critical below
-        "max_slow_ratio": 0.05,  # warning above: P95 over 800 ms
+        "max_slow_ratio": 0.05,  # warning above: P95 over the objective
         "critical_slow_ratio": 0.20,
         "min_requests": 10,  # fewer uploads: ratios are not judged
     }
@@ -49,7 +84,7 @@ class UploadSuccess(Check):
             image_metrics.latency_samples(settings, window, traffic=TRAFFIC),
             *(
                 image_metrics.latency_over(settings, window, t, traffic=TRAFFIC)
-                for t in image_metrics.LATENCY_THRESHOLDS_MS
+                for t in thresholds_ms(params)
             ),
         ]
 
@@ -59,15 +94,22 @@ class UploadSuccess(Check):
             for outcome in ("success", "server_error", "client_error")
         }
         samples = total(ctx.metric(f"latency_samples_upload_{TRAFFIC}"))
-        over = {
-            t: total(ctx.metric(f"latency_over_{t}ms_upload_{TRAFFIC}")) or 0
-            for t in image_metrics.LATENCY_THRESHOLDS_MS
+        objective = objective_ms(ctx.params)
+        read = {
+            t: total(ctx.metric(f"latency_over_{t}ms_upload_{TRAFFIC}"))
+            for t in thresholds_ms(ctx.params)
         }
+        # A threshold the image core does not publish is left out of the bound, never read as 0.
+        over = {t: v for t, v in read.items() if v is not None}
+        # The objective is exported with the thresholds even at its default: the alerts read it.
+        thresholds = {k: v for k, v in ctx.params.items() if k != "window_seconds"}
+        thresholds["objective_ms"] = float(objective)
         if all(v is None for v in (*counts.values(), samples)):
             return self.result(
                 ctx,
                 Status.UNKNOWN,
                 f"no uploads recorded in {ctx.params['window_seconds'] / 60:.0f} min",
+                thresholds=thresholds,
             )
         successes, server_errors = counts["success"] or 0, counts["server_error"] or 0
         figures = {
@@ -76,10 +118,10 @@ class UploadSuccess(Check):
             "client_errors": counts["client_error"] or 0,
             "success_ratio": ratio(successes, successes + server_errors),
             "latency_samples": samples or 0,
-            "slow_ratio": ratio(over[OBJECTIVE_MS], samples),
+            "slow_ratio": ratio(over[objective], samples) if objective in over else None,
             "p95_upper_bound_ms": p95_upper_bound(over, samples),
         }
-        return self.result(ctx, *judge(figures, ctx.params), figures)
+        return self.result(ctx, *judge(figures, ctx.params), figures, thresholds)
 
 
 def p95_upper_bound(over: Mapping[int, float], samples: float | None) -> float | None:
@@ -99,6 +141,7 @@ def judge(figures: Mapping[str, float | None], params: Mapping[str, float]) -> t
     success = figures["success_ratio"]
     slow = figures["slow_ratio"]
     bound = figures["p95_upper_bound_ms"]
+    objective = objective_ms(params)
     minutes = params["window_seconds"] / 60
     aside = f"; {client_errors:.0f} rejected as client errors" if client_errors else ""
     if uploads < params["min_requests"]:
@@ -112,7 +155,17 @@ def judge(figures: Mapping[str, float | None], params: Mapping[str, float]) -> t
     findings: list[tuple[Status, str]] = []
     if success is not None and success < params["min_success_ratio"]:
         findings.append((Status.CRITICAL, f"success below {params['min_success_ratio']:.1%}"))
-    if slow is None:
+    if slow is None and figures["latency_samples"]:
+        # Watchtower judges an objective the image core does not publish: unknown, never 0%.
+        findings.append(
+            (
+                Status.UNKNOWN,
+                f"LatencyOver{objective}ms is not published, so the {objective} ms objective "
+                "(WATCHTOWER_CUTOVER_MAX_P95_MS) cannot be judged: list it in the image core's "
+                "IMAGE_LATENCY_THRESHOLDS_MS",
+            )
+        )
+    elif slow is None:
         findings.append(
             (Status.UNKNOWN, "no Latency samples, so the latency objective cannot be judged")
         )
@@ -120,14 +173,14 @@ def judge(figures: Mapping[str, float | None], params: Mapping[str, float]) -> t
         findings.append(
             (
                 Status.CRITICAL,
-                f"over {params['critical_slow_ratio']:.0%} slower than {OBJECTIVE_MS} ms",
+                f"over {params['critical_slow_ratio']:.0%} slower than {objective} ms",
             )
         )
     elif slow > params["max_slow_ratio"]:
         findings.append(
             (
                 Status.WARNING,
-                f"P95 over {OBJECTIVE_MS} ms (more than {params['max_slow_ratio']:.0%} slower)",
+                f"P95 over {objective} ms (more than {params['max_slow_ratio']:.0%} slower)",
             )
         )
     said = (
@@ -135,8 +188,8 @@ def judge(figures: Mapping[str, float | None], params: Mapping[str, float]) -> t
         f"({server_errors:.0f} server errors) in {minutes:.0f} min"
     )
     if slow is not None:
-        said += f", {slow:.1%} slower than {OBJECTIVE_MS} ms"
-        top = max(image_metrics.LATENCY_THRESHOLDS_MS)
+        said += f", {slow:.1%} slower than {objective} ms"
+        top = max(thresholds_ms(params))
         said += f" (P95 at most {bound:.0f} ms)" if bound is not None else f" (P95 over {top} ms)"
     said += aside
     if not findings:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from watchtower.checks.dual_write import MIN_SUCCESS_RATIO
+from watchtower.checks.upload_success import OBJECTIVE_MS
 from watchtower.config import (
     flag,
     non_negative_int,
@@ -47,9 +48,13 @@ class CutoverSettings:
     # (the capacity the image service can spare), in pages of this many items.
     reconcile_read_units_per_second: float = 100.0
     reconcile_page_size: int = 1000
-    max_p95_ms: float = 800.0  # must be one of latency_thresholds_ms: refused at start-up if not
-    # The LatencyOver<N>ms thresholds the image core publishes (image_core.telemetry):
-    # latency is judged from counts over these, so only they can be an objective.
+    # The one upload latency objective: this criterion, the upload_success check and the
+    # ImageUploadSlow alerts (the root hands it to the check). One of latency_thresholds_ms, or
+    # start-up is refused.
+    max_p95_ms: float = float(OBJECTIVE_MS)
+    # The LatencyOver<N>ms thresholds the image core publishes: must mirror the image core's
+    # IMAGE_LATENCY_THRESHOLDS_MS. Latency is judged from counts over these, so only they can be
+    # an objective.
     latency_thresholds_ms: tuple[int, ...] = LATENCY_THRESHOLDS_MS
     max_p95_regression: float = 0.10  # the window's P95 may be at most this much above baseline
     max_breach_seconds: int = 1800  # a latency breach longer than this fails the window
@@ -135,7 +140,7 @@ def judgeable_objective(settings: CutoverSettings) -> None:
     raise ConfigError(
         f"{PREFIX}MAX_P95_MS={objective:g} cannot be judged: the image core publishes upload "
         f"latency only as counts over {known} ms (LatencyOver<N>ms). Set one of those, or publish "
-        f"{objective:g} too (image_core/telemetry.py LATENCY_THRESHOLDS_MS) and list it in "
+        f"{objective:g} too (the image core's IMAGE_LATENCY_THRESHOLDS_MS) and list it in "
         f"{PREFIX}LATENCY_THRESHOLDS_MS"
     )
 

@@ -214,7 +214,10 @@ def period_figures(
         values[f"{op}_requests"] = ok + bad
         values[f"{op}_success_ratio"] = ok / (ok + bad) if ok + bad else None
         samples = total(f"latency_samples_{op}_user") or 0.0
-        over = {t: total(f"latency_over_{t}ms_{op}_user") or 0.0 for t in LATENCY_THRESHOLDS_MS}
+        # A threshold the image core does not publish (IMAGE_LATENCY_THRESHOLDS_MS without it)
+        # is left out, never read as "none over it"; with no uploads every one reads 0.
+        read = {t: total(f"latency_over_{t}ms_{op}_user") for t in LATENCY_THRESHOLDS_MS}
+        over = {t: v for t, v in read.items() if v is not None} if samples else {}
         values[f"{op}_p95_bound_ms"] = fig.p95_bound(samples, over)
         values[f"{op}_p95_estimate_ms"] = fig.p95_estimate(samples, over)
     hits, misses = total("cache_events_hit") or 0.0, total("cache_events_miss") or 0.0

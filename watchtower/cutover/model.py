@@ -16,7 +16,9 @@ from typing import Any
 
 from watchtower.config import Settings
 
-LATENCY_THRESHOLDS_MS = (250, 500, 800, 1000)  # LatencyOver<N>ms, as the image core publishes
+# LatencyOver<N>ms at the image core's default IMAGE_LATENCY_THRESHOLDS_MS (the cutover mirrors the
+# configured list in WATCHTOWER_CUTOVER_LATENCY_THRESHOLDS_MS)
+LATENCY_THRESHOLDS_MS = (250, 500, 800, 1000)
 
 # The evidence every sample carries, one reading each; the judge has one rule per criterion.
 CRITERIA = (

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +160,57 @@ def test_routed_runbooks_exist_and_name_the_alerts_that_start_them() -> None:
         for route in chosen:
             triggers = {t.alertname for t in runbooks[route.runbook].triggers}
             assert rule["alert"] in triggers, f"{route.runbook} does not list {rule['alert']}"
+
+
+def test_image_upload_slow_judges_the_one_latency_objective() -> None:
+    """Both ImageUploadSlow rules judge WATCHTOWER_CUTOVER_MAX_P95_MS without repeating it: the
+    probe's reads the objective_ms threshold the upload_success check publishes, the users' reads
+    the check's slow_ratio, computed at that objective. Nothing in the file names 800 ms."""
+    from prometheus_client import CollectorRegistry
+
+    from watchtower.checks.base import CheckContext, Sources
+    from watchtower.checks.runner import params_for
+    from watchtower.checks.upload_success import UploadSuccess, judging
+    from watchtower.config import Settings
+    from watchtower.cutover.config import CutoverSettings
+    from watchtower.metrics import Metrics
+    from watchtower.sources import CloudWatchMetrics
+
+    slow = {
+        rule["labels"]["source"]: rule for rule in rules() if rule["alert"] == "ImageUploadSlow"
+    }
+    assert set(slow) == {"probe", "users"}
+    for rule in (*slow.values(), *(r for r in rules() if r["alert"] == "ImageUploadErrors")):
+        said = rule["expr"] + rule["annotations"]["summary"] + rule["annotations"]["description"]
+        assert not re.search(r"800|0\.8\b|le=", said), rule["alert"]
+    assert 'threshold="objective_ms"' in slow["probe"]["expr"]
+    assert 'figure="slow_ratio"' in slow["users"]["expr"]
+
+    # What the rule reads is what the check is handed from the cutover's setting, exported as
+    # watchtower_check_threshold{check="upload_success", threshold="objective_ms"} whatever the
+    # check concludes (here: no uploads, unknown).
+    cutover = CutoverSettings.from_env({"WATCHTOWER_CUTOVER_MAX_P95_MS": "1000"})
+    settings = judging(Settings(), cutover.max_p95_ms)
+    check = UploadSuccess()
+    ctx = CheckContext(
+        settings=settings,
+        sources=Sources(metrics=CloudWatchMetrics({})),  # never read: the metrics are given
+        now=datetime(2026, 12, 7, tzinfo=UTC),
+        params=params_for(check, settings),
+        metrics={},
+    )
+    registry = CollectorRegistry()
+    Metrics(registry).observe(check.evaluate(ctx))
+    exported = registry.get_sample_value(
+        "watchtower_check_threshold", {"check": "upload_success", "threshold": "objective_ms"}
+    )
+    assert exported == 1000
+    # And at the default, with nothing handed to the check, it is still exported.
+    plain = Settings()
+    ctx = replace(ctx, settings=plain, params=params_for(check, plain))
+    registry = CollectorRegistry()
+    Metrics(registry).observe(check.evaluate(ctx))
+    exported = registry.get_sample_value(
+        "watchtower_check_threshold", {"check": "upload_success", "threshold": "objective_ms"}
+    )
+    assert exported == 800

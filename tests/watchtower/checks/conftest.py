@@ -112,8 +112,10 @@ class World:
         *,
         traffic: str = "user",
         at: datetime | None = None,
+        thresholds: tuple[int, ...] = (250, 500, 800, 1000),
     ) -> None:
-        """`samples` uploads, of which over[t] took longer than t ms (as the image core counts)."""
+        """`samples` uploads, of which over[t] took longer than t ms (as the image core counts,
+        publishing LatencyOver<t>ms for each of `thresholds`: IMAGE_LATENCY_THRESHOLDS_MS)."""
         dims = {"Operation": "upload", "Traffic": traffic}
         self.metric(
             "Latency",
@@ -127,7 +129,7 @@ class World:
             },
             **dims,
         )
-        for threshold in (250, 500, 800, 1000):
+        for threshold in thresholds:
             n = over.get(threshold, 0)
             self.metric(
                 f"LatencyOver{threshold}ms",

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from tests.watchtower.checks.conftest import World, run
-from watchtower.checks.upload_success import UploadSuccess, judge, p95_upper_bound
+from watchtower.checks.upload_success import (
+    OBJECTIVE_MS,
+    UploadSuccess,
+    judge,
+    judging,
+    p95_upper_bound,
+)
 from watchtower.config import Settings
 from watchtower.model import Status
 
@@ -156,3 +163,118 @@ def test_no_uploads_in_the_window_is_unknown(
 
     assert result.status is Status.UNKNOWN
     assert result.reason == "no uploads recorded in 5 min"
+
+
+# -- the objective: one setting (WATCHTOWER_CUTOVER_MAX_P95_MS), handed in by the root ----------
+
+
+def test_judge_at_the_objective_it_is_given() -> None:
+    params = {**PARAMS, "objective_ms": 1000.0}
+    status, reason = judge(figures(1000, slow=0.08, bound=None), params)
+    assert status is Status.WARNING
+    assert "8.0% slower than 1000 ms" in reason and "P95 over 1000 ms" in reason
+    assert "800" not in reason
+
+
+def test_the_check_judges_the_cutover_objective(
+    world: World, settings: Settings, now: datetime
+) -> None:
+    # 8% of uploads over 800 ms but only 3% over 1000 ms: a warning at 800, fine at 1000.
+    world.requests("success", 1000)
+    world.latency(1000, {250: 900, 500: 400, 800: 80, 1000: 30})
+
+    at_800 = run(judging(settings, 800), "upload_success", now=now)["upload_success"]
+    at_1000 = run(judging(settings, 1000), "upload_success", now=now)["upload_success"]
+
+    assert at_800.status is Status.WARNING and at_800.thresholds["objective_ms"] == 800
+    # The default is exported too, with no override: the probe's alert reads it.
+    assert (
+        run(settings, "upload_success", now=now)["upload_success"].thresholds["objective_ms"] == 800
+    )
+    assert at_1000.status is Status.OK, at_1000.reason
+    assert at_1000.figures["slow_ratio"] == pytest.approx(0.03)
+    assert "3.0% slower than 1000 ms" in at_1000.reason
+    assert at_1000.thresholds["objective_ms"] == 1000  # what the alert and the page see
+
+
+def test_an_objective_between_the_usual_thresholds_reads_its_own_metric(
+    world: World, settings: Settings, now: datetime
+) -> None:
+    # The image core publishes 847 (IMAGE_LATENCY_THRESHOLDS_MS=250,500,847,1000), not 800.
+    world.requests("success", 1000)
+    world.latency(1000, {250: 900, 500: 400, 847: 45, 1000: 20}, thresholds=(250, 500, 847, 1000))
+
+    result = run(judging(settings, 847), "upload_success", now=now)["upload_success"]
+
+    assert result.status is Status.OK, result.reason
+    assert result.figures["slow_ratio"] == pytest.approx(0.045)
+    assert result.figures["p95_upper_bound_ms"] == 847.0  # 800, unpublished, is left out
+    assert "4.5% slower than 847 ms" in result.reason
+
+
+def test_an_objective_the_image_core_does_not_publish_is_unknown_not_zero(
+    world: World, settings: Settings, now: datetime
+) -> None:
+    # Watchtower set to 900 while the image core still publishes the default four: every upload
+    # is slow, yet "0% over 900 ms" must not pass.
+    world.requests("success", 1000)
+    world.latency(1000, {250: 1000, 500: 1000, 800: 1000, 1000: 1000})
+
+    result = run(judging(settings, 900), "upload_success", now=now)["upload_success"]
+
+    assert result.status is Status.UNKNOWN
+    assert "LatencyOver900ms is not published" in result.reason
+    assert "IMAGE_LATENCY_THRESHOLDS_MS" in result.reason
+    assert result.figures["slow_ratio"] is None
+
+
+def test_an_unpublished_objective_does_not_hide_failing_uploads(
+    world: World, settings: Settings, now: datetime
+) -> None:
+    world.requests("success", 990)
+    world.requests("server_error", 10)
+    world.latency(1000, {250: 100})
+
+    result = run(judging(settings, 900), "upload_success", now=now)["upload_success"]
+
+    assert result.status is Status.CRITICAL, result.reason
+    assert "success below 99.9%" in result.reason
+    assert "LatencyOver900ms is not published" in result.reason
+
+
+def test_the_root_hands_the_cutover_objective_to_the_check() -> None:
+    from watchtower.checks import tunables
+    from watchtower.config import Settings as WatchtowerSettings
+    from watchtower.cutover.config import CutoverSettings
+    from watchtower.errors import ConfigError
+
+    cutover = CutoverSettings.from_env({"WATCHTOWER_CUTOVER_MAX_P95_MS": "1000"})
+    handed = judging(WatchtowerSettings(), cutover.max_p95_ms)
+    assert handed.check_overrides["upload_success"]["objective_ms"] == 1000
+    assert CutoverSettings().max_p95_ms == OBJECTIVE_MS  # one default
+    # At the default nothing is handed (the check's own default is the same number).
+    plain = WatchtowerSettings(check_overrides={"upload_success": {"window_seconds": 120}})
+    assert judging(plain, CutoverSettings().max_p95_ms) is plain
+    # No second variable for it: the check's own catalog refuses one.
+    with pytest.raises(ConfigError, match="objective_ms"):
+        WatchtowerSettings.from_env(
+            {"WATCHTOWER_CHECK_UPLOAD_SUCCESS_OBJECTIVE_MS": "900"}, checks=tunables()
+        )
+
+
+def test_a_watchtower_built_from_the_environment_judges_the_cutover_objective(
+    tmp_path: Path,
+) -> None:
+    from watchtower.runtime import from_environ
+
+    wt = from_environ(
+        {
+            "WATCHTOWER_DATABASE_URL": f"sqlite:///{tmp_path / 'h.sqlite'}",
+            "WATCHTOWER_CUTOVER_MAX_P95_MS": "1000",
+        }
+    )
+    try:
+        assert wt.settings.check_overrides["upload_success"]["objective_ms"] == 1000
+        assert wt.cutover.cutover.max_p95_ms == 1000
+    finally:
+        wt.close()

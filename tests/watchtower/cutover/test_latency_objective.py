@@ -78,3 +78,30 @@ def test_a_published_900_ms_objective_is_judged_at_900(
         assert latency.threshold.startswith("P95 <= 900 ms")
         assert "3.00% over 900 ms" in latency.figure
         assert latency.status is CriterionStatus.OK, latency.detail
+
+
+def test_a_listed_threshold_the_image_core_does_not_publish_is_unknown_not_zero(
+    settings: Settings, world: World, legacy: Legacy, now: datetime
+) -> None:
+    """WATCHTOWER_CUTOVER_LATENCY_THRESHOLDS_MS lists 900, but the image core's
+    IMAGE_LATENCY_THRESHOLDS_MS was never changed: the sample leaves 900 out (not "0 over 900")
+    and the criterion says it cannot judge, although every upload was slow."""
+    cutover = CutoverSettings.from_env(
+        {
+            "WATCHTOWER_CUTOVER_MAX_P95_MS": "900",
+            "WATCHTOWER_CUTOVER_LATENCY_THRESHOLDS_MS": "250,500,800,900,1000",
+            "WATCHTOWER_CUTOVER_METRICS_LAG": "0",
+        }
+    )
+    world.function({"ENABLE_DYNAMODB_DUAL_WRITE": "false"})
+    with running_cutover(settings, cutover=cutover) as service:
+        service.open_window(flipped_by="olive", at=flip_before(now, 1), now=now, via="cli")
+        inside = slot_at(now, 300) - timedelta(minutes=2)
+        world.latency(200, {250: 200, 500: 200, 800: 200, 1000: 200}, at=inside)
+        sample = service.tick(now=now)
+        assert sample is not None
+        over = sample.reading("upload_latency").figures["over"]
+        assert "900" not in over and over["1000"] == 200.0
+        latency = service.verdict(now=now + FIVE).criterion("upload_latency")
+        assert latency.status is CriterionStatus.UNKNOWN, latency.detail
+        assert "P95 <= 900 ms cannot be judged" in latency.detail

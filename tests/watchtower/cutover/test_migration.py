@@ -196,3 +196,26 @@ def test_the_report_from_the_terminal(settings: Settings, signed: CutoverService
     assert "Image service migration: final report" in html and "7. Team recognition" in html
     result = CliRunner().invoke(main, ["report", "migration"], env=env)
     assert result.exit_code == 0 and "## 4. Cost analysis" in result.stdout
+
+
+def test_a_latency_threshold_the_image_core_does_not_publish_is_left_out(
+    settings: Settings, world: World, now: datetime, tmp_path
+) -> None:
+    """IMAGE_LATENCY_THRESHOLDS_MS=250,500,847,1000: LatencyOver800ms is absent, so the report's
+    P95 bound is 1000 ms, not "800 ms, none over it"."""
+    from watchtower.cutover.migration import Period, period_figures
+    from watchtower.runtime import build_sources
+    from watchtower.store import engine_for
+
+    at = now - timedelta(minutes=30)
+    world.requests("success", 100, at=at)
+    world.latency(100, {250: 60, 500: 20, 847: 3}, at=at, thresholds=(250, 500, 847, 1000))
+    store = HistoryStore(engine_for(f"sqlite:///{tmp_path / 'results.sqlite'}"))
+    store.create_schema()
+    period = Period(label="after", start=now - timedelta(hours=1), end=now)
+
+    figures = period_figures(settings, build_sources(settings).metrics, store, period)
+
+    assert figures.error is None
+    assert figures.values["upload_p95_bound_ms"] == 1000.0
+    assert figures.values["upload_p95_estimate_ms"] == pytest.approx(875.0)
