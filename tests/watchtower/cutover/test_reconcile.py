@@ -128,7 +128,7 @@ def test_one_hundred_missing_in_one_hundred_thousand_are_listed_and_fail_the_gat
 
     rec = by_identity(
         pages,
-        PostgresSql(legacy_url),
+        PostgresSql(legacy_url, table="gallery_images"),
         start=start,
         end=end,
         upload_requests=float(n),
