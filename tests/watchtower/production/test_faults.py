@@ -50,7 +50,7 @@ from tests.watchtower.production.processes import (
 from watchtower.sandbox import resources
 from watchtower.sandbox.gateway import image_api_environment
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timed]
 
 INTERVAL = 2  # seconds: every probe and check
 SEEN = 20.0  # the most an outage may take to show in the results

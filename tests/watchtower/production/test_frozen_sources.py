@@ -25,7 +25,7 @@ from tests.watchtower.production.processes import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timed]
 
 INTERVAL = 6  # seconds: every probe and check
 CHECK_DEADLINE = 3

@@ -15,7 +15,7 @@ from tests.watchtower.alerts.test_alerting import am_alert
 from tests.watchtower.production.processes import PROBE, Running, wait_for
 from tests.watchtower.production.test_frozen_sources import ON_TIME, running  # noqa: F401
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timed]
 
 
 def notify(running: Running, status: str, starts: str, ends: str) -> Any:  # noqa: F811

@@ -32,7 +32,7 @@ from watchtower.runbook.store import RunbookStore
 from watchtower.sandbox.servers import PostgresServer
 from watchtower.store import HistoryStore, engine_for
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timed]
 
 INTERVAL = 2  # seconds: every probe and check
 LEASE = 3  # seconds without a heartbeat before a replica's runs are taken over
