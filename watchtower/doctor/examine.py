@@ -11,6 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from watchtower.checks import registry as check_registry
 from watchtower.checks.base import TableSql
+from watchtower.checks.lambda_cold_starts import by_version
 from watchtower.checks.postgres_inserts import INSERTED_SINCE_STATS_RESET
 from watchtower.config import Settings
 from watchtower.doctor import Finding
@@ -21,6 +22,7 @@ from watchtower.doctor.reach import probe_findings, target_findings
 from watchtower.probes.credential import ProbeCredential
 
 MakeClient = Callable[..., Any]
+REPORT_LINES_READ = 50  # the newest lines, enough to see which versions write them
 # The legacy table is `{table}` (TableSql): composed by the SQL adapter as an identifier.
 LEGACY_EXISTS = TableSql("SELECT to_regclass(%(table_regclass)s) IS NOT NULL")
 LEGACY_READABLE = TableSql("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1) one")
@@ -153,16 +155,19 @@ class Examiner:
         )
 
     def _logs(self, need: Need) -> Finding:
+        """REPORT lines of the version(s) that serve traffic: lines of a version rolled away from,
+        or in streams not named by version, are not what the cold-start check counts."""
         group = self.settings.log_group
         source = f"REPORT lines in log group {group}"
         start = self.now - timedelta(hours=1)
         try:
+            versions = self._served_versions()
             answer = self.client("logs").filter_log_events(
                 logGroupName=group,
                 filterPattern='?REPORT ?"platform.report"',
                 startTime=int(start.timestamp() * 1000),
                 endTime=int(self.now.timestamp() * 1000),
-                limit=1,
+                limit=REPORT_LINES_READ,
             )
         except (ClientError, BotoCoreError) as exc:
             error = code(exc)
@@ -171,20 +176,40 @@ class Examiner:
                     feature="",
                     source=source,
                     state="missing",
-                    detail="permission denied (logs:FilterLogEvents)",
-                    fix="grant logs:FilterLogEvents on the log group",
+                    detail=f"permission denied ({getattr(exc, 'operation_name', 'a read')})",
+                    fix="grant logs:FilterLogEvents on the log group (and lambda:GetAlias)",
                 )
             if error == "ResourceNotFoundException":
                 return Finding(
                     feature="",
                     source=source,
                     state="missing",
-                    detail="the log group does not exist",
-                    fix="set WATCHTOWER_LAMBDA_LOG_GROUP, or invoke the function once",
+                    detail="the log group (or the alias) does not exist",
+                    fix="set WATCHTOWER_LAMBDA_LOG_GROUP (and WATCHTOWER_LAMBDA_ALIAS), "
+                    "or invoke the function once",
                 )
             return Finding(feature="", source=source, state="unknown", detail=why(exc))
-        if answer.get("events"):
-            return Finding(feature="", source=source, state="ok", detail="REPORT lines found")
+        events = answer.get("events") or []
+        wanted, left_out = by_version(
+            ((e.get("logStreamName", ""), e.get("message", "")) for e in events), versions
+        )
+        served = ", ".join(versions)
+        found = {v: len(lines) for v, lines in wanted.items() if lines}
+        if found:
+            counts = ", ".join(f"{n} of version {v}" for v, n in found.items())
+            return Finding(
+                feature="", source=source, state="ok", detail=f"REPORT lines found ({counts})"
+            )
+        if left_out:
+            return Finding(
+                feature="",
+                source=source,
+                state="missing",
+                detail=f"{left_out} REPORT line(s) in the last hour, none from the served "
+                f"version(s) {served}",
+                fix="the cold-start check counts only the served versions' log streams "
+                "(YYYY/MM/DD/[VERSION]...): check WATCHTOWER_LAMBDA_ALIAS",
+            )
         return Finding(
             feature="",
             source=source,
@@ -192,6 +217,14 @@ class Examiner:
             detail="no REPORT line in the last hour",
             fix="an idle function writes none; else check WATCHTOWER_LAMBDA_LOG_GROUP",
         )
+
+    def _served_versions(self) -> list[str]:
+        s = self.settings
+        if not s.lambda_alias:
+            return ["$LATEST"]
+        alias = self.client("lambda").get_alias(FunctionName=s.lambda_function, Name=s.lambda_alias)
+        extra = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+        return [str(alias["FunctionVersion"]), *sorted(str(v) for v in extra)]
 
     def _flag(self) -> Finding:
         s = self.settings

@@ -75,7 +75,11 @@ def test_an_empty_account_names_every_missing_piece(moto: MotoServer, tmp_path: 
     assert lines.stdout.strip().splitlines()[-1].startswith("watchtower doctor: gaps found (")
 
 
-def _publish_everything(moto_url: str, settings: Settings, now: datetime) -> None:
+def _publish_everything(
+    moto_url: str, settings: Settings, now: datetime, *, stream_version: str | None = None
+) -> None:
+    """Everything the checks read; the REPORT line in the stream of the alias's version (or of
+    `stream_version`), named as Lambda names streams."""
     client = functools.cache(
         lambda service: boto3.client(service, endpoint_url=moto_url, region_name="us-east-1")
     )
@@ -85,10 +89,11 @@ def _publish_everything(moto_url: str, settings: Settings, now: datetime) -> Non
     lam.create_alias(FunctionName="image-api", Name="live", FunctionVersion=version)
     logs = client("logs")
     logs.create_log_group(logGroupName="/aws/lambda/image-api")
-    logs.create_log_stream(logGroupName="/aws/lambda/image-api", logStreamName="s")
+    stream = f"{now:%Y/%m/%d}/[{stream_version or version}]0123456789abcdef"
+    logs.create_log_stream(logGroupName="/aws/lambda/image-api", logStreamName=stream)
     logs.put_log_events(
         logGroupName="/aws/lambda/image-api",
-        logStreamName="s",
+        logStreamName=stream,
         logEvents=[
             {
                 "timestamp": int(now.timestamp() * 1000) - 60_000,
@@ -142,6 +147,26 @@ def test_an_account_with_everything_in_place_is_reported_present(
     assert text.splitlines()[-1].startswith(
         "watchtower doctor: everything configured is in place ("
     )
+    report = seen["check lambda_cold_starts | REPORT lines in log group /aws/lambda/image-api"]
+    assert report.detail == "REPORT lines found (1 of version 1)"
+
+
+def test_report_lines_of_a_version_the_alias_does_not_serve_are_a_gap(
+    moto: MotoServer, make_watchtower: MakeWatchtower
+) -> None:
+    # The alias serves version 1; the only REPORT line is $LATEST's, which the cold-start check
+    # does not count.
+    wt = make_watchtower(clock=time.time, aws_endpoint_url=moto.url, lambda_alias="live")
+    _publish_everything(moto.url, wt.settings, datetime.now(UTC), stream_version="$LATEST")
+
+    findings, text = diagnose(wt)
+
+    report = by_source(findings)[
+        "check lambda_cold_starts | REPORT lines in log group /aws/lambda/image-api"
+    ]
+    assert report.state == "missing", text
+    assert report.detail == ("1 REPORT line(s) in the last hour, none from the served version(s) 1")
+    assert "WATCHTOWER_LAMBDA_ALIAS" in report.fix
 
 
 @pytest.mark.parametrize(("decision", "state"), [("allowed", "ok"), ("implicitDeny", "missing")])
