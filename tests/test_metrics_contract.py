@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from watchtower.checks.upload_success import judging
 from watchtower.config import Settings
 from watchtower.doctor.contract import needs
 
@@ -57,3 +58,9 @@ def test_every_row_says_its_unit_and_what_happens_without_it() -> None:
     text = PAGE.read_text(encoding="utf-8")
     for row in _rows(text, "Metrics (CloudWatch)"):
         assert row[3] and row[5], row
+
+
+def test_the_doctor_asks_for_the_latency_objective_the_check_will_judge() -> None:
+    metrics = {n.metric for n in needs(judging(Settings(), 1500)) if n.kind == "metric"}
+    assert "LatencyOver1500ms" in metrics  # WATCHTOWER_CUTOVER_MAX_P95_MS=1500
+    assert "LatencyOver1500ms" not in {n.metric for n in needs(Settings())}

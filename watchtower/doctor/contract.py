@@ -1,6 +1,6 @@
 """What Watchtower reads from the observed service, as the checks declare it. Pure.
 
-Every metric a check asks for (its `metric_queries`, with its default thresholds), every log line
+Every metric a check asks for (its `metric_queries`, with the thresholds it will judge), every log line
 and table it reads besides (its `reads`), grouped by what must exist: a metric by namespace, name
 and dimension names (the values are the check's business), so that docs/metrics-contract.md and
 `watchtower doctor` list the same things the checks read, and a test keeps the page equal to it.
@@ -56,7 +56,9 @@ def needs(settings: Settings, checks: Mapping[str, Check] | None = None) -> list
     found: dict[tuple[str, str], Need] = {}
     readers: dict[tuple[str, str], list[str]] = {}
     for name, check in sorted((checks if checks is not None else registry()).items()):
-        params = dict(check.defaults)
+        # The thresholds the checks will judge: a setting may add a metric (the upload latency
+        # objective reads LatencyOver<objective>ms).
+        params = {**check.defaults, **settings.check_overrides.get(name, {})}
         for query in check.metric_queries(settings, params):
             dims = tuple(sorted(k for k, _ in query.dimensions))
             # The metrics namespace is a setting: the contract names the image core's default.
