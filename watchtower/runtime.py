@@ -56,6 +56,7 @@ from watchtower.runbook.intake import Intake
 from watchtower.runbook.parser import catalog, default_dir, load
 from watchtower.runbook.store import RunbookStore
 from watchtower.scheduler import JobLock, LocalJobLock, RedisJobLock, Scheduler
+from watchtower.sealed import SealedPeriods
 from watchtower.sources import CloudWatchLogs, CloudWatchMetrics, LambdaConfig, PostgresSql
 from watchtower.status import Feed
 from watchtower.store import HistoryStore, engine_for
@@ -232,6 +233,9 @@ def build(
     try:
         store = HistoryStore(engine)
         store.create_schema()
+        sealed = SealedPeriods(engine)  # the status page's closed hours and days (web/status.py)
+        sealed.create_schema()
+        store.on_add.append(sealed.forget)
         lock = _job_lock(settings, closers)
         ledger, close_ledger = ledger_for(settings.redis_url)
         if close_ledger is not None:

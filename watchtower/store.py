@@ -177,6 +177,9 @@ class HistoryStore:
         # The probes and checks by name: which rows a result adds to, and its interval. Results
         # of a name not here are stored, but roll up into no day.
         self.feeds: Mapping[str, Feed] = dict(feeds or {})
+        # Writers run in the same transaction as each batch of results, after its rollups
+        # (the root adds the status page's sealed periods' `forget`, watchtower/sealed.py).
+        self.on_add: list[Callable[[Any, list[Result], Mapping[str, Feed]], None]] = []
 
     def create_schema(self) -> None:
         """Every table on `metadata` (the runbook and cutover tables too, once imported)."""
@@ -199,6 +202,8 @@ class HistoryStore:
             conn.execute(results.insert(), rows)
             for delta in deltas:
                 conn.execute(self._add_to_rollup(delta))
+            for write in self.on_add:
+                write(conn, items, self.feeds)
 
     def _add_to_rollup(self, d: DayRollup) -> Any:
         values = {

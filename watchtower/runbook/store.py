@@ -112,6 +112,8 @@ step_runs = Table(
     Column("decided_at", DateTime(timezone=True), nullable=True),
     Column("comment", Text, nullable=False, default=""),
 )
+# The status page's maintenance windows: the executions with a step started lately (`list`).
+Index("runbook_step_runs_started", step_runs.c.started_at)
 
 audit_log = Table(
     "runbook_audit",
@@ -269,8 +271,14 @@ class RunbookStore(AlertRecords):
         *,
         runbook_id: str | None = None,
         statuses: Iterable[ExecutionStatus] | None = None,
+        step_started_since: datetime | None = None,
     ) -> list[Execution]:
         query = select(executions).order_by(executions.c.created_at.desc(), executions.c.id)
+        if step_started_since is not None:  # bounded by time through the steps' index
+            recent = select(step_runs.c.execution_id).where(
+                step_runs.c.started_at >= step_started_since
+            )
+            query = query.where(executions.c.id.in_(recent))
         if runbook_id is not None:
             query = query.where(executions.c.runbook_id == runbook_id)
         if statuses is not None:

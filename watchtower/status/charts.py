@@ -132,6 +132,10 @@ def day_tooltip(day: Day) -> str:
             f"uptime {floored_percent(day.uptime)} of {rough_duration(day.observed_seconds)} "
             f"observed ({day.coverage:.0%} of the day; the rest had no readings)"
         )
+    if day.maintenance_seconds:
+        parts.append(
+            f"maintenance about {rough_duration(day.maintenance_seconds)} (left out of uptime)"
+        )
     if day.unknown:
         parts.append(f"{day.unknown} unknown readings")
     return "; ".join(parts)
@@ -149,18 +153,7 @@ def day_bars(days: Sequence[Day], *, label: str, link: str | None = None) -> Mar
         f"{counts[DayState.DEGRADED]} degraded, {counts[DayState.OPERATIONAL]} operational, "
         f"{counts[DayState.NO_DATA]} without data"
     )
-    bars = []
-    for n, day in enumerate(days):
-        x = n * (_BAR + _GAP)
-        # No data: a short bar, so an empty day differs from a bad one by shape, not colour.
-        y = _BAR_HEIGHT * 2 / 3 if day.state is DayState.NO_DATA else 0
-        bar = (
-            f'<rect class="day day-{_e(day.state.value)}" x="{x}" y="{y:.0f}" width="{_BAR}" '
-            f'height="{_BAR_HEIGHT - y:.0f}" rx="1.5"><title>{_e(day_tooltip(day))}</title></rect>'
-        )
-        if link is not None:
-            bar = f'<a href="{_e(link + day.date.isoformat())}">{bar}</a>'
-        bars.append(bar)
+    bars = [_bar(n, day, link) for n, day in enumerate(days)]
     return markup(
         '<svg class="days" viewBox="0 0 {w} {h}" preserveAspectRatio="none" role="img" '
         'aria-label="{label}">{bars}</svg>',
@@ -169,6 +162,22 @@ def day_bars(days: Sequence[Day], *, label: str, link: str | None = None) -> Mar
         label=summary,
         bars=_escaped("".join(bars)),
     )
+
+
+@functools.lru_cache(maxsize=16384)
+def _bar(n: int, day: Day, link: str | None) -> str:
+    """One day's bar, escaped; built once per position, day and link: a closed day's figures
+    (and so its bar) do not change, so later renders join cached strings (today's is new)."""
+    x = n * (_BAR + _GAP)
+    # No data: a short bar, so an empty day differs from a bad one by shape, not colour.
+    y = _BAR_HEIGHT * 2 / 3 if day.state is DayState.NO_DATA else 0
+    bar = (
+        f'<rect class="day day-{_e(day.state.value)}" x="{x}" y="{y:.0f}" width="{_BAR}" '
+        f'height="{_BAR_HEIGHT - y:.0f}" rx="1.5"><title>{_e(day_tooltip(day))}</title></rect>'
+    )
+    if link is not None:
+        bar = f'<a href="{_e(link + day.date.isoformat())}">{bar}</a>'
+    return bar
 
 
 # -- line charts -------------------------------------------------------------------------------

@@ -99,6 +99,8 @@ def to_json(v: StatusView) -> dict[str, Any]:
                         "day_seconds": d.length_seconds,
                         "down_seconds": d.down_seconds,
                         "degraded_seconds": d.degraded_seconds,
+                        # Declared maintenance: left out of observed_seconds and uptime.
+                        "maintenance_seconds": d.maintenance_seconds,
                         "coverage": d.coverage,
                         "readings": {
                             "ok": d.ok,
