@@ -19,7 +19,7 @@ from markupsafe import Markup
 from watchtower.figures import ago, floored_percent, rough_duration, seconds
 from watchtower.status.history import HOUR, Day, DayState
 from watchtower.status.latency import StepLatency
-from watchtower.status.states import Feed, SourceState, State
+from watchtower.status.states import ComponentState, Feed, SourceState, State
 from watchtower.svg import join, markup, path, runs
 
 
@@ -102,6 +102,32 @@ def source_cells(source: SourceState, now: datetime) -> Markup:
         f'        <td class="reason">{_e(source.reason)}</td>\n'
         f'        <td class="figure">{_e(source.figure or "—")}</td>\n'
         f'        <td class="checked">{when(source.observed_at, now)}{every}</td>'
+    )
+
+
+def component_rows(component: ComponentState, now: datetime) -> Markup:
+    """A component's rows in the "Components now" table (its `<tbody>`), built here: a Jinja
+    loop per source was most of the template's time at 500 sources."""
+    c = component
+    covers = f'<span class="covers">{_e(c.component.covers)}</span>' if c.component.covers else ""
+    head = (
+        f'\n        <th scope="rowgroup" rowspan="{len(c.sources) or 1}" class="component-cell">'
+        f"\n          {badge(c.state)}"
+        f'\n          <span class="component-name">{_e(c.component.title)}</span>{covers}'
+        "\n        </th>"
+    )
+    if not c.sources:
+        rows = [f'\n      <tr>{head}\n        <td class="reason" colspan="4">{_e(c.reason)}</td>']
+    else:
+        rows = [
+            f'\n      <tr class="source-{_e(s.state.value)}">{head if n == 0 else ""}'
+            f"\n        {source_cells(s, now)}"
+            for n, s in enumerate(c.sources)
+        ]
+    return _escaped(
+        f'<tbody class="component state-{_e(c.state.value)}" id="component-{_e(c.component.id)}">'
+        + "\n      </tr>".join(rows)
+        + "\n      </tr>\n    </tbody>"
     )
 
 
