@@ -165,7 +165,7 @@ class SealedPeriods:
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         # Another replica sealing the same period at once computed the same figures.
         with self.engine.begin() as conn:
-            conn.execute(dialect.insert(table).values(rows).on_conflict_do_nothing())
+            conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
 
     def forget(self, conn: Connection, items: Sequence[Result], feeds: Mapping[str, Feed]) -> None:
         """Unseal the hours and days a batch of results falls in (none, unless it is late)."""
