@@ -15,7 +15,7 @@ render computes those periods again.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -38,6 +38,8 @@ from watchtower.tables import create_tables, translated
 
 STORE = "history"
 MARKER = ""  # the component of a period's marker row
+KEEP_HOURS = timedelta(hours=48)  # sealed hours older than this before the newest go
+KEEP_DAYS = timedelta(days=400)  # as the daily rollups (watchtower.store.ROLLUP_DAYS)
 metadata = MetaData()
 
 
@@ -118,7 +120,9 @@ class SealedPeriods:
             for hour, h in by_hour.items():
                 if _hour_key(hour) in chosen:
                     rows.append(_row(hour=_hour_key(hour), component=component, figures=h))
-        self._insert(sealed_hours, rows)
+        # Only the last 24 h are ever read: older hours go as new ones are sealed.
+        oldest = _hour_key(min(hours, default=datetime.now(UTC)) - KEEP_HOURS)
+        self._insert(sealed_hours, rows, stale=sealed_hours.c.hour < oldest)
 
     @translated(STORE)
     def days(self, *, since: date, until: date) -> tuple[set[date], list[DayTotals]]:
@@ -157,14 +161,16 @@ class SealedPeriods:
             for t in totals
             if t.day.isoformat() in chosen
         ]
-        self._insert(sealed_days, rows)
+        oldest = (min(days, default=date.today()) - KEEP_DAYS).isoformat()
+        self._insert(sealed_days, rows, stale=sealed_days.c.day < oldest)
 
-    def _insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
+    def _insert(self, table: Table, rows: list[dict[str, Any]], *, stale: Any) -> None:
         if not rows:
             return
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        # Another replica sealing the same period at once computed the same figures.
         with self.engine.begin() as conn:
+            conn.execute(delete(table).where(stale))
+            # Another replica sealing the same period at once computed the same figures.
             conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
 
     def forget(self, conn: Connection, items: Sequence[Result], feeds: Mapping[str, Feed]) -> None:

@@ -87,3 +87,12 @@ def test_two_replicas_sealing_one_period_at_once_is_harmless(
     done = race(partial(first.seal_days, [DAY], [row]), partial(second.seal_days, [DAY], [row]))
     assert done == [None, None], done
     assert first.days(since=DAY, until=DAY + timedelta(days=1)) == ({DAY}, [row])
+
+
+def test_sealing_new_hours_drops_those_no_page_reads_any_more(engine: Engine) -> None:
+    _, sealed = sealed_store(engine)
+    old = T0 - timedelta(days=3)
+    sealed.seal_hours([old], {"dynamodb": {old: Hour(observed=60, ok=1)}})
+    sealed.seal_hours([T0], {})
+    have, figures = sealed.hours(since=old, until=T0 + timedelta(hours=1))
+    assert (have, figures) == ({T0}, {})
