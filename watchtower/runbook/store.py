@@ -33,6 +33,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -153,6 +154,15 @@ class RunbookStore(AlertRecords):
 
     def create_schema(self) -> None:
         tables.create_tables(self.engine, metadata, store="runbook")
+        # An index added after the table existed (the status page's maintenance lookup): made
+        # where missing; only a speed-up, so a replica that lost a race to create it goes on.
+        with contextlib.suppress(SQLAlchemyError), self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "CREATE INDEX IF NOT EXISTS runbook_step_runs_started"
+                    " ON runbook_step_runs (started_at)"
+                )
+            )
 
     # -- executions -------------------------------------------------------------------------------
 
