@@ -15,13 +15,15 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import redis
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ log = logging.getLogger(__name__)
 class JobLock(Protocol):
     def acquire(self, job: str, *, interval: int, now: float) -> bool:
         """Take `job`'s slot containing `now`; False when it is taken (here or elsewhere)."""
+
+    def acquire_many(self, jobs: Mapping[str, int], *, now: float) -> set[str]:
+        """Take the slot containing `now` of each job (name -> interval) at once; the jobs
+        whose slot this holder took (one round trip to a shared store, however many jobs)."""
 
 
 def slot(now: float, interval: int) -> int:
@@ -52,26 +58,106 @@ class LocalJobLock:
             taken[:] = [*taken[-1:], current]
             return True
 
+    def acquire_many(self, jobs: Mapping[str, int], *, now: float) -> set[str]:
+        return {
+            job for job, interval in jobs.items() if self.acquire(job, interval=interval, now=now)
+        }
+
+
+# How long a lock round trip may wait for Redis: well under any deadline of a probe or a check
+# cycle, since the job waits for it before it starts. A Redis on the same network answers a
+# pipelined SET NX in about a millisecond.
+LOCK_TIMEOUT = 0.5
+# After Redis failed to answer, how long the lock does without it before asking again: a frozen
+# Redis costs one LOCK_TIMEOUT per this many seconds, not one per job.
+RETRY_AFTER = 10.0
+
 
 class RedisJobLock:
     """Several replicas against one Redis: the first to SET the slot's key runs the job.
 
-    If Redis cannot be reached the job runs anyway: a monitor that stops monitoring because its
-    lock is down is worse than one that runs twice.
+    All due jobs' keys go in one pipelined round trip (`acquire_many`). When Redis does not
+    answer (down, or frozen: it accepts and never replies, so only the socket timeout ends the
+    wait), the job runs anyway, but at most once per slot on this replica: the lock falls back to
+    an in-process one (which also knows the slots this replica took in Redis) and does not ask
+    Redis again for `retry_after` seconds. A monitor that stops monitoring because its lock is
+    down is worse than one that runs once per replica; with several replicas each runs every job
+    until Redis answers again (docs/troubleshooting.md, "Redis is down").
     """
 
-    def __init__(self, client: redis.Redis, *, owner: str, prefix: str = "watchtower:job") -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        owner: str,
+        prefix: str = "watchtower:job",
+        retry_after: float = RETRY_AFTER,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._client = client
         self._owner = owner
         self._prefix = prefix
+        self._retry_after = retry_after
+        self._monotonic = monotonic
+        self._local = LocalJobLock()  # this replica's slots: the fallback while Redis is away
+        self._down_until: float | None = None  # set while Redis is not asked
+        self._state = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, *, owner: str, timeout: float = LOCK_TIMEOUT) -> RedisJobLock:
+        """A lock on its own client: a short socket timeout and no retries of its own (the
+        client's default retries would multiply the wait on a frozen Redis)."""
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
+        )
+        return cls(client, owner=owner)
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._client
 
     def acquire(self, job: str, *, interval: int, now: float) -> bool:
-        key = f"{self._prefix}:{job}:{slot(now, interval)}"
+        return job in self.acquire_many({job: interval}, now=now)
+
+    def acquire_many(self, jobs: Mapping[str, int], *, now: float) -> set[str]:
+        if not jobs:
+            return set()
+        with self._state:
+            asking = self._down_until is None or self._monotonic() >= self._down_until
+        if not asking:
+            return self._local.acquire_many(jobs, now=now)
+        names = list(jobs)
         try:
-            return bool(self._client.set(key, self._owner, nx=True, ex=interval * 2))
+            pipe = self._client.pipeline(transaction=False)
+            for job in names:
+                key = f"{self._prefix}:{job}:{slot(now, jobs[job])}"
+                pipe.set(key, self._owner, nx=True, ex=jobs[job] * 2)
+            answers = pipe.execute()
         except redis.RedisError as exc:
-            log.warning("job lock unavailable (%s); running %s here", exc, job)
-            return True
+            with self._state:
+                was_up = self._down_until is None
+                self._down_until = self._monotonic() + self._retry_after
+            if was_up:
+                log.warning(
+                    "job lock unavailable (%s); running due jobs here, each at most once per "
+                    "slot, and asking Redis again in %g s",
+                    exc,
+                    self._retry_after,
+                )
+            return self._local.acquire_many(jobs, now=now)
+        with self._state:
+            if self._down_until is not None:
+                log.info("job lock available again")
+            self._down_until = None
+        taken = {job for job, answer in zip(names, answers, strict=True) if answer}
+        # Remembered here too: if Redis goes away within the slot, this replica does not run
+        # again what it already ran.
+        self._local.acquire_many({job: jobs[job] for job in taken}, now=now)
+        return taken
 
 
 def next_slot_start(now: float, interval: int, offset: float = 0.5) -> datetime:

@@ -1,8 +1,8 @@
 """What Watchtower reads from the observed service, as the checks declare it. Pure.
 
-Every metric a check asks for (its `metric_queries`, with the thresholds it will judge), every log line
-and table it reads besides (its `reads`), grouped by what must exist: a metric by namespace, name
-and dimension names (the values are the check's business), so that docs/metrics-contract.md and
+Every metric a check asks for (its `metric_queries`, with the thresholds it will judge), every log
+line and table it reads besides (its `reads`), grouped by what must exist: a metric by namespace,
+name and dimension names (the values are the check's business), so that docs/metrics-contract.md and
 `watchtower doctor` list the same things the checks read, and a test keeps the page equal to it.
 """
 

@@ -324,9 +324,15 @@ class Engine:
     def get(self, execution_id: str) -> Execution:
         return self.store.get(execution_id)
 
-    def list(self, limit: int = 50, *, runbook_id: str | None = None) -> builtins.list[Execution]:
-        """Newest first."""
-        return self.store.list(limit, runbook_id=runbook_id)
+    def list(
+        self,
+        limit: int = 50,
+        *,
+        runbook_id: str | None = None,
+        step_started_since: datetime | None = None,
+    ) -> builtins.list[Execution]:
+        """Newest first; with `step_started_since`, only runs with a step started since then."""
+        return self.store.list(limit, runbook_id=runbook_id, step_started_since=step_started_since)
 
     def audit(self, execution_id: str | None = None) -> builtins.list[AuditEntry]:
         return self.store.audit_entries(execution_id)

@@ -19,7 +19,7 @@ from markupsafe import Markup
 from watchtower.figures import ago, floored_percent, rough_duration, seconds
 from watchtower.status.history import HOUR, Day, DayState
 from watchtower.status.latency import StepLatency
-from watchtower.status.states import Feed, SourceState, State
+from watchtower.status.states import ComponentState, Feed, SourceState, State
 from watchtower.svg import join, markup, path, runs
 
 
@@ -105,6 +105,32 @@ def source_cells(source: SourceState, now: datetime) -> Markup:
     )
 
 
+def component_rows(component: ComponentState, now: datetime) -> Markup:
+    """A component's rows in the "Components now" table (its `<tbody>`), built here: a Jinja
+    loop per source was most of the template's time at 500 sources."""
+    c = component
+    covers = f'<span class="covers">{_e(c.component.covers)}</span>' if c.component.covers else ""
+    head = (
+        f'\n        <th scope="rowgroup" rowspan="{len(c.sources) or 1}" class="component-cell">'
+        f"\n          {badge(c.state)}"
+        f'\n          <span class="component-name">{_e(c.component.title)}</span>{covers}'
+        "\n        </th>"
+    )
+    if not c.sources:
+        rows = [f'\n      <tr>{head}\n        <td class="reason" colspan="4">{_e(c.reason)}</td>']
+    else:
+        rows = [
+            f'\n      <tr class="source-{_e(s.state.value)}">{head if n == 0 else ""}'
+            f"\n        {source_cells(s, now)}"
+            for n, s in enumerate(c.sources)
+        ]
+    return _escaped(
+        f'<tbody class="component state-{_e(c.state.value)}" id="component-{_e(c.component.id)}">'
+        + "\n      </tr>".join(rows)
+        + "\n      </tr>\n    </tbody>"
+    )
+
+
 @functools.lru_cache(maxsize=4096)
 def _feed_parts(feed: Feed) -> tuple[str, str]:
     """What a source's row says of its feed, escaped once per feed (it does not change)."""
@@ -132,6 +158,10 @@ def day_tooltip(day: Day) -> str:
             f"uptime {floored_percent(day.uptime)} of {rough_duration(day.observed_seconds)} "
             f"observed ({day.coverage:.0%} of the day; the rest had no readings)"
         )
+    if day.maintenance_seconds:
+        parts.append(
+            f"maintenance about {rough_duration(day.maintenance_seconds)} (left out of uptime)"
+        )
     if day.unknown:
         parts.append(f"{day.unknown} unknown readings")
     return "; ".join(parts)
@@ -149,18 +179,7 @@ def day_bars(days: Sequence[Day], *, label: str, link: str | None = None) -> Mar
         f"{counts[DayState.DEGRADED]} degraded, {counts[DayState.OPERATIONAL]} operational, "
         f"{counts[DayState.NO_DATA]} without data"
     )
-    bars = []
-    for n, day in enumerate(days):
-        x = n * (_BAR + _GAP)
-        # No data: a short bar, so an empty day differs from a bad one by shape, not colour.
-        y = _BAR_HEIGHT * 2 / 3 if day.state is DayState.NO_DATA else 0
-        bar = (
-            f'<rect class="day day-{_e(day.state.value)}" x="{x}" y="{y:.0f}" width="{_BAR}" '
-            f'height="{_BAR_HEIGHT - y:.0f}" rx="1.5"><title>{_e(day_tooltip(day))}</title></rect>'
-        )
-        if link is not None:
-            bar = f'<a href="{_e(link + day.date.isoformat())}">{bar}</a>'
-        bars.append(bar)
+    bars = [_bar(n, day, link) for n, day in enumerate(days)]
     return markup(
         '<svg class="days" viewBox="0 0 {w} {h}" preserveAspectRatio="none" role="img" '
         'aria-label="{label}">{bars}</svg>',
@@ -169,6 +188,22 @@ def day_bars(days: Sequence[Day], *, label: str, link: str | None = None) -> Mar
         label=summary,
         bars=_escaped("".join(bars)),
     )
+
+
+@functools.lru_cache(maxsize=16384)
+def _bar(n: int, day: Day, link: str | None) -> str:
+    """One day's bar, escaped; built once per position, day and link: a closed day's figures
+    (and so its bar) do not change, so later renders join cached strings (today's is new)."""
+    x = n * (_BAR + _GAP)
+    # No data: a short bar, so an empty day differs from a bad one by shape, not colour.
+    y = _BAR_HEIGHT * 2 / 3 if day.state is DayState.NO_DATA else 0
+    bar = (
+        f'<rect class="day day-{_e(day.state.value)}" x="{x}" y="{y:.0f}" width="{_BAR}" '
+        f'height="{_BAR_HEIGHT - y:.0f}" rx="1.5"><title>{_e(day_tooltip(day))}</title></rect>'
+    )
+    if link is not None:
+        bar = f'<a href="{_e(link + day.date.isoformat())}">{bar}</a>'
+    return bar
 
 
 # -- line charts -------------------------------------------------------------------------------

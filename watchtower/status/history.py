@@ -186,6 +186,7 @@ class Day:
     coverage: float  # observed share of the day (of its elapsed part, for today)
     observed_seconds: float = 0.0
     length_seconds: float = 0.0  # the day's elapsed seconds (today: so far)
+    maintenance_seconds: float = 0.0  # declared maintenance: neither observed nor down
     ok: int
     warning: int
     critical: int

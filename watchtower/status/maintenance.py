@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from watchtower.status.history import Hour
 
@@ -64,4 +64,24 @@ def exclude(
         out[start] = replace(
             hour, observed=max(0.0, hour.observed - maintained), down=down, degraded=degraded
         )
+    return out
+
+
+def day_seconds(
+    windows: Iterable[Window], days: Iterable[date], now: datetime
+) -> dict[tuple[str, date], float]:
+    """Maintenance seconds per (component, UTC day) of `days`, up to `now` (overlaps once)."""
+    by_component: dict[str, list[Window]] = {}
+    for w in windows:
+        by_component.setdefault(w.component, []).append(w)
+    out = {}
+    for day in days:
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        end = min(start + timedelta(days=1), now)
+        if end <= start:
+            continue
+        for component, chosen in by_component.items():
+            seconds = seconds_within(chosen, start, end)
+            if seconds > 0:
+                out[(component, day)] = seconds
     return out

@@ -116,6 +116,9 @@ class DayTotals:
     warning: int = 0
     critical: int = 0
     unknown: int = 0
+    maintenance: float = (
+        0.0  # seconds of declared maintenance that day (watchtower.status.maintenance)
+    )
 
 
 def totals_of(component: str, day: date, sources: Sequence[DayRollup]) -> DayTotals:
@@ -147,12 +150,20 @@ def _day(day: date, sources: Sequence[DayRollup], length: float) -> Day:
 
 
 def _day_from(day: date, sums: DayTotals, length: float) -> Day:
-    down = min(length, sums.down)
-    observed = min(length, sums.observed)
+    # Maintenance leaves the day's uptime as it leaves an hour's: taken from the observed time,
+    # and (the cautious way, since down time is not placed within the day) from the down time
+    # first, then from the degraded time.
+    maintained = min(length, sums.maintenance)
+    raw_down = min(length, sums.down)
+    down = max(0.0, raw_down - maintained)
+    observed = max(0.0, min(length, sums.observed) - maintained)
     totals = Hour(
         observed=observed,
         down=down,
-        degraded=min(length - down, min(length, sums.degraded)),
+        degraded=max(
+            0.0,
+            min(length - raw_down, min(length, sums.degraded)) - max(0.0, maintained - raw_down),
+        ),
         ok=sums.ok,
         warning=sums.warning,
         critical=sums.critical,
@@ -179,6 +190,7 @@ def _day_from(day: date, sums: DayTotals, length: float) -> Day:
         unknown=totals.unknown,
         observed_seconds=observed,
         length_seconds=length,
+        maintenance_seconds=maintained,
     )
 
 

@@ -118,6 +118,9 @@ class HistoryStore:
         self.feeds: Mapping[str, Feed] = dict(feeds or {})
         self.daily = DailyRollups(engine)
         self.incidents = IncidentLog(engine)
+        # Writers run in the same transaction as each batch of results, after its rollups
+        # (the root adds the status page's sealed periods' `forget`, watchtower/sealed.py).
+        self.on_add: list[Callable[[Any, list[Result], Mapping[str, Feed]], None]] = []
 
     def create_schema(self) -> None:
         """Every table on `metadata` (the runbook and cutover tables too, once imported)."""
@@ -139,6 +142,8 @@ class HistoryStore:
         with self.engine.begin() as conn:
             conn.execute(results.insert(), rows)
             self.daily.add(conn, deltas)
+            for write in self.on_add:
+                write(conn, items, self.feeds)
 
     def rollups(self, *, since: date, until: date | None = None) -> list[DayRollup]:
         """Daily rollups of the UTC days in [since, until)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import gzip
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -28,17 +28,24 @@ from flask.sansio.blueprints import BlueprintSetupState
 from watchtower import status
 from watchtower.errors import StoreUnavailable
 from watchtower.model import Alert
+from watchtower.runbook.actions.alertmanager_create_silence import (
+    MAX_MINUTES as MAX_SILENCE_MINUTES,
+)
 from watchtower.runbook.maintenance import maintenance_windows
 from watchtower.runtime import Watchtower, feeds_for
+from watchtower.sealed import SealedPeriods
 from watchtower.status import DAYS, Day, Feed, Hours, charts, floor_hour
 from watchtower.status import maintenance as upkeep
 from watchtower.web.auth import require
+from watchtower.web.status_json import to_json
 
 REFRESH_SECONDS = 30
 RETRY_SECONDS = 5.0  # while the store is down, how often a request tries it again
 # A frozen database (SIGSTOP, a hung host) holds a pooled connection's read forever: the page
 # waits this long for its reads, then serves the last good view.
 READ_DEADLINE = 5.0
+# The longest maintenance window a runbook can declare (a silence's longest), with a margin.
+MAX_WINDOW = timedelta(minutes=MAX_SILENCE_MINUTES) + timedelta(hours=1)
 log = logging.getLogger(__name__)
 
 bp = Blueprint("status", __name__)
@@ -73,7 +80,8 @@ def _set_up(state: BlueprintSetupState) -> None:
     state.app.extensions["watchtower.status.last_good"] = LastGood()
     # Compile the page's template when the app is built (start-up in `wsgi` and `serve`), not
     # on the first request: compiling it was most of the first render.
-    state.app.jinja_env.get_template("status/page.html")
+    for name in ("status/page.html", "base.html", "_header.html", "_footer.html"):
+        state.app.jinja_env.get_template(name)
 
 
 # -- what the integrator wires: the alert receiver and the runbook engine ------------------------
@@ -311,14 +319,15 @@ def snapshot(wt: Watchtower, *, now: datetime, cache: PageCache | None = None) -
     }
     components = status.component_states(known, runs, now)
     hours = cache.hours(wt, known, now)  # the last 24 h, for the 24 h uptime
-    # Runbooks' declared maintenance: shown, and left out of the 24 h uptime
-    # (watchtower.status.maintenance); the daily rollups count it as observed.
-    windows = [upkeep.Window(**w) for w in maintenance_windows(wt.runbooks.list(200))]
+    # Runbooks' declared maintenance: shown, and left out of every uptime and day
+    # (watchtower.status.maintenance). A window lasts at most MAX_WINDOW, so those touching the
+    # last 24 h and today are in the runs with a step started within two of them.
+    windows = maintenance_since(wt, now - 2 * MAX_WINDOW)
     hours = {
         cid: upkeep.exclude(h, [w for w in windows if w.component == cid], now)
         for cid, h in hours.items()
     }
-    by_component = cache.days(wt, known, now)  # 90 days, from the daily rollups
+    by_component = cache.days(wt, known, now, windows)  # 90 days, from the daily rollups
     history = {}
     for c in components:
         days = by_component.get(c.component.id) or status.days_from_rollups([], now)
@@ -372,8 +381,15 @@ class PageCache:
             self._forget()
             self._feeds = known
 
-    def days(self, wt: Watchtower, known: Iterable[Feed], now: datetime) -> dict[str, list[Day]]:
-        """The last DAYS days by component, oldest first: closed days computed once."""
+    def days(
+        self,
+        wt: Watchtower,
+        known: Iterable[Feed],
+        now: datetime,
+        windows: Sequence[upkeep.Window] = (),
+    ) -> dict[str, list[Day]]:
+        """The last DAYS days by component, oldest first: closed days computed once; the open
+        ones' maintenance from `windows`."""
         known = tuple(known)
         today = now.astimezone(UTC).date()
         first = today - timedelta(days=DAYS - 1)
@@ -382,13 +398,18 @@ class PageCache:
             self._check_feeds(known)
             since = max(first, self._days_until or first)
             if since < closed:
-                for t in wt.store.rollup_totals(since=since, until=closed):
+                for t in _closed_days(wt, since=since, until=closed):
                     self._days.setdefault(t.component, {})[t.day] = status.day_of_totals(
                         t, t.day, now
                     )
                 self._days_until = closed
             cached = {c: dict(days) for c, days in self._days.items()}
         open_ = {(t.component, t.day): t for t in wt.store.rollup_totals(since=closed)}
+        open_days = [closed + timedelta(days=n) for n in range((today - closed).days + 1)]
+        for (component, d), seconds in upkeep.day_seconds(windows, open_days, now).items():
+            open_[(component, d)] = replace(
+                open_.get((component, d)) or _no_totals(component, d), maintenance=seconds
+            )
         out: dict[str, list[Day]] = {}
         for feed_row in {row for f in known for row in f.rows} | set(cached):
             days = cached.get(feed_row, {})
@@ -409,7 +430,7 @@ class PageCache:
             self._check_feeds(known)
             since = max(first, self._hours_until or first)
             if since < closed:
-                for row, hours in _read_hours(wt, known, since=since, until=closed).items():
+                for row, hours in _closed_hours(wt, known, since=since, until=closed).items():
                     self._hours.setdefault(row, {}).update(hours)
                 self._hours_until = closed
             merged: Hours = {
@@ -439,8 +460,70 @@ class PageCache:
         return cached.merge(_read_steps(wt, probes, since=closed))
 
 
+def _closed_days(wt: Watchtower, *, since: date, until: date) -> list[status.DayTotals]:
+    """Closed days' totals: sealed by whichever replica summed them first (watchtower.sealed),
+    the rest summed from the daily rollups and sealed now."""
+    sealed = SealedPeriods(wt.store.engine)
+    have, totals = sealed.days(since=since, until=until)
+    missing = {since + timedelta(days=n) for n in range((until - since).days)} - have
+    if missing:
+        first, end = min(missing), max(missing) + timedelta(days=1)
+        found = {
+            (t.component, t.day): t
+            for t in wt.store.rollup_totals(since=first, until=end)
+            if t.day in missing
+        }
+        windows = maintenance_since(wt, _midnight(first) - MAX_WINDOW, limit=10_000)
+        for (component, d), seconds in upkeep.day_seconds(windows, missing, _midnight(end)).items():
+            found[(component, d)] = replace(
+                found.get((component, d)) or _no_totals(component, d), maintenance=seconds
+            )
+        fresh = list(found.values())
+        _seal(lambda: sealed.seal_days(missing, fresh))
+        totals += fresh
+    return totals
+
+
+def maintenance_since(wt: Watchtower, since: datetime, *, limit: int = 200) -> list[upkeep.Window]:
+    """Maintenance windows declared by runs with a step started since `since` (one bounded,
+    indexed query, not the newest runs whatever their age)."""
+    runs = wt.runbooks.list(limit, step_started_since=since)
+    return [upkeep.Window(**w) for w in maintenance_windows(runs)]
+
+
+def _no_totals(component: str, day: date) -> status.DayTotals:
+    return status.DayTotals(component=component, day=day, down=0, observed=0, degraded=0)
+
+
 def _midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _closed_hours(
+    wt: Watchtower, known: tuple[Feed, ...], *, since: datetime, until: datetime
+) -> Hours:
+    """Closed hours by component: sealed ones read, the rest summed from raw results and sealed."""
+    sealed = SealedPeriods(wt.store.engine)
+    have, figures = sealed.hours(since=since, until=until)
+    count = int((until - since) / status.HOUR)
+    missing = {since + n * status.HOUR for n in range(count)} - have
+    if missing:
+        read = _read_hours(wt, known, since=min(missing), until=max(missing) + status.HOUR)
+        fresh = {
+            row: {h: v for h, v in hours.items() if h in missing} for row, hours in read.items()
+        }
+        _seal(lambda: sealed.seal_hours(missing, fresh))
+        for row, hours in fresh.items():
+            figures.setdefault(row, {}).update(hours)
+    return figures
+
+
+def _seal(write: Callable[[], None]) -> None:
+    # The figures were read; failing to keep them for other replicas costs only speed.
+    try:
+        write()
+    except StoreUnavailable as exc:
+        log.warning("status page: closed periods not sealed: %s", exc)
 
 
 def _read_hours(
@@ -462,150 +545,3 @@ def _read_steps(
     return status.step_samples(
         r for name in probes for r in wt.store.history(name, since=since, until=until)
     )
-
-
-# -- JSON ----------------------------------------------------------------------------------------
-
-
-def _time(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
-
-
-def to_json(v: StatusView) -> dict[str, Any]:
-    frozen = v.frozen
-    return {
-        "maintenance": [
-            {
-                "component": w.component,
-                "until": _time(w.ends_at),
-                "execution": w.execution_id,
-                "runbook": w.runbook,
-            }
-            for w in v.maintenance
-        ],
-        "generated_at": _time(v.now),
-        "served_at": _time(v.served_at or v.now),
-        # Watchtower itself: degraded while it serves frozen data.
-        "watchtower": {
-            "state": frozen.watchtower_state if frozen else "ok",
-            "reason": (
-                f"the history store is unreachable since {_time(frozen.unreachable_since)}: "
-                f"{frozen.reason}"
-                if frozen
-                else "the history store answers"
-            ),
-        },
-        "frozen": (
-            {
-                "data_at": _time(frozen.data_at),
-                "unreachable_since": _time(frozen.unreachable_since),
-                "reason": frozen.reason,
-            }
-            if frozen
-            else None
-        ),
-        "sandbox": v.sandbox,
-        "refresh_seconds": v.refresh_seconds,
-        "overall": {
-            "state": v.overall.state.value,
-            "headline": v.overall.headline,
-            "detail": v.overall.detail,
-        },
-        "components": [
-            {
-                "id": c.component.id,
-                "title": c.component.title,
-                "state": c.state.value,
-                "reason": c.reason,
-                "figure": c.figure,
-                "last_checked": _time(c.last_checked),
-                "stale": c.stale,
-                "sources": [
-                    {
-                        "name": s.feed.name,
-                        "kind": s.feed.kind,
-                        "title": s.feed.title,
-                        "state": s.state.value,
-                        "status": s.status.value if s.status is not None else None,
-                        "reason": s.reason,
-                        "figure": s.figure,
-                        "figures": s.figures,
-                        "observed_at": _time(s.observed_at),
-                        "stale": s.stale,
-                        "interval_seconds": s.feed.interval,
-                    }
-                    for s in c.sources
-                ],
-                # Every ratio with its denominator: the observed seconds it was computed over,
-                # and the elapsed seconds of its window (the rest had no readings).
-                "uptime": {k: u.ratio for k, u in v.history[c.component.id].uptime.items()},
-                "uptime_observed_seconds": {
-                    k: u.observed for k, u in v.history[c.component.id].uptime.items()
-                },
-                "uptime_window_seconds": {
-                    k: u.window for k, u in v.history[c.component.id].uptime.items()
-                },
-                "days": [
-                    {
-                        "date": d.date.isoformat(),
-                        "state": d.state.value,
-                        "uptime": d.uptime,
-                        "observed_seconds": d.observed_seconds,
-                        "day_seconds": d.length_seconds,
-                        "down_seconds": d.down_seconds,
-                        "degraded_seconds": d.degraded_seconds,
-                        "coverage": d.coverage,
-                        "readings": {
-                            "ok": d.ok,
-                            "warning": d.warning,
-                            "critical": d.critical,
-                            "unknown": d.unknown,
-                        },
-                    }
-                    for d in v.history[c.component.id].days
-                ],
-            }
-            for c in v.components
-        ],
-        "latency": {
-            "bucket_seconds": int(status.HOUR.total_seconds()),
-            "since": _time(v.latency_start),
-            "steps": [
-                {
-                    "probe": s.probe,
-                    "step": s.step,
-                    "threshold_seconds": s.threshold,
-                    "points": [
-                        {"start": _time(p.start), "p50": p.p50, "p95": p.p95, "samples": p.samples}
-                        for p in s.points
-                    ],
-                }
-                for s in v.latency
-            ],
-        },
-        "alerts": [
-            {
-                "fingerprint": a.fingerprint,
-                "name": a.name,
-                "status": a.status,
-                "labels": a.labels,
-                "annotations": a.annotations,
-                "starts_at": _time(a.starts_at),
-                "generator_url": a.generator_url,
-            }
-            for a in v.alerts
-        ],
-        "executions": [
-            {
-                "id": e.id,
-                "runbook": e.runbook,
-                "title": e.title,
-                "state": e.state,
-                "started_at": _time(e.started_at),
-                "finished_at": _time(e.finished_at),
-                "trigger": e.trigger,
-                "url": e.url,
-            }
-            for e in v.executions
-        ],
-    }

@@ -144,6 +144,70 @@ def test_redis_down_runs_the_job_rather_than_not_monitoring() -> None:
     try:
         lock = RedisJobLock(client, owner="a")
         assert lock.acquire("j", interval=60, now=0.0)
-        assert lock.acquire("j", interval=60, now=0.0)  # fails open, every time
+        # Fails open, but once per slot on this replica: a checks tick asks every few seconds,
+        # and must not run every check on every tick while Redis is away.
+        assert not lock.acquire("j", interval=60, now=30.0)
+        assert lock.acquire("j", interval=60, now=60.0)
+        assert lock.acquire_many({"j": 60, "k": 60}, now=61.0) == {"k"}
     finally:
         client.close()
+
+
+# -- many jobs at once: what the checks tick asks ----------------------------------------------
+
+
+def test_many_jobs_are_taken_at_once_and_each_slot_still_goes_to_one_holder(
+    holders: Holders,
+) -> None:
+    a, b = holders(), holders()
+    assert a.acquire("check:b", interval=60, now=600.0)
+    assert a.acquire_many({"check:a": 60, "check:b": 60, "check:c": 300}, now=610.0) == {
+        "check:a",
+        "check:c",
+    }
+    assert b.acquire_many({"check:a": 60, "check:b": 60, "check:c": 300}, now=620.0) == set()
+    # The next minute's slots of the 60 s jobs; check:c's 300 s slot is still taken.
+    assert b.acquire_many({"check:a": 60, "check:b": 60, "check:c": 300}, now=660.0) == {
+        "check:a",
+        "check:b",
+    }
+    assert a.acquire_many({}, now=660.0) == set()
+
+
+def test_racing_holders_split_many_jobs_without_doubles(holders: Holders) -> None:
+    racers = [holders() for _ in range(4)]
+    jobs = {f"check:{n}": 60 for n in range(12)}
+    won = race(*(partial(r.acquire_many, jobs, now=600.0) for r in racers))
+    taken = [job for got in won for job in got]
+    assert sorted(taken) == sorted(jobs), won  # every job once, by exactly one holder
+
+
+def test_a_frozen_redis_costs_one_timeout_per_retry_period_not_one_per_job() -> None:
+    """A server that accepts and never answers (as a SIGSTOPped Redis): only the socket timeout
+    ends a wait, so the lock asks it once for all jobs, then not again for `retry_after`."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel accepts connections; nobody ever reads or answers
+    port = silent.getsockname()[1]
+    ticks = [0.0]
+    lock = RedisJobLock.from_url(f"redis://127.0.0.1:{port}", owner="a", timeout=0.3)
+    lock = RedisJobLock(lock.client, owner="a", retry_after=10.0, monotonic=lambda: ticks[0])
+    try:
+        jobs = {f"check:{n}": 60 for n in range(9)}
+        started = time.monotonic()
+        assert lock.acquire_many(jobs, now=600.0) == set(jobs)
+        first = time.monotonic() - started
+        assert first < 0.3 * 9  # one timeout (and no retries), not one per job
+        started = time.monotonic()
+        assert lock.acquire_many(jobs, now=601.0) == set()  # this replica ran them this slot
+        assert lock.acquire_many(jobs, now=660.0) == set(jobs)  # and runs the next slot's
+        assert time.monotonic() - started < 0.3  # without asking the frozen server again
+        ticks[0] = 11.0  # retry_after later: it asks again (and waits its timeout again)
+        started = time.monotonic()
+        assert lock.acquire("check:0", interval=60, now=720.0)
+        assert time.monotonic() - started >= 0.2
+    finally:
+        lock.client.close()
+        silent.close()

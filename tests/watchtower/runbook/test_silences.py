@@ -186,3 +186,13 @@ def test_a_runbook_silence_naming_a_component_puts_it_under_maintenance_on_the_s
     assert (shown["component"], shown["execution"]) == ("cloudfront", run_id)
     page = client.get("/", headers=viewer).get_data(as_text=True)
     assert "Under maintenance" in page and run_id in page
+    # Today's figures leave it out too (and say so), not only the 24 h uptime.
+    body = client.get("/api/v1/status", headers=viewer).json
+    (cdn,) = [c for c in body["components"] if c["id"] == "cloudfront"]
+    assert cdn["days"][-1]["maintenance_seconds"] > 0
+    assert all(d["maintenance_seconds"] == 0 for d in cdn["days"][:-1])
+    # The page finds the window with a bounded query: runs with a step started lately.
+    now = datetime.now(UTC)
+    recent = wt.runbooks.list(10, step_started_since=now - timedelta(hours=1))
+    assert [e.id for e in recent] == [run_id]
+    assert wt.runbooks.list(10, step_started_since=now + timedelta(minutes=5)) == []

@@ -155,6 +155,22 @@ def test_listing_is_newest_first_and_filters(runs: RunbookStore) -> None:
     assert [len(e.steps) for e in runs.list()] == [2, 2, 2]
 
 
+def test_listing_by_step_start_finds_only_runs_with_a_step_started_since(
+    runs: RunbookStore,
+) -> None:
+    # The status page's maintenance lookup: bounded by time, not by the newest N runs.
+    for n, at in enumerate((T0 - timedelta(days=3), T0 - timedelta(hours=2), None), start=1):
+        make(runs, f"e{n}", at=T0 + timedelta(seconds=n))
+        if at is not None:
+            step = StepChange(status=StepStatus.SUCCEEDED, started_at=at, finished_at=at)
+            assert runs.take(f"e{n}", owner="w", now=T0, stale_before=T0)
+            assert runs.apply(f"e{n}", RunChange(), [("read", step)], held_by="w")
+    since = T0 - timedelta(hours=50)
+    assert [e.id for e in runs.list(step_started_since=since)] == ["e2"]
+    assert [e.id for e in runs.list(step_started_since=T0 - timedelta(days=4))] == ["e2", "e1"]
+    assert [len(e.steps) for e in runs.list(step_started_since=since)] == [2]
+
+
 def test_an_alerts_open_runs(runs: RunbookStore) -> None:
     make(runs, "e1", fingerprint="fp", at=T0)
     make(runs, "e2", fingerprint="fp", at=T0 + timedelta(seconds=1))

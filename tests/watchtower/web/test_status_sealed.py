@@ -1,0 +1,58 @@
+"""Closed hours and days are summed once for the whole fleet (watchtower/sealed.py): a new
+replica's page reads them sealed and shows the same figures; results stored late (after a
+store outage) unseal what they touch, and the next replica's page counts them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from tests.watchtower.web.conftest import T0
+from tests.watchtower.web.history import check
+from watchtower.model import Status
+from watchtower.runtime import Watchtower
+from watchtower.sealed import SealedPeriods
+from watchtower.status import floor_hour
+from watchtower.web import create_app
+
+
+def component(body: Any, cid: str) -> Any:
+    return next(c for c in body["components"] if c["id"] == cid)
+
+
+def test_a_new_replica_reads_sealed_periods_and_late_results_unseal_them(
+    make_watchtower: Callable[..., Watchtower],
+) -> None:
+    wt = make_watchtower()
+    # 34 hours of readings, one a minute, critical for the first 30 minutes.
+    start = floor_hour(T0) - timedelta(hours=34)
+    readings = [start + timedelta(minutes=m) for m in range(34 * 60)]
+    wt.store.add(
+        check(
+            "dynamodb_throttling",
+            at,
+            Status.CRITICAL if at < start + timedelta(minutes=30) else Status.OK,
+            "reading",
+        )
+        for at in readings
+    )
+    first = component(create_app(wt).test_client().get("/api/v1/status").json, "dynamodb")
+    sealed = SealedPeriods(wt.store.engine)
+    hours, _ = sealed.hours(since=floor_hour(T0) - timedelta(hours=23), until=floor_hour(T0))
+    assert len(hours) == 23  # the first render sealed the closed hours ...
+    days, _ = sealed.days(since=T0.date() - timedelta(days=89), until=T0.date())
+    assert len(days) == 89  # ... and the closed days
+    again = component(create_app(wt).test_client().get("/api/v1/status").json, "dynamodb")
+    assert again == first  # a new replica: the same figures, read sealed
+
+    # A backlog stored late (after a store outage): another source of the same component,
+    # critical for a whole hour 16 hours ago, in a closed hour of yesterday already sealed.
+    late_hour = floor_hour(T0) - timedelta(hours=16)
+    wt.store.add(
+        check("dynamodb_writes", late_hour + timedelta(minutes=m), Status.CRITICAL, "late")
+        for m in range(60)
+    )
+    later = component(create_app(wt).test_client().get("/api/v1/status").json, "dynamodb")
+    assert later["uptime"]["24h"] < first["uptime"]["24h"]
+    assert later["days"][-2]["down_seconds"] > first["days"][-2]["down_seconds"]
