@@ -102,9 +102,24 @@ def test_disable_dual_write_then_legacy_writes_fails_the_window_at_the_inserts_t
     # the gate asks for, so the operator overrides it, on the record), an approval by someone
     # else, the flip, the verification, and the event that opens the window.
     engine = wt.runbooks
+    # A row only the legacy table has: the reconciliation (id for id) fails the gate, whatever
+    # the sandbox's few minutes of dual-write metrics say, and nothing runs without an override.
+    orphan = ("orphan-e2e", "nobody", "o.jpg", "t.jpg", "image/jpeg", 1, 1, 1)
+    with psycopg.connect(legacy_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO gallery_images (id, user_id, original_key, thumbnail_key, content_type,"
+            " width, height, size_bytes, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s,"
+            " now() - interval '2 minutes')",  # inside the report's range, which ends on a minute
+            orphan,
+        )
     refused = engine.start("disable-dual-write", params={}, started_by="olive")
     engine.run_pending()
     assert engine.get(refused).status is ExecutionStatus.FAILED
+    (gate,) = [s for s in engine.get(refused).steps if s.step_id == "preflight-report"]
+    assert gate.error.startswith("the pre-flight gate failed"), gate.error
+    assert "1 only in PostgreSQL (at most 0 allowed): orphan-e2e" in gate.error, gate.error
+    with psycopg.connect(legacy_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM gallery_images WHERE id = %s", (orphan[0],))
     override = {"override_by": "olive", "override_reason": "sandbox: minutes of history only"}
     run = engine.start("disable-dual-write", params=override, started_by="olive")
     engine.run_pending()
