@@ -1,77 +1,25 @@
 """The runbook store's alert records: each alert episode and the run it started, and every
 notification the webhook accepted, verbatim (replay, and the deferred intake's queue).
 
-A mixin of `RunbookStore` (watchtower.runbook.store), on the same engine and metadata; split out
-to keep each module small. SQLAlchemy's errors leave it only as `StoreUnavailable`.
+A mixin of `RunbookStore` (watchtower.runbook.store), on the same engine; its tables are in
+watchtower.runbook.tables. SQLAlchemy's errors leave it only as `StoreUnavailable`.
 """
 
 from __future__ import annotations
 
 import builtins
-import contextlib
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Engine,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
-    delete,
-    insert,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import Engine, delete, insert, or_, select, update
 
-from watchtower.errors import StoreUnavailable
 from watchtower.runbook.errors import NotificationNotFound
 from watchtower.runbook.model import Episode, StoredNotification
-from watchtower.store import metadata
+from watchtower.runbook.tables import MIN_TIME, episodes, guard, notifications, utc
 
-# An alert episode (one runbook, one fingerprint, one `startsAt`) and the run it started: the
-# primary key makes "one run per episode" hold across replicas, retries, HA pairs and
-# repeat_interval. A row outlives its run (that is the point); `execution_id` moves only when a
-# route's cool-down lets a re-run start, by a conditional UPDATE two replicas cannot both win.
-episodes = Table(
-    "runbook_episodes",
-    metadata,
-    Column("key", String(400), primary_key=True),
-    Column("runbook_id", String(64), nullable=False),
-    Column("fingerprint", String(64), nullable=False),
-    Column("starts_at", DateTime(timezone=True), nullable=False),
-    Column("execution_id", String(32), nullable=False),  # the latest run it started
-    Column("runs", Integer, nullable=False, default=1),
-    Column("repeats", Integer, nullable=False, default=0),  # firing deliveries after it finished
-    Column("still_firing_at", DateTime(timezone=True), nullable=True),  # the latest of those
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-Index("runbook_episodes_execution", episodes.c.execution_id)
-
-# Every notification the webhook accepted, verbatim (the bytes Alertmanager sent), for replay:
-# the newest KEEP_NOTIFICATIONS are kept, older ones pruned as new ones arrive.
-notifications = Table(
-    "alert_notifications",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("received_at", DateTime(timezone=True), nullable=False),
-    Column("receiver", String(200), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("alerts", Integer, nullable=False),
-    Column("body", Text, nullable=False),
-    Column("claimed_at", DateTime(timezone=True), nullable=True),  # an intake dispatching it
-    Column("processed_at", DateTime(timezone=True), nullable=True),  # dispatched
-)
-Index("alert_notifications_pending", notifications.c.processed_at)
-KEEP_NOTIFICATIONS = 10_000
+KEEP_NOTIFICATIONS = 10_000  # the newest notifications kept; older ones pruned as new ones come
 _PRUNE_EVERY = 100
-Index("runbook_episodes_fingerprint", episodes.c.fingerprint)
 
 
 class AlertRecords:
@@ -93,7 +41,7 @@ class AlertRecords:
         """Store one accepted notification as it was sent; its id. Old ones beyond `keep` go.
 
         `dispatched=False`: the intake dispatches it from here (claim_notifications)."""
-        with _guard("store a notification"), self.engine.begin() as conn:
+        with guard("store a notification"), self.engine.begin() as conn:
             found = conn.execute(
                 insert(notifications).values(
                     received_at=received_at,
@@ -135,7 +83,7 @@ class AlertRecords:
             .limit(limit)
         )
         taken = []
-        with _guard("claim notifications"), self.engine.begin() as conn:
+        with guard("claim notifications"), self.engine.begin() as conn:
             for number in [r.id for r in conn.execute(query)]:
                 won = conn.execute(
                     update(notifications)
@@ -157,26 +105,26 @@ class AlertRecords:
         chosen = builtins.list(numbers)
         if not chosen:
             return
-        with _guard("mark notifications dispatched"), self.engine.begin() as conn:
+        with guard("mark notifications dispatched"), self.engine.begin() as conn:
             conn.execute(
                 update(notifications).where(notifications.c.id.in_(chosen)).values(processed_at=at)
             )
 
     def release_notification(self, number: int) -> None:
         """Dispatching it failed: another pass (here or on another replica) takes it again."""
-        with _guard("release a notification"), self.engine.begin() as conn:
+        with guard("release a notification"), self.engine.begin() as conn:
             conn.execute(
                 update(notifications).where(notifications.c.id == number).values(claimed_at=None)
             )
 
     def notification(self, number: int) -> StoredNotification:
-        with _guard("read a notification"), self.engine.connect() as conn:
+        with guard("read a notification"), self.engine.connect() as conn:
             row = conn.execute(select(notifications).where(notifications.c.id == number)).first()
         if row is None:
             raise NotificationNotFound(number)
         return StoredNotification(
             id=row.id,
-            received_at=_utc(row.received_at) or datetime.min.replace(tzinfo=UTC),
+            received_at=utc(row.received_at) or MIN_TIME,
             receiver=row.receiver,
             status=row.status,
             alerts=row.alerts,
@@ -184,13 +132,13 @@ class AlertRecords:
         )
 
     def episode(self, key: str) -> Episode | None:
-        with _guard("read an alert episode"), self.engine.connect() as conn:
+        with guard("read an alert episode"), self.engine.connect() as conn:
             row = conn.execute(select(episodes).where(episodes.c.key == key)).first()
         return _episode(row) if row is not None else None
 
     def still_firing(self, key: str, *, at: datetime) -> None:
         """A firing delivery of an episode whose run has ended: counted on the episode."""
-        with _guard("record an alert still firing"), self.engine.begin() as conn:
+        with guard("record an alert still firing"), self.engine.begin() as conn:
             conn.execute(
                 update(episodes)
                 .where(episodes.c.key == key)
@@ -202,7 +150,7 @@ class AlertRecords:
         query = select(episodes.c.execution_id).where(episodes.c.fingerprint == fingerprint)
         if starts_at is not None:
             query = query.where(episodes.c.starts_at == starts_at)
-        with _guard("list an alert episode's runs"), self.engine.connect() as conn:
+        with guard("list an alert episode's runs"), self.engine.connect() as conn:
             return [r.execution_id for r in conn.execute(query)]
 
 
@@ -211,26 +159,9 @@ def _episode(row: Any) -> Episode:
         key=row.key,
         runbook_id=row.runbook_id,
         fingerprint=row.fingerprint,
-        starts_at=_utc(row.starts_at) or datetime.min.replace(tzinfo=UTC),
+        starts_at=utc(row.starts_at) or MIN_TIME,
         execution_id=row.execution_id,
         runs=row.runs,
         repeats=row.repeats,
-        still_firing_at=_utc(row.still_firing_at),
+        still_firing_at=utc(row.still_firing_at),
     )
-
-
-@contextlib.contextmanager
-def _guard(operation: str) -> Iterator[None]:
-    try:
-        yield
-    except IntegrityError:
-        raise
-    except SQLAlchemyError as exc:
-        cause = type(getattr(exc, "orig", None) or exc).__name__
-        raise StoreUnavailable(f"runbook store: could not {operation} ({cause})") from exc
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

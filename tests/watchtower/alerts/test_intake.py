@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 
 from tests.watchtower.alerts.test_alerting import am_alert, payload
 from watchtower.config import Settings
-from watchtower.runbook.alert_records import notifications
 from watchtower.runbook.intake import Intake
+from watchtower.runbook.tables import notifications
 from watchtower.runtime import Watchtower, build
 from watchtower.web import create_app
 
