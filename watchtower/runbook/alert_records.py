@@ -69,37 +69,32 @@ class AlertRecords:
         self, *, now: datetime, stale_before: datetime, limit: int
     ) -> builtins.list[StoredNotification]:
         """Take up to `limit` notifications nobody dispatched yet (or whose intake went silent),
-        oldest first; each is then the caller's to dispatch and mark done."""
-        query = (
+        oldest first; each is then the caller's to dispatch and mark done.
+
+        One statement: `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING` the
+        notifications taken (on PostgreSQL another replica's pass skips the rows this one
+        locked; SQLite has one writer). The outer WHERE repeats the condition, so a row another
+        pass took meanwhile is not taken twice."""
+        free = (
+            notifications.c.processed_at.is_(None),
+            or_(notifications.c.claimed_at.is_(None), notifications.c.claimed_at < stale_before),
+        )
+        chosen = (
             select(notifications.c.id)
-            .where(
-                notifications.c.processed_at.is_(None),
-                or_(
-                    notifications.c.claimed_at.is_(None),
-                    notifications.c.claimed_at < stale_before,
-                ),
-            )
+            .where(*free)
             .order_by(notifications.c.id)
             .limit(limit)
+            .with_for_update(skip_locked=True)
         )
-        taken = []
+        query = (
+            update(notifications)
+            .where(notifications.c.id.in_(chosen.scalar_subquery()), *free)
+            .values(claimed_at=now)
+            .returning(*_STORED)
+        )
         with guard("claim notifications"), self.engine.begin() as conn:
-            for number in [r.id for r in conn.execute(query)]:
-                won = conn.execute(
-                    update(notifications)
-                    .where(
-                        notifications.c.id == number,
-                        notifications.c.processed_at.is_(None),
-                        or_(
-                            notifications.c.claimed_at.is_(None),
-                            notifications.c.claimed_at < stale_before,
-                        ),
-                    )
-                    .values(claimed_at=now)
-                )
-                if won.rowcount == 1:
-                    taken.append(number)
-        return [self.notification(n) for n in taken]
+            rows = conn.execute(query).all()
+        return sorted((_stored(r) for r in rows), key=lambda n: n.id)
 
     def notifications_done(self, numbers: Iterable[int], *, at: datetime) -> None:
         chosen = builtins.list(numbers)
@@ -122,14 +117,7 @@ class AlertRecords:
             row = conn.execute(select(notifications).where(notifications.c.id == number)).first()
         if row is None:
             raise NotificationNotFound(number)
-        return StoredNotification(
-            id=row.id,
-            received_at=utc(row.received_at) or MIN_TIME,
-            receiver=row.receiver,
-            status=row.status,
-            alerts=row.alerts,
-            body=row.body,
-        )
+        return _stored(row)
 
     def episode(self, key: str) -> Episode | None:
         with guard("read an alert episode"), self.engine.connect() as conn:
@@ -152,6 +140,27 @@ class AlertRecords:
             query = query.where(episodes.c.starts_at == starts_at)
         with guard("list an alert episode's runs"), self.engine.connect() as conn:
             return [r.execution_id for r in conn.execute(query)]
+
+
+_STORED = (
+    notifications.c.id,
+    notifications.c.received_at,
+    notifications.c.receiver,
+    notifications.c.status,
+    notifications.c.alerts,
+    notifications.c.body,
+)
+
+
+def _stored(row: Any) -> StoredNotification:
+    return StoredNotification(
+        id=row.id,
+        received_at=utc(row.received_at) or MIN_TIME,
+        receiver=row.receiver,
+        status=row.status,
+        alerts=row.alerts,
+        body=row.body,
+    )
 
 
 def _episode(row: Any) -> Episode:

@@ -18,17 +18,19 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, or_, select, update
+from sqlalchemy import Engine, Table, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from watchtower import tables
 from watchtower.runbook.alert_records import AlertRecords, _episode
-from watchtower.runbook.audit import AuditLog
+from watchtower.runbook.audit import AuditLog, audit_rows
 from watchtower.runbook.errors import ExecutionNotFound
 from watchtower.runbook.model import (
     ANY_OWNER,
     KEEP,
     Approval,
+    AuditEntry,
     Episode,
     Execution,
     ExecutionStatus,
@@ -40,7 +42,14 @@ from watchtower.runbook.model import (
     StepStatus,
     episode_key,
 )
-from watchtower.runbook.tables import MIN_TIME, claims, episodes, executions, step_runs
+from watchtower.runbook.tables import (
+    MIN_TIME,
+    audit_log,
+    claims,
+    episodes,
+    executions,
+    step_runs,
+)
 from watchtower.runbook.tables import guard as _guard
 from watchtower.runbook.tables import utc as _utc
 from watchtower.store import metadata
@@ -67,28 +76,23 @@ class RunbookStore(AlertRecords, AuditLog):
         *,
         episode: Episode | None = None,
         replaces: str | None = None,
+        audit: Iterable[AuditEntry] = (),
     ) -> bool:
-        """Insert a run and its steps; False (nothing written) when `claim` is already held.
+        """Insert a run, its steps and its first `audit` entries in one transaction; False
+        (nothing written) when `claim` is already held.
 
         With `episode`, the run is that alert episode's: False when the episode already has a
         run, unless `replaces` names that run (a re-run after a cool-down) and it still does.
+        The episode and the claim are inserted first, each `ON CONFLICT DO NOTHING RETURNING`:
+        a duplicate delivery costs one statement and a rollback, never an error.
         """
         execution = record.execution
         try:
             with _guard("create an execution"), self.engine.begin() as conn:
                 if episode is not None and replaces is None:
-                    conn.execute(
-                        insert(episodes).values(
-                            key=episode.key,
-                            runbook_id=episode.runbook_id,
-                            fingerprint=episode.fingerprint,
-                            starts_at=episode.starts_at,
-                            execution_id=execution.id,
-                            runs=1,
-                            repeats=0,
-                            created_at=execution.created_at,
-                        )
-                    )
+                    row = _episode_row(episode, execution.id, execution.created_at)
+                    if not _inserted(conn, episodes, row):
+                        raise _Lost()
                 elif episode is not None:
                     moved = conn.execute(
                         update(episodes)
@@ -103,15 +107,18 @@ class RunbookStore(AlertRecords, AuditLog):
                     if moved.rowcount != 1:
                         raise _Lost()
                 if claim is not None:
-                    conn.execute(
-                        insert(claims).values(
-                            key=claim, execution_id=execution.id, created_at=execution.created_at
-                        )
-                    )
+                    row = {"key": claim, "execution_id": execution.id}
+                    if not _inserted(conn, claims, {**row, "created_at": execution.created_at}):
+                        raise _Lost()
                 conn.execute(insert(executions).values(**_execution_row(record)))
+                # executemany (psycopg pipelines it), not a multi-row VALUES: SQLAlchemy does
+                # not cache the compilation of those, which costs more than the round trips.
                 rows = [_step_row(execution.id, s) for s in execution.steps]
                 if rows:
                     conn.execute(insert(step_runs), rows)
+                entries = audit_rows(audit)
+                if entries:
+                    conn.execute(insert(audit_log), entries)
         except (IntegrityError, _Lost):
             return False
         return True
@@ -314,7 +321,29 @@ class RunbookStore(AlertRecords, AuditLog):
 
 
 class _Lost(Exception):
-    """Another replica started the episode's re-run first."""
+    """The episode already has its run (or another replica started its re-run first), or the
+    claim is held: the transaction rolls back."""
+
+
+def _inserted(conn: Any, table: Table, row: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING the key: whether the row went in."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(row).on_conflict_do_nothing()
+    key = table.primary_key.columns.values()[0]
+    return conn.execute(statement.returning(key)).first() is not None
+
+
+def _episode_row(episode: Episode, execution_id: str, at: datetime) -> dict[str, Any]:
+    return {
+        "key": episode.key,
+        "runbook_id": episode.runbook_id,
+        "fingerprint": episode.fingerprint,
+        "starts_at": episode.starts_at,
+        "execution_id": execution_id,
+        "runs": 1,
+        "repeats": 0,
+        "created_at": at,
+    }
 
 
 _OPEN = [
