@@ -8,7 +8,8 @@ watchtower.runbook.tables. SQLAlchemy's errors leave it only as `StoreUnavailabl
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -41,29 +42,46 @@ class AlertRecords:
         """Store one accepted notification as it was sent; its id. Old ones beyond `keep` go.
 
         `dispatched=False`: the intake dispatches it from here (claim_notifications)."""
+        arrived = Arrived(
+            body=body, received_at=received_at, receiver=receiver, status=status, alerts=alerts
+        )
+        (number,) = self.keep_notifications([arrived], keep=keep, dispatched=dispatched)
+        return number
+
+    def keep_notifications(
+        self,
+        arrived: Sequence[Arrived],
+        *,
+        keep: int = KEEP_NOTIFICATIONS,
+        dispatched: bool = True,
+    ) -> builtins.list[int]:
+        """Store notifications in one transaction (one INSERT of many rows); their ids, in the
+        order given. Old ones beyond `keep` go (never one not dispatched yet)."""
+        if not arrived:
+            return []
+        rows = [
+            {
+                "received_at": a.received_at,
+                "receiver": a.receiver[:200],
+                "status": a.status,
+                "alerts": a.alerts,
+                "body": a.body,
+                "processed_at": a.received_at if dispatched else None,
+            }
+            for a in arrived
+        ]
         with guard("store a notification"), self.engine.begin() as conn:
-            found = conn.execute(
-                insert(notifications).values(
-                    received_at=received_at,
-                    receiver=receiver[:200],
-                    status=status,
-                    alerts=alerts,
-                    body=body,
-                    processed_at=received_at if dispatched else None,
-                )
-            )
-            key = found.inserted_primary_key
-            assert key is not None
-            number = int(key[0])
-            if number % _PRUNE_EVERY == 0 or keep < _PRUNE_EVERY:
+            found = conn.execute(_KEEP, rows)
+            numbers = [int(r.id) for r in found]
+            if keep < _PRUNE_EVERY or any(n % _PRUNE_EVERY == 0 for n in numbers):
                 # Never one the intake has not dispatched yet: retention is for replay.
                 conn.execute(
                     delete(notifications).where(
-                        notifications.c.id <= number - keep,
+                        notifications.c.id <= max(numbers) - keep,
                         notifications.c.processed_at.is_not(None),
                     )
                 )
-        return number
+        return numbers
 
     def claim_notifications(
         self, *, now: datetime, stale_before: datetime, limit: int
@@ -141,6 +159,20 @@ class AlertRecords:
         with guard("list an alert episode's runs"), self.engine.connect() as conn:
             return [r.execution_id for r in conn.execute(query)]
 
+
+@dataclass(frozen=True, kw_only=True)
+class Arrived:
+    """A notification to keep, as the webhook accepted it."""
+
+    body: str  # verbatim
+    received_at: datetime
+    receiver: str
+    status: str
+    alerts: int
+
+
+# Many rows in one statement (SQLAlchemy's "insertmanyvalues"), their ids in the rows' order.
+_KEEP = insert(notifications).returning(notifications.c.id, sort_by_parameter_order=True)
 
 _STORED = (
     notifications.c.id,

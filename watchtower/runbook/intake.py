@@ -1,6 +1,11 @@
 """The webhook's deferred intake: notifications are acknowledged once stored (one write each),
 and dispatched from the store here, on one thread of the web process, in batches.
 
+`keep` is the webhook's one write: the request threads' notifications arriving together are
+stored together, in one transaction (a group commit: the first thread in writes every
+notification waiting, then hands the next batch to one of the threads that arrived meanwhile),
+and each thread returns once its own is committed.
+
 `dispatch` is the same as the synchronous webhook's (watchtower.alerting): each alert recorded,
 routed alerts' runs started by episode, resolutions passed on. A notification is claimed before
 it is dispatched and marked done after; one whose dispatch failed (the store, a runbook that did
@@ -18,6 +23,7 @@ from typing import Any
 
 from watchtower.alerting import AlertRecorder, Route, dispatch, parse_notification
 from watchtower.errors import PayloadError
+from watchtower.runbook.alert_records import Arrived
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,12 @@ class Intake:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._writer = GroupWriter(lambda batch: store.keep_notifications(batch, dispatched=False))
+
+    def keep(self, arrived: Arrived) -> int:
+        """Store a notification to dispatch (with those arriving at the same time); its id, once
+        committed. Raises what the store raised (StoreUnavailable)."""
+        return self._writer.write(arrived)
 
     def submit(self) -> None:
         """A notification was stored: dispatch it soon (starting the thread the first time)."""
@@ -117,3 +129,57 @@ class Intake:
             finished.append(stored.id)
         self.store.notifications_done(finished, at=self.clock())
         return len(finished)
+
+
+class _Waiting:
+    def __init__(self, item: Arrived) -> None:
+        self.item = item
+        self.woken = threading.Event()
+        self.lead = False  # woken to write the next batch, not with a result
+        self.result: int | None = None
+        self.error: BaseException | None = None
+
+
+class GroupWriter:
+    """Leader and followers: the first caller writes every item waiting in one call to
+    `write_many`; callers arriving meanwhile wait, and one of them writes the next batch."""
+
+    def __init__(self, write_many: Callable[[list[Arrived]], list[int]]) -> None:
+        self._write_many = write_many
+        self._lock = threading.Lock()
+        self._waiting: list[_Waiting] = []
+        self._writing = False
+
+    def write(self, item: Arrived) -> int:
+        me = _Waiting(item)
+        with self._lock:
+            self._waiting.append(me)
+            lead = not self._writing
+            self._writing = True
+        if not lead:
+            me.woken.wait()
+        if me.lead or lead:
+            self._lead()
+        if me.error is not None:
+            raise me.error
+        assert me.result is not None
+        return me.result
+
+    def _lead(self) -> None:
+        with self._lock:
+            batch, self._waiting = self._waiting, []
+        try:
+            numbers = self._write_many([w.item for w in batch])
+            for waiting, number in zip(batch, numbers, strict=True):
+                waiting.result = number
+        except BaseException as exc:  # every writer of the batch hears it
+            for waiting in batch:
+                waiting.error = exc
+        with self._lock:
+            following = self._waiting[0] if self._waiting else None
+            self._writing = following is not None
+        for waiting in batch:
+            waiting.woken.set()
+        if following is not None:
+            following.lead = True
+            following.woken.set()

@@ -110,7 +110,7 @@ class RunbookStore(AlertRecords, AuditLog):
                     row = {"key": claim, "execution_id": execution.id}
                     if not _inserted(conn, claims, {**row, "created_at": execution.created_at}):
                         raise _Lost()
-                conn.execute(insert(executions).values(**_execution_row(record)))
+                conn.execute(insert(executions), _execution_row(record))
                 # executemany (psycopg pipelines it), not a multi-row VALUES: SQLAlchemy does
                 # not cache the compilation of those, which costs more than the round trips.
                 rows = [_step_row(execution.id, s) for s in execution.steps]
@@ -327,10 +327,17 @@ class _Lost(Exception):
 
 def _inserted(conn: Any, table: Table, row: dict[str, Any]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING RETURNING the key: whether the row went in."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(row).on_conflict_do_nothing()
-    key = table.primary_key.columns.values()[0]
-    return conn.execute(statement.returning(key)).first() is not None
+    found = _INSERT_NEW.get((conn.dialect.name, table.name))
+    if found is None:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        key = table.primary_key.columns.values()[0]
+        found = dialect.insert(table).on_conflict_do_nothing().returning(key)
+        _INSERT_NEW[(conn.dialect.name, table.name)] = found
+    # The row as parameters, not .values(): the statement is built once and compiled once.
+    return conn.execute(found, row).first() is not None
+
+
+_INSERT_NEW: dict[tuple[str, str], Any] = {}
 
 
 def _episode_row(episode: Episode, execution_id: str, at: datetime) -> dict[str, Any]:
