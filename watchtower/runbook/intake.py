@@ -6,6 +6,12 @@ stored together, in one transaction (a group commit: the first thread in writes 
 notification waiting, then hands the next batch to one of the threads that arrived meanwhile),
 and each thread returns once its own is committed.
 
+While its thread runs, the process's GIL switch interval is SWITCH_INTERVAL (Python's default is
+5 ms): the intake waits on the database about ten times per alert, and after each wait it needs
+the GIL back from gunicorn's request threads, which, busy, keep it for a whole interval (the
+convoy effect). At 5 ms that alone held dispatching to ~100 alerts/s in the web process; see
+docs/performance.md. The interval is put back when the intake stops.
+
 `dispatch` is the same as the synchronous webhook's (watchtower.alerting): each alert recorded,
 routed alerts' runs started by episode, resolutions passed on. A notification is claimed before
 it is dispatched and marked done after; one whose dispatch failed (the store, a runbook that did
@@ -16,6 +22,7 @@ share the table; dispatching twice starts nothing twice, since runs are keyed by
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -28,6 +35,7 @@ from watchtower.runbook.alert_records import Arrived
 log = logging.getLogger(__name__)
 
 BATCH = 50
+SWITCH_INTERVAL = 0.0005  # seconds; sys.getswitchinterval() is 0.005 by default
 
 
 class Intake:
@@ -41,6 +49,7 @@ class Intake:
         clock: Callable[[], datetime],
         stale: timedelta = timedelta(seconds=30),
         idle_seconds: float = 1.0,
+        switch_interval: float | None = SWITCH_INTERVAL,
     ) -> None:
         self.store = store
         self.alerts = alerts
@@ -49,6 +58,8 @@ class Intake:
         self.clock = clock
         self.stale = stale
         self.idle_seconds = idle_seconds
+        self.switch_interval = switch_interval  # None: leave the process's as it is
+        self._restore: float | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -64,6 +75,10 @@ class Intake:
         """A notification was stored: dispatch it soon (starting the thread the first time)."""
         with self._lock:
             if self._thread is None:
+                interval = sys.getswitchinterval()
+                if self.switch_interval is not None and self.switch_interval < interval:
+                    self._restore = interval
+                    sys.setswitchinterval(self.switch_interval)
                 self._thread = threading.Thread(target=self._loop, name="intake", daemon=True)
                 self._thread.start()
         self._wake.set()
@@ -73,6 +88,10 @@ class Intake:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        with self._lock:
+            if self._restore is not None:
+                sys.setswitchinterval(self._restore)
+                self._restore = None
 
     def drain(self, *, max_passes: int = 100) -> int:
         """Dispatch every stored notification not yet dispatched, in this thread; how many."""

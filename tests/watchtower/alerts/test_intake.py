@@ -5,6 +5,7 @@ intake; dispatching twice (two replicas, a retry) starts nothing twice."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from tests.watchtower.alerts.test_alerting import am_alert, payload
 from watchtower.config import Settings
 from watchtower.errors import StoreUnavailable
 from watchtower.runbook.alert_records import Arrived
-from watchtower.runbook.intake import GroupWriter, Intake
+from watchtower.runbook.intake import SWITCH_INTERVAL, GroupWriter, Intake
 from watchtower.runbook.tables import notifications
 from watchtower.runtime import Watchtower, build
 from watchtower.web import create_app
@@ -229,3 +230,17 @@ def test_a_failed_group_write_is_every_writers_error_and_the_next_batch_still_go
     assert len(errors) == 6
     failing.clear()
     assert store.notification(writer.write(arrived)).body == "{}"
+
+
+def test_the_intake_shortens_the_gil_switch_interval_while_it_runs_and_puts_it_back(
+    client: FlaskClient,
+) -> None:
+    """Its database waits would otherwise each cost up to a whole 5 ms interval behind busy
+    request threads (docs/performance.md)."""
+    before = sys.getswitchinterval()
+    assert before > SWITCH_INTERVAL  # Python's default, 5 ms
+    intake: Intake = client.application.extensions["watchtower.webhook.intake"]
+    post(client, json.dumps(payload(am_alert("SomethingElse", fingerprint="ff"))).encode())
+    assert sys.getswitchinterval() == SWITCH_INTERVAL
+    intake.stop()
+    assert sys.getswitchinterval() == before
