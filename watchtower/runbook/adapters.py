@@ -26,7 +26,8 @@ from watchtower.cutover.ports import RUNBOOK_EVENTS, RunbookEvent, parse_event_c
 from watchtower.errors import SourceError
 from watchtower.model import Result
 from watchtower.runbook.errors import ExecutionNotFound
-from watchtower.runbook.store import RunbookStore, audit_log
+from watchtower.runbook.store import RunbookStore
+from watchtower.runbook.tables import audit_log
 
 MAX_ROWS = 100
 MAX_MESSAGES = 50

@@ -1,77 +1,26 @@
 """The runbook store's alert records: each alert episode and the run it started, and every
 notification the webhook accepted, verbatim (replay, and the deferred intake's queue).
 
-A mixin of `RunbookStore` (watchtower.runbook.store), on the same engine and metadata; split out
-to keep each module small. SQLAlchemy's errors leave it only as `StoreUnavailable`.
+A mixin of `RunbookStore` (watchtower.runbook.store), on the same engine; its tables are in
+watchtower.runbook.tables. SQLAlchemy's errors leave it only as `StoreUnavailable`.
 """
 
 from __future__ import annotations
 
 import builtins
-import contextlib
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Engine,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
-    delete,
-    insert,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy import Engine, delete, insert, or_, select, update
 
-from watchtower.errors import StoreUnavailable
 from watchtower.runbook.errors import NotificationNotFound
 from watchtower.runbook.model import Episode, StoredNotification
-from watchtower.store import metadata
+from watchtower.runbook.tables import MIN_TIME, episodes, guard, notifications, utc
 
-# An alert episode (one runbook, one fingerprint, one `startsAt`) and the run it started: the
-# primary key makes "one run per episode" hold across replicas, retries, HA pairs and
-# repeat_interval. A row outlives its run (that is the point); `execution_id` moves only when a
-# route's cool-down lets a re-run start, by a conditional UPDATE two replicas cannot both win.
-episodes = Table(
-    "runbook_episodes",
-    metadata,
-    Column("key", String(400), primary_key=True),
-    Column("runbook_id", String(64), nullable=False),
-    Column("fingerprint", String(64), nullable=False),
-    Column("starts_at", DateTime(timezone=True), nullable=False),
-    Column("execution_id", String(32), nullable=False),  # the latest run it started
-    Column("runs", Integer, nullable=False, default=1),
-    Column("repeats", Integer, nullable=False, default=0),  # firing deliveries after it finished
-    Column("still_firing_at", DateTime(timezone=True), nullable=True),  # the latest of those
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-Index("runbook_episodes_execution", episodes.c.execution_id)
-
-# Every notification the webhook accepted, verbatim (the bytes Alertmanager sent), for replay:
-# the newest KEEP_NOTIFICATIONS are kept, older ones pruned as new ones arrive.
-notifications = Table(
-    "alert_notifications",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("received_at", DateTime(timezone=True), nullable=False),
-    Column("receiver", String(200), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("alerts", Integer, nullable=False),
-    Column("body", Text, nullable=False),
-    Column("claimed_at", DateTime(timezone=True), nullable=True),  # an intake dispatching it
-    Column("processed_at", DateTime(timezone=True), nullable=True),  # dispatched
-)
-Index("alert_notifications_pending", notifications.c.processed_at)
-KEEP_NOTIFICATIONS = 10_000
+KEEP_NOTIFICATIONS = 10_000  # the newest notifications kept; older ones pruned as new ones come
 _PRUNE_EVERY = 100
-Index("runbook_episodes_fingerprint", episodes.c.fingerprint)
 
 
 class AlertRecords:
@@ -93,104 +42,109 @@ class AlertRecords:
         """Store one accepted notification as it was sent; its id. Old ones beyond `keep` go.
 
         `dispatched=False`: the intake dispatches it from here (claim_notifications)."""
-        with _guard("store a notification"), self.engine.begin() as conn:
-            found = conn.execute(
-                insert(notifications).values(
-                    received_at=received_at,
-                    receiver=receiver[:200],
-                    status=status,
-                    alerts=alerts,
-                    body=body,
-                    processed_at=received_at if dispatched else None,
-                )
-            )
-            key = found.inserted_primary_key
-            assert key is not None
-            number = int(key[0])
-            if number % _PRUNE_EVERY == 0 or keep < _PRUNE_EVERY:
+        arrived = Arrived(
+            body=body, received_at=received_at, receiver=receiver, status=status, alerts=alerts
+        )
+        (number,) = self.keep_notifications([arrived], keep=keep, dispatched=dispatched)
+        return number
+
+    def keep_notifications(
+        self,
+        arrived: Sequence[Arrived],
+        *,
+        keep: int = KEEP_NOTIFICATIONS,
+        dispatched: bool = True,
+    ) -> builtins.list[int]:
+        """Store notifications in one transaction (one INSERT of many rows); their ids, in the
+        order given. Old ones beyond `keep` go (never one not dispatched yet)."""
+        if not arrived:
+            return []
+        rows = [
+            {
+                "received_at": a.received_at,
+                "receiver": a.receiver[:200],
+                "status": a.status,
+                "alerts": a.alerts,
+                "body": a.body,
+                "processed_at": a.received_at if dispatched else None,
+            }
+            for a in arrived
+        ]
+        with guard("store a notification"), self.engine.begin() as conn:
+            found = conn.execute(_KEEP, rows)
+            numbers = [int(r.id) for r in found]
+            if keep < _PRUNE_EVERY or any(n % _PRUNE_EVERY == 0 for n in numbers):
                 # Never one the intake has not dispatched yet: retention is for replay.
                 conn.execute(
                     delete(notifications).where(
-                        notifications.c.id <= number - keep,
+                        notifications.c.id <= max(numbers) - keep,
                         notifications.c.processed_at.is_not(None),
                     )
                 )
-        return number
+        return numbers
 
     def claim_notifications(
         self, *, now: datetime, stale_before: datetime, limit: int
     ) -> builtins.list[StoredNotification]:
         """Take up to `limit` notifications nobody dispatched yet (or whose intake went silent),
-        oldest first; each is then the caller's to dispatch and mark done."""
-        query = (
+        oldest first; each is then the caller's to dispatch and mark done.
+
+        One statement: `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING` the
+        notifications taken (on PostgreSQL another replica's pass skips the rows this one
+        locked; SQLite has one writer). The outer WHERE repeats the condition, so a row another
+        pass took meanwhile is not taken twice."""
+        free = (
+            notifications.c.processed_at.is_(None),
+            or_(notifications.c.claimed_at.is_(None), notifications.c.claimed_at < stale_before),
+        )
+        chosen = (
             select(notifications.c.id)
-            .where(
-                notifications.c.processed_at.is_(None),
-                or_(
-                    notifications.c.claimed_at.is_(None),
-                    notifications.c.claimed_at < stale_before,
-                ),
-            )
+            .where(*free)
             .order_by(notifications.c.id)
             .limit(limit)
+            .with_for_update(skip_locked=True)
         )
-        taken = []
-        with _guard("claim notifications"), self.engine.begin() as conn:
-            for number in [r.id for r in conn.execute(query)]:
-                won = conn.execute(
-                    update(notifications)
-                    .where(
-                        notifications.c.id == number,
-                        notifications.c.processed_at.is_(None),
-                        or_(
-                            notifications.c.claimed_at.is_(None),
-                            notifications.c.claimed_at < stale_before,
-                        ),
-                    )
-                    .values(claimed_at=now)
-                )
-                if won.rowcount == 1:
-                    taken.append(number)
-        return [self.notification(n) for n in taken]
+        query = (
+            update(notifications)
+            .where(notifications.c.id.in_(chosen.scalar_subquery()), *free)
+            .values(claimed_at=now)
+            .returning(*_STORED)
+        )
+        with guard("claim notifications"), self.engine.begin() as conn:
+            rows = conn.execute(query).all()
+        return sorted((_stored(r) for r in rows), key=lambda n: n.id)
 
     def notifications_done(self, numbers: Iterable[int], *, at: datetime) -> None:
         chosen = builtins.list(numbers)
         if not chosen:
             return
-        with _guard("mark notifications dispatched"), self.engine.begin() as conn:
+        with guard("mark notifications dispatched"), self.engine.begin() as conn:
             conn.execute(
                 update(notifications).where(notifications.c.id.in_(chosen)).values(processed_at=at)
             )
 
     def release_notification(self, number: int) -> None:
         """Dispatching it failed: another pass (here or on another replica) takes it again."""
-        with _guard("release a notification"), self.engine.begin() as conn:
+        with guard("release a notification"), self.engine.begin() as conn:
             conn.execute(
                 update(notifications).where(notifications.c.id == number).values(claimed_at=None)
             )
 
     def notification(self, number: int) -> StoredNotification:
-        with _guard("read a notification"), self.engine.connect() as conn:
+        with guard("read a notification"), self.engine.connect() as conn:
             row = conn.execute(select(notifications).where(notifications.c.id == number)).first()
         if row is None:
             raise NotificationNotFound(number)
-        return StoredNotification(
-            id=row.id,
-            received_at=_utc(row.received_at) or datetime.min.replace(tzinfo=UTC),
-            receiver=row.receiver,
-            status=row.status,
-            alerts=row.alerts,
-            body=row.body,
-        )
+        return _stored(row)
 
     def episode(self, key: str) -> Episode | None:
-        with _guard("read an alert episode"), self.engine.connect() as conn:
+        with guard("read an alert episode"), self.engine.connect() as conn:
             row = conn.execute(select(episodes).where(episodes.c.key == key)).first()
         return _episode(row) if row is not None else None
 
     def still_firing(self, key: str, *, at: datetime) -> None:
         """A firing delivery of an episode whose run has ended: counted on the episode."""
-        with _guard("record an alert still firing"), self.engine.begin() as conn:
+        with guard("record an alert still firing"), self.engine.begin() as conn:
             conn.execute(
                 update(episodes)
                 .where(episodes.c.key == key)
@@ -202,8 +156,43 @@ class AlertRecords:
         query = select(episodes.c.execution_id).where(episodes.c.fingerprint == fingerprint)
         if starts_at is not None:
             query = query.where(episodes.c.starts_at == starts_at)
-        with _guard("list an alert episode's runs"), self.engine.connect() as conn:
+        with guard("list an alert episode's runs"), self.engine.connect() as conn:
             return [r.execution_id for r in conn.execute(query)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Arrived:
+    """A notification to keep, as the webhook accepted it."""
+
+    body: str  # verbatim
+    received_at: datetime
+    receiver: str
+    status: str
+    alerts: int
+
+
+# Many rows in one statement (SQLAlchemy's "insertmanyvalues"), their ids in the rows' order.
+_KEEP = insert(notifications).returning(notifications.c.id, sort_by_parameter_order=True)
+
+_STORED = (
+    notifications.c.id,
+    notifications.c.received_at,
+    notifications.c.receiver,
+    notifications.c.status,
+    notifications.c.alerts,
+    notifications.c.body,
+)
+
+
+def _stored(row: Any) -> StoredNotification:
+    return StoredNotification(
+        id=row.id,
+        received_at=utc(row.received_at) or MIN_TIME,
+        receiver=row.receiver,
+        status=row.status,
+        alerts=row.alerts,
+        body=row.body,
+    )
 
 
 def _episode(row: Any) -> Episode:
@@ -211,26 +200,9 @@ def _episode(row: Any) -> Episode:
         key=row.key,
         runbook_id=row.runbook_id,
         fingerprint=row.fingerprint,
-        starts_at=_utc(row.starts_at) or datetime.min.replace(tzinfo=UTC),
+        starts_at=utc(row.starts_at) or MIN_TIME,
         execution_id=row.execution_id,
         runs=row.runs,
         repeats=row.repeats,
-        still_firing_at=_utc(row.still_firing_at),
+        still_firing_at=utc(row.still_firing_at),
     )
-
-
-@contextlib.contextmanager
-def _guard(operation: str) -> Iterator[None]:
-    try:
-        yield
-    except IntegrityError:
-        raise
-    except SQLAlchemyError as exc:
-        cause = type(getattr(exc, "orig", None) or exc).__name__
-        raise StoreUnavailable(f"runbook store: could not {operation} ({cause})") from exc
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -49,24 +49,7 @@ class AlertRuns:
         if mode not in ("automatic", "suggest"):
             raise ValueError(f"mode {mode!r} must be automatic or suggest")
         key = episode_key(runbook.id, alert.fingerprint, alert.starts_at)
-        replaces = None
-        known = self.engine.store.episode(key)
-        if known is not None:
-            earlier = self.engine.store.get(known.execution_id)
-            if not earlier.status.final:
-                return None  # its run is still going: this delivery is the same episode's
-            now = self.engine.now()
-            due = earlier.finished_at is None or (
-                rerun_after is not None and now - earlier.finished_at >= rerun_after
-            )
-            if not due:
-                self.engine.store.still_firing(key, at=now)
-                self.engine.on_still_firing(runbook.id, alert.fingerprint)
-                return None
-            replaces = earlier.id
         claim = f"alert:{runbook.id}:{alert.fingerprint}"
-        if self.engine.store.holder(claim) is not None:
-            return None
         problem = ""
         params: dict[str, Any] = {}
         lock_key = None
@@ -83,22 +66,52 @@ class AlertRuns:
             execution_id="",
         )
         note = f"alert {alert.name} ({alert.fingerprint}), {mode}"
-        if replaces is not None:
-            note += f", a re-run after {rerun_after} (the episode's earlier run: {replaces})"
-        return self.engine._create(
-            runbook,
-            params=params,
-            mode=mode,
-            started_by=ALERTMANAGER,
-            dry_run=False,
-            lock_key=lock_key,
-            claim=None if problem else claim,
-            alert=alert,
-            note=note,
-            refused=problem,
-            episode=episode,
-            replaces=replaces,
-        )
+
+        def create(replaces: str | None = None) -> str | None:
+            said = note
+            if replaces is not None:
+                said += f", a re-run after {rerun_after} (the episode's earlier run: {replaces})"
+            return self.engine._create(
+                runbook,
+                params=params,
+                mode=mode,
+                started_by=ALERTMANAGER,
+                dry_run=False,
+                lock_key=lock_key,
+                claim=None if problem else claim,
+                alert=alert,
+                note=said,
+                refused=problem,
+                episode=episode,
+                replaces=replaces,
+            )
+
+        if not problem:
+            # The usual case, a new episode and a free claim: one transaction, no reads first.
+            # The store inserts the episode and the claim only if neither exists yet.
+            started = create()
+            if started is not None:
+                return started
+        # The episode already has its run, or another of the alert's runs holds the claim (or
+        # the labels were refused): read what is there, then decide.
+        replaces = None
+        known = self.engine.store.episode(key)
+        if known is not None:
+            earlier = self.engine.store.get(known.execution_id)
+            if not earlier.status.final:
+                return None  # its run is still going: this delivery is the same episode's
+            now = self.engine.now()
+            due = earlier.finished_at is None or (
+                rerun_after is not None and now - earlier.finished_at >= rerun_after
+            )
+            if not due:
+                self.engine.store.still_firing(key, at=now)
+                self.engine.on_still_firing(runbook.id, alert.fingerprint)
+                return None
+            replaces = earlier.id
+        if self.engine.store.holder(claim) is not None:
+            return None
+        return create(replaces)
 
     def resolved(
         self, fingerprint: str, *, at: datetime, starts_at: datetime | None = None

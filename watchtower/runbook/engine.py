@@ -274,11 +274,9 @@ class Engine:
             note=note,
             refused=refused,
         )
-        if not self.store.create(record, claim, episode=episode, replaces=replaces):
+        if not self.store.create(record, claim, episode=episode, replaces=replaces, audit=audit):
             return None
         self.worker.wake()
-        for entry in audit:
-            self.store.audit(entry)
         return record.execution.id
 
     # -- people ---------------------------------------------------------------------------------

@@ -1,6 +1,17 @@
 """The webhook's deferred intake: notifications are acknowledged once stored (one write each),
 and dispatched from the store here, on one thread of the web process, in batches.
 
+`keep` is the webhook's one write: the request threads' notifications arriving together are
+stored together, in one transaction (a group commit: the first thread in writes every
+notification waiting, then hands the next batch to one of the threads that arrived meanwhile),
+and each thread returns once its own is committed.
+
+While its thread runs, the process's GIL switch interval is SWITCH_INTERVAL (Python's default is
+5 ms): the intake waits on the database about ten times per alert, and after each wait it needs
+the GIL back from gunicorn's request threads, which, busy, keep it for a whole interval (the
+convoy effect). At 5 ms that alone held dispatching to ~100 alerts/s in the web process; see
+docs/performance.md. The interval is put back when the intake stops.
+
 `dispatch` is the same as the synchronous webhook's (watchtower.alerting): each alert recorded,
 routed alerts' runs started by episode, resolutions passed on. A notification is claimed before
 it is dispatched and marked done after; one whose dispatch failed (the store, a runbook that did
@@ -11,6 +22,7 @@ share the table; dispatching twice starts nothing twice, since runs are keyed by
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -18,10 +30,12 @@ from typing import Any
 
 from watchtower.alerting import AlertRecorder, Route, dispatch, parse_notification
 from watchtower.errors import PayloadError
+from watchtower.runbook.alert_records import Arrived
 
 log = logging.getLogger(__name__)
 
 BATCH = 50
+SWITCH_INTERVAL = 0.0005  # seconds; sys.getswitchinterval() is 0.005 by default
 
 
 class Intake:
@@ -35,6 +49,7 @@ class Intake:
         clock: Callable[[], datetime],
         stale: timedelta = timedelta(seconds=30),
         idle_seconds: float = 1.0,
+        switch_interval: float | None = SWITCH_INTERVAL,
     ) -> None:
         self.store = store
         self.alerts = alerts
@@ -43,15 +58,27 @@ class Intake:
         self.clock = clock
         self.stale = stale
         self.idle_seconds = idle_seconds
+        self.switch_interval = switch_interval  # None: leave the process's as it is
+        self._restore: float | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._writer = GroupWriter(lambda batch: store.keep_notifications(batch, dispatched=False))
+
+    def keep(self, arrived: Arrived) -> int:
+        """Store a notification to dispatch (with those arriving at the same time); its id, once
+        committed. Raises what the store raised (StoreUnavailable)."""
+        return self._writer.write(arrived)
 
     def submit(self) -> None:
         """A notification was stored: dispatch it soon (starting the thread the first time)."""
         with self._lock:
             if self._thread is None:
+                interval = sys.getswitchinterval()
+                if self.switch_interval is not None and self.switch_interval < interval:
+                    self._restore = interval
+                    sys.setswitchinterval(self.switch_interval)
                 self._thread = threading.Thread(target=self._loop, name="intake", daemon=True)
                 self._thread.start()
         self._wake.set()
@@ -61,6 +88,10 @@ class Intake:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        with self._lock:
+            if self._restore is not None:
+                sys.setswitchinterval(self._restore)
+                self._restore = None
 
     def drain(self, *, max_passes: int = 100) -> int:
         """Dispatch every stored notification not yet dispatched, in this thread; how many."""
@@ -117,3 +148,57 @@ class Intake:
             finished.append(stored.id)
         self.store.notifications_done(finished, at=self.clock())
         return len(finished)
+
+
+class _Waiting:
+    def __init__(self, item: Arrived) -> None:
+        self.item = item
+        self.woken = threading.Event()
+        self.lead = False  # woken to write the next batch, not with a result
+        self.result: int | None = None
+        self.error: BaseException | None = None
+
+
+class GroupWriter:
+    """Leader and followers: the first caller writes every item waiting in one call to
+    `write_many`; callers arriving meanwhile wait, and one of them writes the next batch."""
+
+    def __init__(self, write_many: Callable[[list[Arrived]], list[int]]) -> None:
+        self._write_many = write_many
+        self._lock = threading.Lock()
+        self._waiting: list[_Waiting] = []
+        self._writing = False
+
+    def write(self, item: Arrived) -> int:
+        me = _Waiting(item)
+        with self._lock:
+            self._waiting.append(me)
+            lead = not self._writing
+            self._writing = True
+        if not lead:
+            me.woken.wait()
+        if me.lead or lead:
+            self._lead()
+        if me.error is not None:
+            raise me.error
+        assert me.result is not None
+        return me.result
+
+    def _lead(self) -> None:
+        with self._lock:
+            batch, self._waiting = self._waiting, []
+        try:
+            numbers = self._write_many([w.item for w in batch])
+            for waiting, number in zip(batch, numbers, strict=True):
+                waiting.result = number
+        except BaseException as exc:  # every writer of the batch hears it
+            for waiting in batch:
+                waiting.error = exc
+        with self._lock:
+            following = self._waiting[0] if self._waiting else None
+            self._writing = following is not None
+        for waiting in batch:
+            waiting.woken.set()
+        if following is not None:
+            following.lead = True
+            following.woken.set()

@@ -1,46 +1,31 @@
-"""Executions, their steps, the audit log and the claims (locks), through SQLAlchemy Core.
+"""Executions, their steps and the claims (locks), through SQLAlchemy Core; the audit log
+(runbook/audit.py) and the alert records (runbook/alert_records.py) are its mixins.
 
-The tables live on `watchtower.store.metadata`, so `HistoryStore.create_schema()` creates them with
-the rest, in SQLite or PostgreSQL; several replicas share them. Every state change is one
-transaction led by a conditional UPDATE (`WHERE status IN … AND owner …`): two replicas, or an
-approver and a canceller, racing for the same execution cannot both win. The audit log is only
-ever inserted into: this adapter has no method that changes or deletes an entry. It speaks in the
-model's types (`Record`, `RunChange`, `StepChange`, `AuditEntry`); column dicts never leave this
-module, and SQLAlchemy's errors leave it only as `StoreUnavailable`.
+The tables (runbook/tables.py) live on `watchtower.store.metadata`, so
+`HistoryStore.create_schema()` creates them with the rest, in SQLite or PostgreSQL; several
+replicas share them. Every state change is one transaction led by a conditional UPDATE
+(`WHERE status IN … AND owner …`): two replicas, or an approver and a canceller, racing for the
+same execution cannot both win. The audit log is only ever inserted into: no method changes or
+deletes an entry. It speaks in the model's types (`Record`, `RunChange`, `StepChange`,
+`AuditEntry`); column dicts never leave these modules, and SQLAlchemy's errors leave them only
+as `StoreUnavailable`.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
-from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    DateTime,
-    Engine,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Table,
-    Text,
-    delete,
-    insert,
-    or_,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Engine, Table, delete, insert, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from watchtower import tables
-from watchtower.errors import StoreUnavailable
-from watchtower.runbook.alert_records import AlertRecords, _episode, episodes
+from watchtower.runbook.alert_records import AlertRecords, _episode
+from watchtower.runbook.audit import AuditLog, audit_rows
 from watchtower.runbook.errors import ExecutionNotFound
 from watchtower.runbook.model import (
     ANY_OWNER,
@@ -58,92 +43,20 @@ from watchtower.runbook.model import (
     StepStatus,
     episode_key,
 )
+from watchtower.runbook.tables import (
+    MIN_TIME,
+    audit_log,
+    claims,
+    episodes,
+    executions,
+    step_runs,
+)
+from watchtower.runbook.tables import guard as _guard
+from watchtower.runbook.tables import utc as _utc
 from watchtower.store import metadata
 
-executions = Table(
-    "runbook_executions",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    Column("runbook_id", String(64), nullable=False),
-    Column("title", String(200), nullable=False),
-    Column("status", String(32), nullable=False),
-    Column("mode", String(16), nullable=False),
-    Column("dry_run", Boolean, nullable=False),
-    Column("params", JSON, nullable=False),
-    Column("started_by", String(128), nullable=False),
-    Column("alert_fingerprint", String(64), nullable=True),
-    Column("alert_name", String(200), nullable=True),
-    Column("source", Text, nullable=False),  # the runbook as it was when the run started
-    Column("path", String(400), nullable=False),
-    Column("lock_key", String(400), nullable=True),
-    Column("reason", Text, nullable=False, default=""),
-    Column("cursor", Integer, nullable=False, default=0),  # the next step's position
-    Column("owner", String(128), nullable=True),  # the worker advancing it now
-    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
-    Column("stop_reason", Text, nullable=True),  # cancel or resolution asked while a step ran
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("started_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
-    Column("resolved_at", DateTime(timezone=True), nullable=True),
-)
-Index("runbook_executions_status", executions.c.status)
-Index("runbook_executions_created", executions.c.created_at)
-Index("runbook_executions_fingerprint", executions.c.alert_fingerprint)
 
-step_runs = Table(
-    "runbook_step_runs",
-    metadata,
-    Column("execution_id", String(32), ForeignKey("runbook_executions.id"), primary_key=True),
-    Column("step_id", String(64), primary_key=True),
-    Column("position", Integer, nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("title", String(200), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("inputs", JSON, nullable=False),
-    Column("outputs", JSON, nullable=False),
-    Column("plan", JSON, nullable=False),
-    Column("error", Text, nullable=False, default=""),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("started_at", DateTime(timezone=True), nullable=True),
-    Column("finished_at", DateTime(timezone=True), nullable=True),
-    Column("requested_at", DateTime(timezone=True), nullable=True),
-    Column("expires_at", DateTime(timezone=True), nullable=True),
-    Column("decision", String(16), nullable=True),
-    Column("decided_by", String(128), nullable=True),
-    Column("decided_at", DateTime(timezone=True), nullable=True),
-    Column("comment", Text, nullable=False, default=""),
-)
-# The status page's maintenance windows: the executions with a step started lately (`list`).
-Index("runbook_step_runs_started", step_runs.c.started_at)
-
-audit_log = Table(
-    "runbook_audit",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False),
-    Column("execution_id", String(32), nullable=False),
-    Column("runbook_id", String(64), nullable=False),
-    Column("actor", String(128), nullable=False),
-    Column("action", String(32), nullable=False),
-    Column("step_id", String(64), nullable=True),
-    Column("comment", Text, nullable=False, default=""),
-)
-Index("runbook_audit_execution", audit_log.c.execution_id)
-
-# A claim is a unique key an open execution holds: `lock:<runbook>:<target>` while it runs, and
-# `alert:<runbook>:<fingerprint>` while it is open. The primary key makes taking one atomic across
-# replicas; a run's claims go in the same transaction that makes it final.
-claims = Table(
-    "runbook_claims",
-    metadata,
-    Column("key", String(400), primary_key=True),
-    Column("execution_id", String(32), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-)
-Index("runbook_claims_execution", claims.c.execution_id)
-
-
-class RunbookStore(AlertRecords):
+class RunbookStore(AlertRecords, AuditLog):
     """Adapter over a ready SQLAlchemy engine (the caller owns it); speaks in the model's types.
 
     Every SQLAlchemy error is translated here into `StoreUnavailable`, naming the operation.
@@ -173,28 +86,23 @@ class RunbookStore(AlertRecords):
         *,
         episode: Episode | None = None,
         replaces: str | None = None,
+        audit: Iterable[AuditEntry] = (),
     ) -> bool:
-        """Insert a run and its steps; False (nothing written) when `claim` is already held.
+        """Insert a run, its steps and its first `audit` entries in one transaction; False
+        (nothing written) when `claim` is already held.
 
         With `episode`, the run is that alert episode's: False when the episode already has a
         run, unless `replaces` names that run (a re-run after a cool-down) and it still does.
+        The episode and the claim are inserted first, each `ON CONFLICT DO NOTHING RETURNING`:
+        a duplicate delivery costs one statement and a rollback, never an error.
         """
         execution = record.execution
         try:
             with _guard("create an execution"), self.engine.begin() as conn:
                 if episode is not None and replaces is None:
-                    conn.execute(
-                        insert(episodes).values(
-                            key=episode.key,
-                            runbook_id=episode.runbook_id,
-                            fingerprint=episode.fingerprint,
-                            starts_at=episode.starts_at,
-                            execution_id=execution.id,
-                            runs=1,
-                            repeats=0,
-                            created_at=execution.created_at,
-                        )
-                    )
+                    row = _episode_row(episode, execution.id, execution.created_at)
+                    if not _inserted(conn, episodes, row):
+                        raise _Lost()
                 elif episode is not None:
                     moved = conn.execute(
                         update(episodes)
@@ -209,15 +117,18 @@ class RunbookStore(AlertRecords):
                     if moved.rowcount != 1:
                         raise _Lost()
                 if claim is not None:
-                    conn.execute(
-                        insert(claims).values(
-                            key=claim, execution_id=execution.id, created_at=execution.created_at
-                        )
-                    )
-                conn.execute(insert(executions).values(**_execution_row(record)))
+                    row = {"key": claim, "execution_id": execution.id}
+                    if not _inserted(conn, claims, {**row, "created_at": execution.created_at}):
+                        raise _Lost()
+                conn.execute(insert(executions), _execution_row(record))
+                # executemany (psycopg pipelines it), not a multi-row VALUES: SQLAlchemy does
+                # not cache the compilation of those, which costs more than the round trips.
                 rows = [_step_row(execution.id, s) for s in execution.steps]
                 if rows:
                     conn.execute(insert(step_runs), rows)
+                entries = audit_rows(audit)
+                if entries:
+                    conn.execute(insert(audit_log), entries)
         except (IntegrityError, _Lost):
             return False
         return True
@@ -424,65 +335,44 @@ class RunbookStore(AlertRecords):
             row = conn.execute(select(claims.c.execution_id).where(claims.c.key == key)).first()
         return row.execution_id if row is not None else None
 
-    # -- the audit log ----------------------------------------------------------------------------
-
-    def audit(self, entry: AuditEntry) -> None:
-        with _guard("append to the audit log"), self.engine.begin() as conn:
-            conn.execute(
-                insert(audit_log).values(
-                    at=entry.at,
-                    execution_id=entry.execution_id,
-                    runbook_id=entry.runbook_id,
-                    actor=entry.actor,
-                    action=entry.action,
-                    step_id=entry.step_id,
-                    comment=entry.comment,
-                )
-            )
-
-    def audit_entries(
-        self, execution_id: str | None = None, *, limit: int = 500
-    ) -> builtins.list[AuditEntry]:
-        """Oldest first."""
-        query = select(audit_log).order_by(audit_log.c.id)
-        if execution_id is not None:
-            query = query.where(audit_log.c.execution_id == execution_id)
-        with _guard("read the audit log"), self.engine.connect() as conn:
-            return [
-                AuditEntry(
-                    at=_utc(r.at) or datetime.min.replace(tzinfo=UTC),
-                    execution_id=r.execution_id,
-                    runbook_id=r.runbook_id,
-                    actor=r.actor,
-                    action=r.action,
-                    step_id=r.step_id,
-                    comment=r.comment,
-                )
-                for r in conn.execute(query.limit(limit))
-            ]
-
 
 class _Lost(Exception):
-    """Another replica started the episode's re-run first."""
+    """The episode already has its run (or another replica started its re-run first), or the
+    claim is held: the transaction rolls back."""
+
+
+def _inserted(conn: Any, table: Table, row: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING the key: whether the row went in."""
+    found = _INSERT_NEW.get((conn.dialect.name, table.name))
+    if found is None:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        key = table.primary_key.columns.values()[0]
+        found = dialect.insert(table).on_conflict_do_nothing().returning(key)
+        _INSERT_NEW[(conn.dialect.name, table.name)] = found
+    # The row as parameters, not .values(): the statement is built once and compiled once.
+    return conn.execute(found, row).first() is not None
+
+
+_INSERT_NEW: dict[tuple[str, str], Any] = {}
+
+
+def _episode_row(episode: Episode, execution_id: str, at: datetime) -> dict[str, Any]:
+    return {
+        "key": episode.key,
+        "runbook_id": episode.runbook_id,
+        "fingerprint": episode.fingerprint,
+        "starts_at": episode.starts_at,
+        "execution_id": execution_id,
+        "runs": 1,
+        "repeats": 0,
+        "created_at": at,
+    }
 
 
 _OPEN = [
     s.value for s in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.WAITING)
 ]
 _TAKEABLE = [ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value]
-
-
-@contextlib.contextmanager
-def _guard(operation: str) -> Iterator[None]:
-    """SQLAlchemy's errors become StoreUnavailable, naming the store and the operation (never the
-    database URL: it may carry a password). An IntegrityError is the caller's to read."""
-    try:
-        yield
-    except IntegrityError:
-        raise
-    except SQLAlchemyError as exc:
-        cause = type(getattr(exc, "orig", None) or exc).__name__
-        raise StoreUnavailable(f"runbook store: could not {operation} ({cause})") from exc
 
 
 def _execution_row(record: Record) -> dict[str, Any]:
@@ -583,12 +473,6 @@ def _owned(owner: Owner) -> builtins.list[Any]:
     return [executions.c.owner == owner]
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _execution(row: Any, steps: Iterable[Any], episode: Episode | None = None) -> Execution:
     return Execution(
         id=row.id,
@@ -599,7 +483,7 @@ def _execution(row: Any, steps: Iterable[Any], episode: Episode | None = None) -
         dry_run=row.dry_run,
         params=dict(row.params),
         started_by=row.started_by,
-        created_at=_utc(row.created_at) or datetime.min.replace(tzinfo=UTC),
+        created_at=_utc(row.created_at) or MIN_TIME,
         reason=row.reason or "",
         alert_fingerprint=row.alert_fingerprint,
         alert_name=row.alert_name,
@@ -617,8 +501,8 @@ def _step(row: Any) -> StepRun:
     approval = None
     if row.requested_at is not None:
         approval = Approval(
-            requested_at=_utc(row.requested_at) or datetime.min.replace(tzinfo=UTC),
-            expires_at=_utc(row.expires_at) or datetime.min.replace(tzinfo=UTC),
+            requested_at=_utc(row.requested_at) or MIN_TIME,
+            expires_at=_utc(row.expires_at) or MIN_TIME,
             decision=row.decision,
             decided_by=row.decided_by,
             decided_at=_utc(row.decided_at),

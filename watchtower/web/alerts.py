@@ -34,6 +34,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from watchtower import alerting
 from watchtower.config import Settings
 from watchtower.errors import PayloadError
+from watchtower.runbook.alert_records import Arrived
 from watchtower.runbook.errors import NotificationNotFound, ParamError, RunbookError
 from watchtower.runbook.intake import Intake
 from watchtower.runbook.model import execution_json
@@ -185,20 +186,21 @@ def _receive(wt: Watchtower, settings: Settings) -> Any:
 
 
 def _defer(wt: Watchtower, body: bytes, notification: alerting.Notification) -> Any:
-    """One write, then 202; the intake dispatches it from the store (WEBHOOK_DEFERRED)."""
+    """One write (shared with the notifications arriving at the same time), then 202; the
+    intake dispatches it from the store (WEBHOOK_DEFERRED)."""
+    intake: Intake = current_app.extensions[INTAKE]
+    arrived = Arrived(
+        body=body.decode(json.detect_encoding(body)),
+        received_at=wt.now(),
+        receiver=notification.receiver,
+        status=notification.status,
+        alerts=len(notification.alerts),
+    )
     try:
-        kept = wt.runbooks.store.keep_notification(
-            body.decode(json.detect_encoding(body)),
-            received_at=wt.now(),
-            receiver=notification.receiver,
-            status=notification.status,
-            alerts=len(notification.alerts),
-            dispatched=False,
-        )
+        kept = intake.keep(arrived)
     except Exception as exc:  # the store: Alertmanager keeps the notification and retries
         log.exception("could not store a notification of %d alerts", len(notification.alerts))
         return _error(503, "unavailable", f"alerts could not be stored: {type(exc).__name__}")
-    intake: Intake = current_app.extensions[INTAKE]
     intake.submit()
     return _answer(
         202,

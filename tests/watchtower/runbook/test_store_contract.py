@@ -21,6 +21,7 @@ from watchtower.runbook.model import (
     OPEN_STATUSES,
     Approval,
     AuditEntry,
+    Episode,
     ExecutionStatus,
     Record,
     Runbook,
@@ -33,7 +34,7 @@ from watchtower.runbook.store import RunbookStore
 from watchtower.store import engine_for
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
-TABLES = "runbook_step_runs, runbook_claims, runbook_audit, runbook_executions"
+TABLES = "runbook_step_runs, runbook_claims, runbook_audit, runbook_executions, runbook_episodes"
 
 RUNBOOK = Runbook(
     id="flip",
@@ -373,6 +374,48 @@ def test_racing_runs_take_a_claim_once(runs: RunbookStore) -> None:
     answers = race(6, lambda n: runs.claim("lock:flip:x", execution_id=f"e{n}", now=T0))
     assert answers.count(True) == 1
     assert runs.holder("lock:flip:x") == f"e{answers.index(True)}"
+
+
+def test_racing_deliveries_of_one_episode_create_one_run_with_its_audit_entries(
+    runs: RunbookStore,
+) -> None:
+    """The episode and the claim go in first, ON CONFLICT DO NOTHING: the losers write nothing
+    (no run, no audit entry) and raise nothing; the winner's audit entries are in."""
+    episode = Episode(
+        key="flip:fp:2026-05-01T12:00:00.000000Z",
+        runbook_id="flip",
+        fingerprint="fp",
+        starts_at=T0,
+        execution_id="",
+    )
+
+    def deliver(n: int) -> bool:
+        record, audit = machine.created(
+            execution_id=f"d{n}",
+            runbook=RUNBOOK,
+            params={},
+            mode="automatic",
+            started_by="alertmanager",
+            dry_run=False,
+            lock_key=None,
+            now=T0,
+            alert_fingerprint="fp",
+            alert_name="FlagWrong",
+        )
+        assert audit
+        return runs.create(record, "alert:flip:fp", episode=episode, audit=audit)
+
+    answers = race(6, deliver)
+    assert answers.count(True) == 1
+    winner = f"d{answers.index(True)}"
+    assert [e.id for e in runs.list()] == [winner]
+    assert runs.episode(episode.key) == replace(episode, execution_id=winner)
+    assert {e.execution_id for e in runs.audit_entries()} == {winner}
+    # The same episode again, its claim released since: still refused, by the episode alone.
+    assert runs.apply(winner, RunChange(status=ExecutionStatus.SUCCEEDED), held_by=None)
+    assert runs.holder("alert:flip:fp") is None
+    assert not deliver(99)
+    assert [e.id for e in runs.list()] == [winner]
 
 
 # -- the audit log -----------------------------------------------------------------------------
