@@ -130,6 +130,7 @@ def test_the_moto_server_stopped_and_started_again(running: Running) -> None:
         bucket=stack.bucket,
         dual_write=True,
         region=stack.region,
+        alias=stack.resources.alias,  # the sandbox serves its function through an alias
     )
     restarted = time.time()
     took = running.wait_all_ok("after moto came back")
