@@ -126,6 +126,10 @@ class Rehearsal:
             f"REHEARSAL window {settings.window_seconds} s, a sample every "
             f"{settings.sample_interval} s, signers {', '.join(settings.signers)}",
         )
+        # A rehearsal starts where a real cutover does, dual-write on: after an earlier flip or
+        # rehearsal the flag is off, and the flip would record an "off" version to roll back to.
+        if self._stack.scenarios.dual_write_on():
+            self._step("dual-write", "the flag was off (an earlier flip): turned back on first")
         pre = cutover.preflight(now=wt.now())
         failures = "; ".join(pre.gate.failures) or "none"
         self._step(
@@ -220,7 +224,11 @@ class Rehearsal:
         state = self._wt.cutover.verdict(window_id, now=self._wt.now()).state.value
         assert self.progress is not None
         self.progress.outcome.update(verdict=state, rollback=engine.get(back).status.value)
-        self._step("rollback", f"{engine.get(back).status.value}; the window is {state}")
+        ended = engine.get(back)
+        why = "".join(
+            f" (step {s.step_id}: {s.error})" for s in ended.steps if s.status.value == "failed"
+        )
+        self._step("rollback", f"{ended.status.value}{why}; the window is {state}")
 
     def _wait(self, what: str, found: Callable[[], Any], timeout: float = RUNBOOK_WAIT) -> Any:
         deadline = time.monotonic() + timeout

@@ -161,6 +161,15 @@ class ScenarioController:
     def profile(self) -> Profile:
         return self._current.telemetry
 
+    def dual_write_on(self) -> bool:
+        """Turn the function's flag back on (what the pre-cutover service runs with); True when
+        it was off, as an earlier flip or rehearsal leaves it."""
+        with self._lock:
+            if self._levers.function_flag() == "true":
+                return False
+            self._levers.set_function_flag("true")
+            return True
+
     def available(self, scenario: Scenario) -> str | None:
         """None when `scenario` can run here, else why not."""
         if scenario.needs_postgres and not self._postgres:

@@ -115,7 +115,6 @@ def report(demo: Demo, window: str, fmt: str) -> Any:
 
 
 @pytest.mark.slow
-@pytest.mark.timed
 def test_a_rehearsal_is_signed_frozen_verified_and_marked(demo: Demo, tmp_path: Path) -> None:
     assert "watchtower demo rehearse" in demo.output()  # the banner says how
     done = rehearse(demo)
@@ -158,7 +157,6 @@ def test_a_rehearsal_is_signed_frozen_verified_and_marked(demo: Demo, tmp_path: 
 
 
 @pytest.mark.slow
-@pytest.mark.timed
 def test_an_injected_scenario_fails_the_rehearsal_and_it_is_rolled_back(demo: Demo) -> None:
     done = rehearse(demo, "--inject", "legacy-writes")
     print(done.stdout)
