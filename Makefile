@@ -13,7 +13,7 @@ demo: install  ## set up, then run the whole system on this machine
 # Test files run on three workers (pytest-xdist, one file per worker at a time: a module's
 # fixtures, such as the demo's one process, stay on one worker). Most of the suite waits on real
 # servers, so three workers on two cores finish far sooner than one. The tests marked `timed` hold
-# real servers to the clock (a result in every 2 s slot, a window's worth of uploads): they run
+# real servers to the clock (a result in every 2 s slot, a fault seen within seconds): they run
 # after the rest, alone on the machine, where their timings mean something. PYTEST_FLAGS= runs
 # everything serially.
 PYTEST_FLAGS ?= -n 3 --dist loadfile

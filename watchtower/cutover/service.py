@@ -34,6 +34,7 @@ from watchtower.cutover.ports import (
     ResultHistory,
     RunbookEvents,
 )
+from watchtower.cutover.preflight import gather_preflight
 from watchtower.cutover.runbook_sync import RunbookSync
 from watchtower.cutover.runbook_sync import parse_moment as parse_moment  # the forms' parser
 from watchtower.cutover.runbook_sync import versions_comment as versions_comment
@@ -269,7 +270,7 @@ class CutoverService(Signing):
 
     def preflight(self, *, now: datetime, days: int | None = None) -> Preflight:
         days = days or self.cutover.preflight_days
-        report = evidence.gather_preflight(
+        report = gather_preflight(
             settings=self.settings,
             cutover=self.cutover,
             ports=self.preflight_ports,
