@@ -11,19 +11,20 @@ demo: install  ## set up, then run the whole system on this machine
 	$(BIN)/watchtower demo
 
 # Test files run on three workers (pytest-xdist, one file per worker at a time: a module's
-# fixtures, such as the demo's one process, stay on one worker). Most of the suite waits on real
-# servers, so three workers on two cores finish far sooner than one. The tests marked `timed` hold
-# real servers to the clock (a result in every 2 s slot, a fault seen within seconds): they run
-# after the rest, alone on the machine, where their timings mean something. PYTEST_FLAGS= runs
-# everything serially.
+# fixtures, such as the demo's one process, stay on one worker; files with slow tests are handed
+# out first, tests/conftest.py). Most of the suite waits on real servers, so three workers on two
+# cores finish far sooner than one. The tests marked `timed` hold real servers to the clock (a
+# result in every 2 s slot, a fault seen within seconds): they run after the rest, two files at
+# a time, where their timings mean something. PYTEST_FLAGS= TIMED_FLAGS= runs all serially.
 PYTEST_FLAGS ?= -n 3 --dist loadfile
+TIMED_FLAGS ?= -n 2 --dist loadfile
 
 test: install  ## lint, audit the locked dependencies, then the test suite against real local servers
 	scripts/install-system-packages test
 	$(BIN)/ruff check .
 	$(AUDIT)
 	$(BIN)/pytest $(PYTEST_FLAGS) -m "not timed"
-	$(BIN)/pytest -m timed
+	$(BIN)/pytest $(TIMED_FLAGS) -m timed
 
 lint: install
 	$(BIN)/ruff check .

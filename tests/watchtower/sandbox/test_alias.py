@@ -16,6 +16,7 @@ from watchtower.checks.lambda_cold_starts import stream_version
 from watchtower.sandbox import resources
 from watchtower.sandbox.flag_follower import FlagFollower
 from watchtower.sandbox.gateway import FLAG, ImageApi, Invocation
+from watchtower.sandbox.scenarios import ScenarioController
 from watchtower.sandbox.servers import MotoServer
 from watchtower.sandbox.stack import ALIAS, _Levers
 from watchtower.sandbox.telemetry import HEALTHY, Containers, simulate
@@ -108,3 +109,22 @@ def test_simulated_report_lines_go_to_the_served_versions_streams() -> None:
     first, second = tick("1"), tick("2")
     assert [stream_version(s) for s in first] == ["1"]
     assert [stream_version(s) for s in second] == ["2"]
+
+
+def test_a_rehearsal_turns_dual_write_back_on_before_it_flips(
+    moto: MotoServer, lam: object, tmp_path: Path
+) -> None:
+    # After a flip (or a signed rehearsal) the alias serves the flag off; the next rehearsal's
+    # flip would record that version as the one to roll back to. It turns the flag on first.
+    resources.create(
+        moto.url, function=FUNCTION, table="images", bucket="images", dual_write=True, alias=ALIAS
+    )
+    levers = _Levers(lam, FUNCTION, ImageApi({FLAG: "true"}, workdir=tmp_path), alias=ALIAS)
+    scenarios = ScenarioController(levers, postgres=True)
+    assert scenarios.dual_write_on() is False  # already on: nothing published
+    assert lam.get_alias(FunctionName=FUNCTION, Name=ALIAS)["FunctionVersion"] == "1"  # type: ignore[attr-defined]
+    levers.set_function_flag("false")
+    assert scenarios.dual_write_on() is True
+    assert levers.function_flag() == "true"
+    alias = lam.get_alias(FunctionName=FUNCTION, Name=ALIAS)  # type: ignore[attr-defined]
+    assert alias["FunctionVersion"] == "3"  # a version of its own, as a deployment would be
