@@ -1,9 +1,9 @@
 """`watchtower runbooks test` over every runbook in the repository (make test runs it), and over
 broken copies: a compensation removed, an action whose dry run plans other calls than it makes.
 
-The sandbox is the moto server, Redis and PostgreSQL the tests start, arranged as the demo
-arranges its platform (table, bucket, function, distribution, log group); its state is read
-back through boto3 and Redis and compared as plain data.
+The sandbox is the moto server, Redis and PostgreSQL the tests start, arranged by the same
+`Platform` the command uses (table, bucket, function, distribution, log group); its state is
+read back through boto3 and Redis and compared as plain data.
 """
 
 from __future__ import annotations
@@ -13,23 +13,22 @@ import functools
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 import redis
-import urllib3
 
 from image_core.legacy import PostgresGalleryWriter
-from tests.watchtower.runbook.conftest import FUNCTION, TABLE, Aws, MakeHarness
+from tests.watchtower.runbook.conftest import Aws, MakeHarness
 from watchtower.runbook.actions.base import ActionContext
 from watchtower.runbook.engine import Engine
 from watchtower.runbook.model import ApiCall
 from watchtower.runbook.parser import catalog, load
 from watchtower.runbook.step_blocks import Catalog
 from watchtower.runbook.testing import Fixture, Outcome, Tester, _Calls, watch_client
+from watchtower.sandbox.runbook_tests import Platform
 
 REPO_RUNBOOKS = Path(__file__).parents[3] / "runbooks"
 BUDGET = 90.0  # seconds, for every runbook, on two cores
@@ -39,68 +38,12 @@ BUDGET = 90.0  # seconds, for every runbook, on two cores
 FIXTURES = {"disable-dual-write": Fixture(expect={"preflight-report": "failed"})}
 
 
-class MotoSandbox:
-    """The demo's platform in the moto server (and the image service's Redis)."""
-
-    def __init__(self, aws: Aws, cache: redis.Redis) -> None:
-        self.aws = aws
-        self.cache = cache
-        self.distribution = ""
-
-    def reset(self) -> None:
-        urllib3.request("POST", f"{self.aws.url}/moto-api/reset", timeout=10)
-        self.cache.flushdb()
-        self.aws.client.cache_clear()  # type: ignore[attr-defined]
-        self.aws.bucket()
-        self.aws.function({"ENABLE_DYNAMODB_DUAL_WRITE": "true", "IMAGE_TABLE": TABLE})
-        self.aws.table(provisioned=False)
-        self.distribution = self.aws.distribution()
-
-    def setup(self, name: str, spec: Any) -> None:
-        if name == "dynamodb_table":
-            self.aws.client("dynamodb").delete_table(TableName=TABLE)
-            self.aws.client("dynamodb").get_waiter("table_not_exists")
-            self.aws.table(provisioned=spec.get("billing") == "PROVISIONED")
-        elif name == "metric":
-            at = datetime.now(UTC) - timedelta(minutes=1)
-            self.aws.metric(
-                spec["name"],
-                spec["value"],
-                namespace=spec["namespace"],
-                at=at,
-                **spec.get("dimensions", {}),
-            )
-        elif name == "lambda_environment":
-            self.aws.client("lambda").update_function_configuration(
-                FunctionName=FUNCTION, Environment={"Variables": dict(spec)}
-            )
-        else:
-            raise ValueError(f"the sandbox has no setup {name!r}")
-
-    def snapshot(self) -> dict[str, Any]:
-        client = self.aws.client
-        config = client("lambda").get_function_configuration(FunctionName=FUNCTION)
-        concurrency = client("lambda").get_function_concurrency(FunctionName=FUNCTION)
-        table = client("dynamodb").describe_table(TableName=TABLE)["Table"]
-        return {
-            "lambda.environment": config.get("Environment", {}).get("Variables", {}),
-            "lambda.reserved": concurrency.get("ReservedConcurrentExecutions"),
-            "dynamodb.billing": table.get("BillingModeSummary", {}).get("BillingMode"),
-            "dynamodb.throughput": {
-                k: v
-                for k, v in table.get("ProvisionedThroughput", {}).items()
-                if k in ("ReadCapacityUnits", "WriteCapacityUnits")
-            },
-            "redis.keys": sorted(self.cache.scan_iter(count=500)),  # SCAN, never KEYS
-        }
-
-
 @pytest.fixture
 def tester(
     make_harness: MakeHarness, aws: Aws, redis_url: str, legacy_url: str
 ) -> Iterator[Callable[..., Tester]]:
     cache = redis.Redis.from_url(redis_url, decode_responses=True)
-    sandbox = MotoSandbox(aws, cache)
+    sandbox = Platform(aws.url, cache)  # the platform `watchtower runbooks test` uses
     sandbox.reset()
     # The legacy table as the demo has it, for the runbooks that read or backfill it.
     writer = PostgresGalleryWriter(legacy_url)
