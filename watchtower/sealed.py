@@ -34,12 +34,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from watchtower.model import Result
 from watchtower.status import DayTotals, Feed, Hour, Hours, floor_hour
+from watchtower.store.schema import ROLLUP_DAYS
 from watchtower.tables import create_tables, translated
 
 STORE = "history"
 MARKER = ""  # the component of a period's marker row
 KEEP_HOURS = timedelta(hours=48)  # sealed hours older than this before the newest go
-KEEP_DAYS = timedelta(days=400)  # as the daily rollups (watchtower.store.ROLLUP_DAYS)
+KEEP_DAYS = timedelta(days=ROLLUP_DAYS)  # as long as the daily rollups
 metadata = MetaData()
 
 
