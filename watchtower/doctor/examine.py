@@ -232,11 +232,8 @@ class Examiner:
         source = f"lambda configuration of {s.lambda_function}{qualifier}"
         try:
             if s.lambda_alias:
-                alias = self.client("lambda").get_alias(
-                    FunctionName=s.lambda_function, Name=s.lambda_alias
-                )
                 config = self.client("lambda").get_function_configuration(
-                    FunctionName=s.lambda_function, Qualifier=alias["FunctionVersion"]
+                    FunctionName=s.lambda_function, Qualifier=self._served_versions()[0]
                 )
             else:
                 config = self.client("lambda").get_function_configuration(
