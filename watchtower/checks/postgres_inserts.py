@@ -8,15 +8,22 @@ sources, both seeing every writer, not only the image core's metrics:
   the count). A counter that went down means the statistics were reset: the writes since the
   reset are counted, and the reason says so.
 * The table's own `inserted_at` column, when it has one: rows inserted in the check's window.
+
+Requests in flight at the flip still write for a moment after it (the old containers finish what
+they started), as the cutover's evidence allows for (WATCHTOWER_CUTOVER_GRACE). When this process
+saw the flag on and then off, writes until `flip_grace_seconds` after the first reading with it off
+are counted apart, shown and not failing: the rows by their `inserted_at`, the statistics' deltas
+when read within that time (a delta read after it is judged whole). A process that never saw the
+flag on (started after the flip) counts every write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from watchtower.checks.base import Check, CheckContext, TableSql, register
+from watchtower.checks.base import Check, CheckContext, SqlSource, TableSql, register
 from watchtower.checks.dual_write import flag_figure, read_flag
 from watchtower.config import Settings
 from watchtower.model import Result, Status
@@ -67,7 +74,7 @@ class PostgresInserts(Check):
     title = "Legacy PostgreSQL inserts"
     component = "legacy"
     reads = ("sql:legacy_table",)
-    defaults = {"window_seconds": 300}
+    defaults = {"window_seconds": 300, "flip_grace_seconds": 120}
 
     def evaluate(self, ctx: CheckContext) -> Result:
         sql = ctx.sources.legacy_sql
@@ -78,12 +85,6 @@ class PostgresInserts(Check):
                 "the legacy database is not configured (WATCHTOWER_LEGACY_DATABASE_URL)",
             )
         table = sql.table
-        has_inserted_at = bool(sql.scalar(HAS_INSERTED_AT, {}))
-        inserted = (
-            int(sql.scalar(INSERTED_IN_WINDOW, {"since": ctx.now - ctx.window, "until": ctx.now}))
-            if has_inserted_at
-            else 0
-        )
         raw = sql.scalar(TABLE_WRITES, {})
         current = _counters(raw)
         if current is None:
@@ -94,6 +95,19 @@ class PostgresInserts(Check):
         delta, reset = write_delta(previous[1] if previous else None, current)
         _PREVIOUS[key] = (ctx.now, current)
         flag, flag_note = read_flag(ctx)
+        grace_until = _grace_until(key, flag, ctx.now, ctx.params)
+        since = ctx.now - ctx.window
+        counted_from = since if grace_until is None else max(since, grace_until)
+        has_inserted_at = bool(sql.scalar(HAS_INSERTED_AT, {}))
+        inserted = apart = 0
+        if has_inserted_at:
+            inserted = _rows(sql, counted_from, ctx.now)
+            if counted_from > since:
+                apart = _rows(sql, since, counted_from)
+        if delta and grace_until and ctx.now <= grace_until:  # a delta within the grace
+            if not has_inserted_at:
+                apart = delta["ins"]
+            delta = dict.fromkeys(KEYS, 0)
         figures = {
             "inserted_rows": float(inserted),
             "inserted_rows_since_stats_reset": float(current["ins"]),
@@ -101,6 +115,7 @@ class PostgresInserts(Check):
             "updates": None if delta is None else float(delta["upd"]),
             "deletes": None if delta is None else float(delta["del"]),
             "stats_reset": 1.0 if reset else 0.0,
+            "rows_at_the_flip": float(apart),
             "flag": flag_figure(flag),
         }
         # Inserts: the rows' own count when the table has inserted_at, else the statistics'.
@@ -118,7 +133,38 @@ class PostgresInserts(Check):
             reason += "; PostgreSQL's statistics were reset since the previous cycle"
         if delta is None:
             reason += "; the statistics' first reading (updates and deletes from the next cycle)"
+        if grace_until is not None and grace_until > since:
+            grace = ctx.params["flip_grace_seconds"]
+            reason += (
+                f"; {apart} rows written before the flip or up to {grace:.0f} s after it was seen"
+                f" (until {grace_until:%H:%M:%S} UTC) counted apart"
+            )
         return self.result(ctx, status, reason, figures)
+
+
+# When this process read the flag on, and first read it off after that, by legacy database and
+# table (as _PREVIOUS): the flip happened in between.
+_FLAG_SEEN: dict[tuple[str, int], tuple[datetime | None, datetime | None]] = {}
+
+
+def _rows(sql: SqlSource, since: datetime, until: datetime) -> int:
+    return int(sql.scalar(INSERTED_IN_WINDOW, {"since": since, "until": until}))
+
+
+def _grace_until(
+    key: tuple[str, int], flag: bool | None, now: datetime, params: Mapping[str, float]
+) -> datetime | None:
+    """Until when writes are requests in flight at the flip, when this process saw the flip
+    (the flag on, then off); None otherwise. An unreadable flag changes nothing."""
+    on_at, off_at = _FLAG_SEEN.get(key, (None, None))
+    if flag is True:
+        _FLAG_SEEN[key] = (now, None)
+    elif flag is False and on_at is not None and off_at is None:
+        _FLAG_SEEN[key] = (on_at, now)
+        off_at = now
+    if flag is not False or off_at is None:
+        return None
+    return off_at + timedelta(seconds=params["flip_grace_seconds"])
 
 
 def judge(

@@ -54,6 +54,8 @@ DEFAULTS = {
     "WATCHTOWER_SCHEDULER_JITTER": "1",
     # moto answers a 24-hour baseline slowly once hours of datapoints pile up; 30 min is plenty.
     "WATCHTOWER_CHECK_DYNAMODB_WRITES_BASELINE_SECONDS": "1800",
+    # The image API follows the flag within a second or two (flag_follower), not minutes.
+    "WATCHTOWER_CHECK_POSTGRES_INSERTS_FLIP_GRACE_SECONDS": "10",
 }
 # Where Watchtower looks: always the sandbox, whatever the shell says.
 _OWNED = (

@@ -179,3 +179,90 @@ def test_updates_and_deletes_without_inserted_at_are_critical_once_dual_write_is
     assert (result.figures["updates"], result.figures["deletes"]) == (1.0, 1.0)
     quiet = run(settings, "postgres_inserts", now=later + timedelta(minutes=1))
     assert quiet["postgres_inserts"].status is Status.OK
+
+
+def test_writes_in_flight_at_the_flip_are_counted_apart_and_later_ones_are_critical(
+    world: World, moto: MotoServer, legacy_url: str, now: datetime
+) -> None:
+    """Requests in flight when the flag goes off still write for a moment: seen on, then off,
+    the rows until flip_grace_seconds after the first reading with it off are shown, not
+    failing (LegacyInsertsAfterCutover fired after every cutover before); one after is not."""
+    world.function({"ENABLE_DYNAMODB_DUAL_WRITE": "true"})
+    settings = settings_for(moto.url, legacy_database_url=legacy_url)
+    insert_rows(legacy_url, now - timedelta(seconds=30))
+    on = run(settings, "postgres_inserts", now=now)["postgres_inserts"]
+    assert on.status is Status.OK and on.figures["flag"] == 1.0, on.reason
+
+    world.set_environment({"ENABLE_DYNAMODB_DUAL_WRITE": "false"})
+    off_at = now + timedelta(minutes=1)
+    with psycopg.connect(legacy_url, autocommit=True) as conn:  # two requests in flight
+        for n, seconds in enumerate((50, 70)):
+            at = now + timedelta(seconds=seconds)
+            conn.execute(
+                "INSERT INTO gallery_images (id, user_id, original_key, thumbnail_key, "
+                "content_type, width, height, size_bytes, created_at, inserted_at) "
+                "VALUES (%s, 'u-1', 'o', 't', 'image/jpeg', 10, 10, 100, %s, %s)",
+                (f"flight-{n}", at, at),
+            )
+    off = run(settings, "postgres_inserts", now=off_at)["postgres_inserts"]
+    assert off.status is Status.OK, off.reason
+    assert off.figures["inserted_rows"] == 0
+    assert off.figures["rows_at_the_flip"] == 3  # the one before the flip and the two in flight
+    assert "3 rows written before the flip or up to 120 s after it was seen" in off.reason
+
+    stray = off_at + timedelta(seconds=150)  # after the grace: a writer that should not be
+    with psycopg.connect(legacy_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO gallery_images (id, user_id, original_key, thumbnail_key, content_type,"
+            " width, height, size_bytes, created_at, inserted_at) VALUES ('stray', 'u-1', 'o',"
+            " 't', 'image/jpeg', 10, 10, 100, %s, %s)",
+            (stray, stray),
+        )
+    later = run(settings, "postgres_inserts", now=stray + timedelta(seconds=10))
+    result = later["postgres_inserts"]
+    assert result.status is Status.CRITICAL, result.reason
+    assert result.figures["inserted_rows"] == 1
+    assert result.figures["rows_at_the_flip"] == 3
+
+
+def test_a_process_that_never_saw_the_flag_on_counts_every_write(
+    world: World, moto: MotoServer, legacy_url: str, now: datetime
+) -> None:
+    """No flip seen (started after it, or the flag unreadable before): nothing is excused."""
+    world.function({"ENABLE_DYNAMODB_DUAL_WRITE": "false"})
+    settings = settings_for(moto.url, legacy_database_url=legacy_url)
+    insert_rows(legacy_url, now - timedelta(seconds=5))
+    first = run(settings, "postgres_inserts", now=now)["postgres_inserts"]
+    assert first.status is Status.CRITICAL, first.reason
+    assert first.figures["rows_at_the_flip"] == 0
+
+
+def test_statistics_across_the_flip_are_counted_apart_without_inserted_at(
+    world: World, moto: MotoServer, legacy_url: str, now: datetime
+) -> None:
+    """A table with no inserted_at: the statistics' deltas read within the grace are counted
+    apart; a delta read after it is judged whole."""
+    world.function({"ENABLE_DYNAMODB_DUAL_WRITE": "true"})
+    with psycopg.connect(legacy_url, autocommit=True) as conn:
+        conn.execute(NO_INSERTED_AT)
+    settings = settings_for(moto.url, legacy_database_url=legacy_url)
+
+    def write(*ids: str) -> None:
+        with psycopg.connect(legacy_url, autocommit=True) as conn:
+            for id_ in ids:
+                conn.execute("INSERT INTO gallery_images (id, user_id) VALUES (%s, 'u')", (id_,))
+            conn.execute("SELECT pg_stat_force_next_flush()")
+
+    assert run(settings, "postgres_inserts", now=now)["postgres_inserts"].status is Status.OK
+    world.set_environment({"ENABLE_DYNAMODB_DUAL_WRITE": "false"})
+    write("in-flight-1", "in-flight-2")
+    off = run(settings, "postgres_inserts", now=now + timedelta(minutes=1))["postgres_inserts"]
+    assert off.status is Status.OK, off.reason
+    assert off.figures["rows_at_the_flip"] == 2 and off.figures["inserts"] == 0
+    write("late-in-flight")
+    within = run(settings, "postgres_inserts", now=now + timedelta(minutes=3))["postgres_inserts"]
+    assert within.status is Status.OK and within.figures["rows_at_the_flip"] == 1, within.reason
+    write("stray")
+    judged = run(settings, "postgres_inserts", now=now + timedelta(minutes=4))
+    assert judged["postgres_inserts"].status is Status.CRITICAL, judged["postgres_inserts"].reason
+    assert judged["postgres_inserts"].figures["inserts"] == 1
