@@ -14,10 +14,10 @@ demo: install  ## set up, then run the whole system on this machine
 # fixtures, such as the demo's one process, stay on one worker; files with slow tests are handed
 # out first, tests/conftest.py). Most of the suite waits on real servers, so three workers on two
 # cores finish far sooner than one. The tests marked `timed` hold real servers to the clock (a
-# result in every 2 s slot, a fault seen within seconds): they run after the rest, two files at
+# result in every 2 s slot, a fault seen within seconds): they run after the rest, three files at
 # a time, where their timings mean something. PYTEST_FLAGS= TIMED_FLAGS= runs all serially.
 PYTEST_FLAGS ?= -n 3 --dist loadfile
-TIMED_FLAGS ?= -n 2 --dist loadfile
+TIMED_FLAGS ?= -n 3 --dist loadfile
 
 test: install  ## lint, audit the locked dependencies, then the test suite against real local servers
 	scripts/install-system-packages test

@@ -1,4 +1,4 @@
-"""`watchtower demo rehearse` end to end against a real `watchtower demo`, with a 90 s window
+"""`watchtower demo rehearse` end to end against a real `watchtower demo`, with a 60 s window
 sampled every 10 s: pre-flight, disable-dual-write with its approval, evidence, verdict, sign-off,
 a frozen and verified report, all marked REHEARSAL. Plus the settings that make a rehearsal one.
 The failing rehearsal, rolled back, is test_rehearsal_rollback.py (a demo of its own).
@@ -25,7 +25,7 @@ from watchtower.cutover.config import REHEARSAL_ROLE, CutoverSettings, rehearsal
 from watchtower.errors import ConfigError
 from watchtower.sandbox.servers import free_port, which
 
-WINDOW, SAMPLE = 90, 10
+WINDOW, SAMPLE = 60, 10
 VIEWER = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
 
 
