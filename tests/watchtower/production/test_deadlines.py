@@ -1,7 +1,8 @@
 """Every reading within a deadline: a source that does not answer gives a named result on time.
 
 The sources here hang on an event (as a frozen process would), so the tests are quick and exact;
-test_frozen_sources.py freezes the real moto, Redis and PostgreSQL with SIGSTOP.
+test_frozen_sources.py and test_frozen_postgres.py freeze the real moto, Redis and PostgreSQL with
+SIGSTOP.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Sources frozen, not killed: moto, Redis and PostgreSQL each SIGSTOPped in turn under a running
-Watchtower (a real `watchtower serve` over the sandbox stack), then SIGCONTed.
+Watchtower (a real `watchtower serve` over the sandbox stack), then SIGCONTed. PostgreSQL's is
+test_frozen_postgres.py, over a sandbox of its own (so the two files run side by side).
 
 A frozen server accepts connections and never answers, so only deadlines end the wait. For each
 freeze the results name the source and the wait within one interval plus the deadline (plus the
@@ -103,30 +104,4 @@ def test_redis_frozen_loses_no_slot(running: Running) -> None:
         assert latest_first <= ON_TIME, fresh
         page_answers(running)
     running.wait_all_ok("after Redis ran again")
-    running.alive()
-
-
-def test_postgresql_frozen_is_named_and_the_page_stays_up(running: Running) -> None:
-    assert running.stack.postgres is not None
-    running.wait_all_ok("before the freeze")
-    with Frozen(running.stack.postgres) as stopped:
-        wait_for(
-            "the legacy inserts check to go unknown",
-            lambda: running.legacy_unknown(stopped),
-            ON_TIME + 10,
-        )
-        assert time.time() - stopped <= ON_TIME + 10
-        # The history store is frozen too: the page serves its last good view, frozen.
-        page_answers(running)
-        body = running.watchtower.json("/api/v1/status", running.operator)
-        assert body["watchtower"]["state"] == "degraded", body["watchtower"]
-        assert body["frozen"] is not None
-    took = running.wait_all_ok("after PostgreSQL ran again")
-    print(f"\nPostgreSQL frozen: every result ok {took:.1f} s after it ran again")
-    page = running.watchtower.json("/api/v1/status", running.operator)
-    assert page["frozen"] is None or wait_for(
-        "the page to be current again",
-        lambda: running.watchtower.json("/api/v1/status", running.operator)["frozen"] is None,
-        20,
-    )
     running.alive()
