@@ -157,7 +157,7 @@ class LambdaColdStarts(Check):
     name = "lambda_cold_starts"
     title = "Lambda cold starts"
     component = "lambda"
-    reads = ("logs:REPORT",)
+    reads = ("logs:REPORT", "lambda:configuration")  # the alias: which versions it serves
     defaults = {
         "window_seconds": 300,
         "warning_cold_start_ratio": 0.05,

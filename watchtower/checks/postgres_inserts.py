@@ -73,7 +73,7 @@ class PostgresInserts(Check):
     name = "postgres_inserts"
     title = "Legacy PostgreSQL inserts"
     component = "legacy"
-    reads = ("sql:legacy_table",)
+    reads = ("sql:legacy_table", "lambda:configuration")  # the flag the rows are judged by
     defaults = {"window_seconds": 300, "flip_grace_seconds": 120}
 
     def evaluate(self, ctx: CheckContext) -> Result:

@@ -142,7 +142,10 @@ def test_an_account_with_everything_in_place_is_reported_present(
     seen = by_source(findings)
     assert seen["probe upload_get | sign-in with X-User-Id (no token configured)"].state == "ok"
     assert seen["target alias | lambda alias image-api:live"].state == "ok"
-    flag = seen["check dual_write | lambda configuration of image-api:live"]
+    flag = seen[
+        "check dual_write, lambda_cold_starts, postgres_inserts"
+        " | lambda configuration of image-api:live"
+    ]
     assert flag.detail == "readable; ENABLE_DYNAMODB_DUAL_WRITE=true"
     assert text.splitlines()[-1].startswith(
         "watchtower doctor: everything configured is in place ("
