@@ -1,5 +1,6 @@
 """Sealed periods: the status page's per-component figures of closed hours and closed UTC days,
-kept in the history store's database once one replica has computed them.
+kept in the history store's database once one replica has computed them (its tables are on the
+history store's metadata, created with the rest).
 
 A closed hour or day no longer changes, so what the page sums for it (the 24 h uptime's hours
 from raw results, the 90-day bars' days from the daily rollups) is computed once for the whole
@@ -24,7 +25,6 @@ from sqlalchemy import (
     Engine,
     Float,
     Integer,
-    MetaData,
     String,
     Table,
     delete,
@@ -34,14 +34,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from watchtower.model import Result
 from watchtower.status import DayTotals, Feed, Hour, Hours, floor_hour
-from watchtower.store.schema import ROLLUP_DAYS
+from watchtower.store.schema import ROLLUP_DAYS, metadata
 from watchtower.tables import create_tables, translated
 
 STORE = "history"
 MARKER = ""  # the component of a period's marker row
 KEEP_HOURS = timedelta(hours=48)  # sealed hours older than this before the newest go
 KEEP_DAYS = timedelta(days=ROLLUP_DAYS)  # as long as the daily rollups
-metadata = MetaData()
 
 
 def _figures() -> list[Column[Any]]:
@@ -88,7 +87,7 @@ class SealedPeriods:
         self.engine = engine
 
     def create_schema(self) -> None:
-        create_tables(self.engine, metadata, store=STORE)
+        create_tables(self.engine, metadata, [sealed_hours, sealed_days], store=STORE)
 
     @translated(STORE)
     def hours(self, *, since: datetime, until: datetime) -> tuple[set[datetime], Hours]:
