@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from tests.watchtower.contracts.concurrent import race
 from watchtower.model import Alert, Result, Status, StatusCount, StepResult
 from watchtower.status import DayRollup, Feed, totals_of
-from watchtower.store import HistoryStore
+from watchtower.store import HistoryStore, results
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 EAST = timezone(timedelta(hours=5, minutes=30))  # a caller's zone that is not UTC
@@ -303,3 +303,56 @@ def test_an_in_memory_sqlite_store_keeps_what_it_is_given() -> None:
         assert rolled(memory)[("dynamodb", "a")].ok == 1
     finally:
         engine.dispose()
+
+
+# -- the results' version: what the status page keeps its reads under ------------------------------
+
+
+def test_the_version_changes_with_every_write_and_only_then(history: HistoryStore) -> None:
+    empty = history.version()
+    assert history.version() == empty
+    history.add([result("a", 1)])
+    once = history.version()
+    assert once != empty
+    assert history.version() == once  # reads change nothing
+    history.newest_since(T0)
+    history.add([])  # nothing to write
+    assert history.version() == once
+    history.add([result("a", 1)])  # the same moment again is still a write
+    twice = history.version()
+    assert twice not in (empty, once)
+    history.prune(before=T0 - timedelta(days=1))  # deletes nothing, still a write transaction
+    assert history.version() != twice
+
+
+def test_another_replicas_write_changes_the_version_this_one_reads(
+    history: HistoryStore, make_engine: Any
+) -> None:
+    other = HistoryStore(make_engine())
+    history.add([result("a", 1)])
+    before = history.version()
+    assert other.version() == before  # one database, one version
+    other.add([result("b", 2)])
+    assert history.version() != before
+    assert history.version() == other.version()
+
+
+def test_two_replicas_writing_at_once_each_change_the_number(
+    history: HistoryStore, make_engine: Any
+) -> None:
+    # Concurrent writers take turns on the version row (PostgreSQL: its lock until the commit),
+    # so no write's change is lost: a reader can never see new rows under a number it has seen.
+    other = HistoryStore(make_engine())
+    history.add([result("a", 0)])
+    start, _ = history.version()
+    assert start is not None
+
+    def adds(store: HistoryStore, name: str, minutes: range) -> None:
+        for m in minutes:
+            store.add([result(name, m)])
+
+    race(partial(adds, history, "a", range(1, 41, 2)), partial(adds, other, "b", range(2, 41, 2)))
+    number, newest = history.version()
+    assert number == start + 40
+    with history.engine.connect() as conn:
+        assert newest == conn.execute(select(func.max(results.c.id))).scalar_one()
