@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from watchtower.model import Result
+from watchtower.status.states import Feed, Reading, read
 
 T = TypeVar("T")
 Newest = Mapping[str, Sequence[Result]]  # name -> its newest results, oldest first
@@ -69,3 +70,20 @@ class KeptReads:
             elif recent := [r for r in results if r.observed_at >= since]:
                 out[name] = recent
         return out
+
+
+class Readings:
+    """`states.read`, each kept result read once per row: kept results are the same objects
+    from render to render, so a reading is found by the object (held here, so its id is not
+    reused while the reading is kept). One per data version (`KeptReads.get`)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[int, str], tuple[Result, Reading]] = {}
+
+    def __call__(self, feed: Feed, result: Result, row: str) -> Reading:
+        seen = self._seen.get((id(result), row))
+        if seen is not None and seen[0] is result:
+            return seen[1]
+        reading = read(feed, result, row)
+        self._seen[(id(result), row)] = (result, reading)
+        return reading

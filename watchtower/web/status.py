@@ -37,7 +37,7 @@ from watchtower.runtime import Watchtower, feeds_for
 from watchtower.sealed import SealedPeriods
 from watchtower.status import DAYS, Day, Feed, Hours, charts, floor_hour
 from watchtower.status import maintenance as upkeep
-from watchtower.status.kept import KeptReads
+from watchtower.status.kept import KeptReads, Readings
 from watchtower.web.auth import require
 from watchtower.web.status_json import to_json
 
@@ -311,11 +311,11 @@ def feeds(wt: Watchtower) -> list[Feed]:
 
 
 def snapshot(wt: Watchtower, *, now: datetime, cache: PageCache | None = None) -> StatusView:
-    known = feeds(wt)
+    known = tuple(feeds(wt))
     cache = cache or current_app.extensions["watchtower.status.cache"]
     # Read first: the reads kept under it are then never older than it (watchtower.status.kept).
     version = wt.store.version()
-    kept = cache.kept_for(tuple(known))
+    kept = cache.kept_for(known)
     # The two newest of each: a retry (attempt 2) and its first attempt are one run.
     horizon = now - timedelta(seconds=3 * max((f.interval for f in known), default=60))
     recent = kept.newest_since(version, horizon, lambda since: wt.store.newest_since(since))
@@ -326,7 +326,8 @@ def snapshot(wt: Watchtower, *, now: datetime, cache: PageCache | None = None) -
         )
         for f in known
     }
-    components = status.component_states(known, runs, now)
+    readings = kept.get(version, "readings", Readings)
+    components = status.component_states(known, runs, now, reader=readings)
     hours = cache.hours(wt, known, now, version)  # the last 24 h, for the 24 h uptime
     # Runbooks' declared maintenance: shown, and left out of every uptime and day
     # (watchtower.status.maintenance). A window lasts at most MAX_WINDOW, so those touching the
@@ -397,9 +398,11 @@ class PageCache:
         return self.kept
 
     def _check_feeds(self, known: tuple[Feed, ...]) -> None:
+        if known is self._feeds:  # this render's, compared already
+            return
         if known != self._feeds:  # a check or an interval changed: so did the sums
             self._forget()
-            self._feeds = known
+        self._feeds = known
 
     def days(
         self,
@@ -425,8 +428,11 @@ class PageCache:
                     )
                 self._days_until = closed
             cached = {c: dict(days) for c, days in self._days.items()}
+        end = today + timedelta(days=1)
         totals = self._open(
-            version, ("totals", closed), lambda: wt.store.rollup_totals(since=closed)
+            version,
+            ("totals", closed, end),
+            lambda: wt.store.rollup_totals(since=closed, until=end),
         )
         open_ = {(t.component, t.day): t for t in totals}
         open_days = [closed + timedelta(days=n) for n in range((today - closed).days + 1)]

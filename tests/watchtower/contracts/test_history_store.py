@@ -256,6 +256,27 @@ def test_rollup_totals_sum_a_components_sources_as_the_page_does(history: Histor
     assert history.rollup_totals(since=T0.date() + timedelta(days=1)) == []
 
 
+def test_rollup_totals_of_a_short_range_are_those_of_a_long_one(history: HistoryStore) -> None:
+    # A short range is read day by day (an index-friendly form), a long one as a range: the
+    # same days give the same sums, and the range's ends are kept.
+    history.feeds = FEEDS
+    history.add(
+        [result("a", day * 24 * 60, Status.CRITICAL if day % 3 else Status.OK) for day in range(12)]
+        + [result("b", day * 24 * 60 + 5) for day in range(12)]
+    )
+    whole = {(t.component, t.day): t for t in history.rollup_totals(since=T0.date())}
+    assert len(whole) == 12
+    first = T0.date()
+    for since, days in ((2, 1), (2, 2), (0, 7), (3, 8), (10, 5)):
+        start = first + timedelta(days=since)
+        end = start + timedelta(days=days)
+        got = history.rollup_totals(since=start, until=end)
+        assert sorted(got, key=lambda t: t.day) == [
+            t for (_, d), t in sorted(whole.items(), key=lambda kv: kv[0][1]) if start <= d < end
+        ], (since, days)
+    assert history.rollup_totals(since=first, until=first) == []
+
+
 def test_pruning_raw_results_keeps_the_rollups(history: HistoryStore) -> None:
     history.feeds = FEEDS
     history.add([result("a", 1, Status.CRITICAL), result("a", 2)])
