@@ -3,7 +3,10 @@
 The web edge: it reads the clock, the history store and the registries, and hands them to the
 pure rules in `watchtower.status`. The days and the 7/30/90-day uptime read the daily rollups
 the store writes as results arrive; closed days and hours are read once and kept (`PageCache`),
-so a request reads only today's rollups, this hour's counts and probe results.
+so a request reads only today's rollups, this hour's counts and probe results, and the newest
+results; and those only when the results' version (`HistoryStore.version`, one small read at
+the start of every render, so an unreachable store is noticed as before) changed since the
+last render: results stored by any replica show on the next render.
 
 The page outlives the history store: each replica keeps its last good view (`LastGood`). When the
 store is unreachable, `/` and `/api/v1/status` answer 200 with that view under a banner saying
