@@ -98,9 +98,9 @@ def test_a_result_written_by_this_replica_shows_on_the_next_render(
 
 
 def test_a_render_with_nothing_written_since_reads_only_the_version(
-    make_watchtower: Callable[..., Watchtower],
+    make_watchtower: Callable[..., Watchtower], database_url: str
 ) -> None:
-    wt = make_watchtower()
+    wt = make_watchtower(database_url=database_url)
     wt.store.add([check("dynamodb_throttling", T0 - timedelta(seconds=40), Status.OK, "calm")])
     client = create_app(wt).test_client()
     client.get("/")
