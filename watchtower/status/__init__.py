@@ -3,7 +3,8 @@
 Pure: no Flask, no SQL, no clock. The web edge (`watchtower.web.status`) reads the store and the
 clock and hands them in. Modules: `states` (a row's state now, the page's line), `history`
 (hours, uptime, the day bars), `latency` (probe step P50/P95 per hour), `headline` (a result's
-figure in words), `charts` (the SVG). The names below are re-exported from them.
+figure in words), `charts` (the SVG), `kept` (reads kept between renders while the store's
+version holds). The names below are re-exported from them.
 
 The rules, as docs/status-page.md and the page's footer state them:
 

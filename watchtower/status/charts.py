@@ -86,10 +86,16 @@ def when(moment: datetime | None, now: datetime) -> Markup:
     """A `<time>` saying how long ago `moment` was, its exact time in the tooltip; or 'never'."""
     if moment is None:
         return Markup("never")
-    # An ISO time and a fixed strftime format are digits and separators only: nothing to escape.
-    return _escaped(
-        f'<time datetime="{moment.isoformat()}" '
-        f'title="{moment.strftime("%Y-%m-%d %H:%M:%S UTC")}">{_e(ago(moment, now))}</time>'
+    return _escaped(f"{_time_open(moment)}{_e(ago(moment, now))}</time>")
+
+
+@functools.lru_cache(maxsize=4096)
+def _time_open(moment: datetime) -> str:
+    """A moment's `<time>` tag, built once per moment (the page shows the same ones until new
+    results come). An ISO time and a fixed strftime format are digits and separators only:
+    nothing to escape."""
+    return (
+        f'<time datetime="{moment.isoformat()}" title="{moment.strftime("%Y-%m-%d %H:%M:%S UTC")}">'
     )
 
 
@@ -98,10 +104,20 @@ def source_cells(source: SourceState, now: datetime) -> Markup:
     macros: at 500 sources the macros were most of the page's render time."""
     title, every = _feed_parts(source.feed)
     return _escaped(
-        f'<td class="source">{badge(source.state, "mini")} {title}\n'
-        f'        <td class="reason">{_e(source.reason)}</td>\n'
-        f'        <td class="figure">{_e(source.figure or "—")}</td>\n'
-        f'        <td class="checked">{when(source.observed_at, now)}{every}</td>'
+        _source_head(source.state, title, source.reason, source.figure or "—")
+        + f"{when(source.observed_at, now)}{every}</td>"
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _source_head(state: State, title: str, reason: str, figure: str) -> str:
+    """A source's cells up to its `<time>`, escaped once per state and words: they change only
+    with its newest result (or, while it is stale, its age), unlike the time ago."""
+    return (
+        f'<td class="source">{badge(state, "mini")} {title}\n'
+        f'        <td class="reason">{_e(reason)}</td>\n'
+        f'        <td class="figure">{_e(figure)}</td>\n'
+        f'        <td class="checked">'
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -201,7 +201,12 @@ def latest_run(results: Sequence[Result]) -> tuple[Result, ...]:
     return (newest,)
 
 
-def source_state(feed: Feed, row: str, run: Sequence[Result], now: datetime) -> SourceState:
+Reader = Callable[[Feed, Result, str], Reading]  # `read`, or one that remembers (status.kept)
+
+
+def source_state(
+    feed: Feed, row: str, run: Sequence[Result], now: datetime, reader: Reader = read
+) -> SourceState:
     if not run:
         return SourceState(
             feed=feed,
@@ -215,7 +220,7 @@ def source_state(feed: Feed, row: str, run: Sequence[Result], now: datetime) -> 
             stale=False,
         )
     newest = run[-1]
-    readings = [read(feed, r, row) for r in run]
+    readings = [reader(feed, r, row) for r in run]
     # The worst reading of the run; on a tie, the newest says it.
     reading = max(reversed(readings), key=lambda r: r.status.severity)
     age = now - newest.observed_at
@@ -244,12 +249,13 @@ def component_states(
     runs: Mapping[str, Sequence[Result]],
     now: datetime,
     components: Sequence[Component] = COMPONENTS,
+    reader: Reader = read,
 ) -> list[ComponentState]:
     """One state per component, in page order; components no known row names come last."""
     sources: dict[str, list[SourceState]] = defaultdict(list)
     for feed in feeds:
         for row in feed.rows:
-            sources[row].append(source_state(feed, row, runs.get(feed.name, ()), now))
+            sources[row].append(source_state(feed, row, runs.get(feed.name, ()), now, reader))
     known = {c.id for c in components}
     extra = [Component(id=r, title=r.replace("_", " ").capitalize(), covers="") for r in sources]
     rows = [*components, *(c for c in extra if c.id not in known)]

@@ -13,6 +13,8 @@ from watchtower.status import RANK, DayRollup, DayTotals
 from watchtower.store.schema import ROLLUP_DAYS, STATUS, STORE, insert_for, rollups
 from watchtower.tables import translated
 
+SHORT_SPAN = 7  # days: a range this short is read day by day (`totals`)
+
 
 class DailyRollups:
     """One row per component, UTC day and source, over a ready engine (the caller owns it)."""
@@ -96,9 +98,18 @@ class DailyRollups:
             func.sum(r.warning).label("warning"),
             func.sum(r.critical).label("critical"),
             func.sum(r.unknown).label("unknown"),
-        ).where(r.day >= since.isoformat())
-        if until is not None:
-            query = query.where(r.day < until.isoformat())
+        )
+        span = (until - since).days if until is not None else None
+        if span is not None and 0 < span <= SHORT_SPAN:
+            # Named day by day: SQLite then reads them through the day index. Given the range,
+            # it scans the whole table in its primary key's order to group without sorting
+            # (90 days of every source to sum today's: 3.4 ms instead of 0.7 at 500 sources).
+            days = [(since + timedelta(days=n)).isoformat() for n in range(span)]
+            query = query.where(r.day.in_(days))
+        else:
+            query = query.where(r.day >= since.isoformat())
+            if until is not None:
+                query = query.where(r.day < until.isoformat())
         query = query.group_by(r.component, r.day)
         with self.engine.connect() as conn:
             return [

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Engine,
@@ -93,6 +94,16 @@ incident_notes = Table(
     Column("at", DateTime(timezone=True), nullable=False),
 )
 Index("incident_notes_day", incident_notes.c.component, incident_notes.c.day)
+
+# A number per kind of data, changed in the same transaction as every write to it: a reader that
+# keeps what it read (the status page) tells from one small read whether anything changed since.
+# Row "results": the results and their rollups (`HistoryStore.add`, `prune`).
+data_versions = Table(
+    "data_versions",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
 ROLLUP_DAYS = 400
 
 STATUS = {s.value: s for s in Status}  # a dict lookup: Status(value) is slow in bulk

@@ -3,7 +3,10 @@
 The web edge: it reads the clock, the history store and the registries, and hands them to the
 pure rules in `watchtower.status`. The days and the 7/30/90-day uptime read the daily rollups
 the store writes as results arrive; closed days and hours are read once and kept (`PageCache`),
-so a request reads only today's rollups, this hour's counts and probe results.
+so a request reads only today's rollups, this hour's counts and probe results, and the newest
+results; and those only when the results' version (`HistoryStore.version`, one small read at
+the start of every render, so an unreachable store is noticed as before) changed since the
+last render: results stored by any replica show on the next render.
 
 The page outlives the history store: each replica keeps its last good view (`LastGood`). When the
 store is unreachable, `/` and `/api/v1/status` answer 200 with that view under a banner saying
@@ -17,10 +20,11 @@ from __future__ import annotations
 import gzip
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 from flask.sansio.blueprints import BlueprintSetupState
@@ -36,6 +40,7 @@ from watchtower.runtime import Watchtower, feeds_for
 from watchtower.sealed import SealedPeriods
 from watchtower.status import DAYS, Day, Feed, Hours, charts, floor_hour
 from watchtower.status import maintenance as upkeep
+from watchtower.status.kept import KeptReads, Readings
 from watchtower.web.auth import require
 from watchtower.web.status_json import to_json
 
@@ -47,6 +52,7 @@ READ_DEADLINE = 5.0
 # The longest maintenance window a runbook can declare (a silence's longest), with a margin.
 MAX_WINDOW = timedelta(minutes=MAX_SILENCE_MINUTES) + timedelta(hours=1)
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 bp = Blueprint("status", __name__)
 
@@ -308,17 +314,24 @@ def feeds(wt: Watchtower) -> list[Feed]:
 
 
 def snapshot(wt: Watchtower, *, now: datetime, cache: PageCache | None = None) -> StatusView:
-    known = feeds(wt)
+    known = tuple(feeds(wt))
     cache = cache or current_app.extensions["watchtower.status.cache"]
+    # Read first: the reads kept under it are then never older than it (watchtower.status.kept).
+    version = wt.store.version()
+    kept = cache.kept_for(known)
     # The two newest of each: a retry (attempt 2) and its first attempt are one run.
     horizon = now - timedelta(seconds=3 * max((f.interval for f in known), default=60))
-    recent = wt.store.newest_since(horizon, count=2)
+    recent = kept.newest_since(version, horizon, lambda since: wt.store.newest_since(since))
     runs = {
-        f.name: status.latest_run(recent.get(f.name) or wt.store.newest(f.name, count=2))
+        f.name: status.latest_run(
+            recent.get(f.name)
+            or kept.get(version, ("newest", f.name), partial(wt.store.newest, f.name, count=2))
+        )
         for f in known
     }
-    components = status.component_states(known, runs, now)
-    hours = cache.hours(wt, known, now)  # the last 24 h, for the 24 h uptime
+    readings = kept.get(version, "readings", Readings)
+    components = status.component_states(known, runs, now, reader=readings)
+    hours = cache.hours(wt, known, now, version)  # the last 24 h, for the 24 h uptime
     # Runbooks' declared maintenance: shown, and left out of every uptime and day
     # (watchtower.status.maintenance). A window lasts at most MAX_WINDOW, so those touching the
     # last 24 h and today are in the runs with a step started within two of them.
@@ -327,14 +340,15 @@ def snapshot(wt: Watchtower, *, now: datetime, cache: PageCache | None = None) -
         cid: upkeep.exclude(h, [w for w in windows if w.component == cid], now)
         for cid, h in hours.items()
     }
-    by_component = cache.days(wt, known, now, windows)  # 90 days, from the daily rollups
+    by_component = cache.days(wt, known, now, windows, version)  # 90 days, from the rollups
     history = {}
     for c in components:
         days = by_component.get(c.component.id) or status.days_from_rollups([], now)
         history[c.component.id] = ComponentHistory(
             uptime=status.window_uptimes(hours.get(c.component.id, {}), days, now), days=days
         )
-    samples = cache.step_samples(wt, [f.name for f in known if f.kind == "probe"], now)
+    probes = [f.name for f in known if f.kind == "probe"]
+    samples = cache.step_samples(wt, probes, now, version)
     return StatusView(
         now=now,
         sandbox=wt.settings.sandbox,
@@ -357,8 +371,10 @@ class PageCache:
     * Per-component hours of the closed hours of the last 24 h, for the 24 h uptime.
     * Probe step times of closed UTC hours, for the latency charts.
     A period closes `GRACE` after its end, so a run that started before the boundary and was
-    stored after it still lands in it. Open periods are read on every request: today's rollups,
-    this hour's counts and this hour's probe results.
+    stored after it still lands in it. Open periods (today's rollups, this hour's counts and
+    probe results) and the newest results are read again whenever the results' version changed
+    (`kept`, keyed by `HistoryStore.version`): a render with nothing written since the last one
+    reads only the version.
     """
 
     GRACE = timedelta(minutes=5)
@@ -366,9 +382,11 @@ class PageCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._feeds: tuple[Feed, ...] = ()
+        self.kept = KeptReads()
         self._forget()
 
     def _forget(self) -> None:
+        self.kept.forget()
         self._days: dict[str, dict[date, Day]] = {}  # component -> closed day -> Day
         self._days_until: date | None = None  # closed days before this one are cached
         self._hours: Hours = {}
@@ -376,10 +394,18 @@ class PageCache:
         self._steps = status.StepSamples(seconds={}, positions={}, thresholds={})
         self._steps_until: datetime | None = None  # closed hours before this one are cached
 
+    def kept_for(self, known: tuple[Feed, ...]) -> KeptReads:
+        """The kept reads, forgotten first when the feeds changed."""
+        with self._lock:
+            self._check_feeds(known)
+        return self.kept
+
     def _check_feeds(self, known: tuple[Feed, ...]) -> None:
+        if known is self._feeds:  # this render's, compared already
+            return
         if known != self._feeds:  # a check or an interval changed: so did the sums
             self._forget()
-            self._feeds = known
+        self._feeds = known
 
     def days(
         self,
@@ -387,6 +413,7 @@ class PageCache:
         known: Iterable[Feed],
         now: datetime,
         windows: Sequence[upkeep.Window] = (),
+        version: Hashable = None,
     ) -> dict[str, list[Day]]:
         """The last DAYS days by component, oldest first: closed days computed once; the open
         ones' maintenance from `windows`."""
@@ -404,7 +431,13 @@ class PageCache:
                     )
                 self._days_until = closed
             cached = {c: dict(days) for c, days in self._days.items()}
-        open_ = {(t.component, t.day): t for t in wt.store.rollup_totals(since=closed)}
+        end = today + timedelta(days=1)
+        totals = self._open(
+            version,
+            ("totals", closed, end),
+            lambda: wt.store.rollup_totals(since=closed, until=end),
+        )
+        open_ = {(t.component, t.day): t for t in totals}
         open_days = [closed + timedelta(days=n) for n in range((today - closed).days + 1)]
         for (component, d), seconds in upkeep.day_seconds(windows, open_days, now).items():
             open_[(component, d)] = replace(
@@ -421,7 +454,9 @@ class PageCache:
             ]
         return out
 
-    def hours(self, wt: Watchtower, known: Iterable[Feed], now: datetime) -> Hours:
+    def hours(
+        self, wt: Watchtower, known: Iterable[Feed], now: datetime, version: Hashable = None
+    ) -> Hours:
         """Per-component hours of the last 24 h (the current one included)."""
         known = tuple(known)
         first = floor_hour(now) - 23 * status.HOUR
@@ -439,11 +474,14 @@ class PageCache:
             }
             self._hours = merged
             merged = {row: dict(hours) for row, hours in merged.items()}
-        for row, hours in _read_hours(wt, known, since=closed).items():
+        read = self._open(version, ("hours", closed), lambda: _read_hours(wt, known, since=closed))
+        for row, hours in read.items():
             merged.setdefault(row, {}).update(hours)
         return merged
 
-    def step_samples(self, wt: Watchtower, probes: list[str], now: datetime) -> status.StepSamples:
+    def step_samples(
+        self, wt: Watchtower, probes: list[str], now: datetime, version: Hashable = None
+    ) -> status.StepSamples:
         first = floor_hour(now) - (status.LATENCY_HOURS - 1) * status.HOUR
         closed = floor_hour(now - self.GRACE)  # hours before this one are closed
         with self._lock:
@@ -457,7 +495,12 @@ class PageCache:
                 seconds=kept, positions=self._steps.positions, thresholds=self._steps.thresholds
             )
             self._steps = cached
-        return cached.merge(_read_steps(wt, probes, since=closed))
+        key = ("steps", closed, tuple(probes))
+        return cached.merge(self._open(version, key, lambda: _read_steps(wt, probes, since=closed)))
+
+    def _open(self, version: Hashable, key: Hashable, read: Callable[[], T]) -> T:
+        """An open period's read, kept under the results' version; read every time without one."""
+        return read() if version is None else self.kept.get(version, key, read)
 
 
 def _closed_days(wt: Watchtower, *, since: date, until: date) -> list[status.DayTotals]:

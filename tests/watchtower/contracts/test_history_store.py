@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from tests.watchtower.contracts.concurrent import race
 from watchtower.model import Alert, Result, Status, StatusCount, StepResult
 from watchtower.status import DayRollup, Feed, totals_of
-from watchtower.store import HistoryStore
+from watchtower.store import HistoryStore, results
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 EAST = timezone(timedelta(hours=5, minutes=30))  # a caller's zone that is not UTC
@@ -256,6 +256,27 @@ def test_rollup_totals_sum_a_components_sources_as_the_page_does(history: Histor
     assert history.rollup_totals(since=T0.date() + timedelta(days=1)) == []
 
 
+def test_rollup_totals_of_a_short_range_are_those_of_a_long_one(history: HistoryStore) -> None:
+    # A short range is read day by day (an index-friendly form), a long one as a range: the
+    # same days give the same sums, and the range's ends are kept.
+    history.feeds = FEEDS
+    history.add(
+        [result("a", day * 24 * 60, Status.CRITICAL if day % 3 else Status.OK) for day in range(12)]
+        + [result("b", day * 24 * 60 + 5) for day in range(12)]
+    )
+    whole = {(t.component, t.day): t for t in history.rollup_totals(since=T0.date())}
+    assert len(whole) == 12
+    first = T0.date()
+    for since, days in ((2, 1), (2, 2), (0, 7), (3, 8), (10, 5)):
+        start = first + timedelta(days=since)
+        end = start + timedelta(days=days)
+        got = history.rollup_totals(since=start, until=end)
+        assert sorted(got, key=lambda t: t.day) == [
+            t for (_, d), t in sorted(whole.items(), key=lambda kv: kv[0][1]) if start <= d < end
+        ], (since, days)
+    assert history.rollup_totals(since=first, until=first) == []
+
+
 def test_pruning_raw_results_keeps_the_rollups(history: HistoryStore) -> None:
     history.feeds = FEEDS
     history.add([result("a", 1, Status.CRITICAL), result("a", 2)])
@@ -303,3 +324,56 @@ def test_an_in_memory_sqlite_store_keeps_what_it_is_given() -> None:
         assert rolled(memory)[("dynamodb", "a")].ok == 1
     finally:
         engine.dispose()
+
+
+# -- the results' version: what the status page keeps its reads under ------------------------------
+
+
+def test_the_version_changes_with_every_write_and_only_then(history: HistoryStore) -> None:
+    empty = history.version()
+    assert history.version() == empty
+    history.add([result("a", 1)])
+    once = history.version()
+    assert once != empty
+    assert history.version() == once  # reads change nothing
+    history.newest_since(T0)
+    history.add([])  # nothing to write
+    assert history.version() == once
+    history.add([result("a", 1)])  # the same moment again is still a write
+    twice = history.version()
+    assert twice not in (empty, once)
+    history.prune(before=T0 - timedelta(days=1))  # deletes nothing, still a write transaction
+    assert history.version() != twice
+
+
+def test_another_replicas_write_changes_the_version_this_one_reads(
+    history: HistoryStore, make_engine: Any
+) -> None:
+    other = HistoryStore(make_engine())
+    history.add([result("a", 1)])
+    before = history.version()
+    assert other.version() == before  # one database, one version
+    other.add([result("b", 2)])
+    assert history.version() != before
+    assert history.version() == other.version()
+
+
+def test_two_replicas_writing_at_once_each_change_the_number(
+    history: HistoryStore, make_engine: Any
+) -> None:
+    # Concurrent writers take turns on the version row (PostgreSQL: its lock until the commit),
+    # so no write's change is lost: a reader can never see new rows under a number it has seen.
+    other = HistoryStore(make_engine())
+    history.add([result("a", 0)])
+    start, _ = history.version()
+    assert start is not None
+
+    def adds(store: HistoryStore, name: str, minutes: range) -> None:
+        for m in minutes:
+            store.add([result(name, m)])
+
+    race(partial(adds, history, "a", range(1, 41, 2)), partial(adds, other, "b", range(2, 41, 2)))
+    number, newest = history.version()
+    assert number == start + 40
+    with history.engine.connect() as conn:
+        assert newest == conn.execute(select(func.max(results.c.id))).scalar_one()
