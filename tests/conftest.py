@@ -25,7 +25,8 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Files with slow tests first, in their order otherwise: `make test` hands whole files to
-    pytest-xdist's workers in this order, and a long file handed out last would finish last."""
+    pytest-xdist's workers in this order (--no-loadscope-reorder), and a long file handed out
+    last would finish last."""
     slow = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow)
 

@@ -13,6 +13,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[2]
 LEGACY_TESTS = {"test_dual_write.py"}
 
@@ -32,6 +34,7 @@ NO_PSYCOPG = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_the_image_core_runs_its_tests_without_legacy_py_and_psycopg(tmp_path: Path) -> None:
     copy = tmp_path / "repo"
     shutil.copytree(

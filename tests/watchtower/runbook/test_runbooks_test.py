@@ -93,6 +93,7 @@ def report(results: list[Outcome]) -> str:
     return "\n".join(r.line() for r in results)
 
 
+@pytest.mark.slow
 def test_every_runbook_passes_its_dry_run_real_run_and_failure_injection(
     tester: Callable[..., Tester], make_harness: MakeHarness
 ) -> None:
@@ -111,6 +112,7 @@ def test_every_runbook_passes_its_dry_run_real_run_and_failure_injection(
     assert took < BUDGET
 
 
+@pytest.mark.slow
 def test_a_runbook_whose_compensation_was_removed_fails(
     tester: Callable[..., Tester], tmp_path: Path
 ) -> None:
