@@ -159,13 +159,8 @@ class Gunicorn:
             time.sleep(0.2)
 
 
-@contextlib.contextmanager
-def gunicorn(
-    database_url: str, log_dir: Path, name: str, *, deferred: bool = False
-) -> Iterator[Gunicorn]:
-    """Watchtower's web process as the Dockerfile starts it, on a free loopback port."""
-    port = servers.free_port()
-    env = {
+def _environ(database_url: str, *, deferred: bool, intake: str) -> dict[str, str]:
+    return {
         **os.environ,
         **AWS_ENVIRONMENT,
         # Nothing in the web process calls AWS; if something did, it would fail here, on a
@@ -173,8 +168,20 @@ def gunicorn(
         "AWS_ENDPOINT_URL": f"http://{LOOPBACK}:9",
         "WATCHTOWER_DATABASE_URL": database_url,
         "WATCHTOWER_WEBHOOK_TOKEN": TOKEN,
-        "GUNICORN_CMD_ARGS": f"--bind {LOOPBACK}:{port}",
         "WATCHTOWER_WEBHOOK_DEFERRED": "true" if deferred else "false",
+        "WATCHTOWER_WEBHOOK_INTAKE": intake,
+    }
+
+
+@contextlib.contextmanager
+def gunicorn(
+    database_url: str, log_dir: Path, name: str, *, deferred: bool = False, intake: str = "web"
+) -> Iterator[Gunicorn]:
+    """Watchtower's web process as the Dockerfile starts it, on a free loopback port."""
+    port = servers.free_port()
+    env = {
+        **_environ(database_url, deferred=deferred, intake=intake),
+        "GUNICORN_CMD_ARGS": f"--bind {LOOPBACK}:{port}",
     }
     log = log_dir / f"gunicorn-{name}.log"
     with open(log, "wb") as out:
@@ -207,6 +214,43 @@ def gunicorn(
             process.wait()
 
 
+@contextlib.contextmanager
+def scheduler(database_url: str, log_dir: Path, name: str) -> Iterator[int]:
+    """`watchtower scheduler` beside the web process, as production runs it (its schedule, the
+    runbook worker and, with WEBHOOK_INTAKE=scheduler, the deferred intake); its pid."""
+    port = servers.free_port()
+    env = _environ(database_url, deferred=True, intake="scheduler")
+    log = log_dir / f"scheduler-{name}.log"
+    command = [str(Path(sys.executable).parent / "watchtower"), "scheduler"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [*command, "--host", LOOPBACK, "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise ServerUnavailable(f"scheduler exited ({process.returncode}); see {log}")
+            with contextlib.suppress(urllib3.exceptions.HTTPError):
+                url = f"http://{LOOPBACK}:{port}/healthz"
+                if urllib3.request("GET", url, timeout=1, retries=False).status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise ServerUnavailable("scheduler not ready after 30 s")
+            time.sleep(0.1)
+        yield process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def run(*, quick: bool) -> list[Figure]:
     # Quick: a coarser ladder, so that it still reaches the first error within its budget.
     step_seconds, budget, cap = (1.5, 22.0, 20_000) if quick else (3.0, 60.0, 60_000)
@@ -218,9 +262,12 @@ def run(*, quick: bool) -> list[Figure]:
         f"{cap:,} requests per ramp"
     )
 
-    def ramp(server: Gunicorn, what: str, make: MakeRequest) -> Ramp:
+    def ramp(server: Gunicorn, what: str, make: MakeRequest, intake: int | None = None) -> Ramp:
         server.wait_idle()
-        meter = CpuMeter({"gunicorn worker": server.worker, "client": os.getpid()})
+        processes = {"gunicorn worker": server.worker, "client": os.getpid()}
+        if intake is not None:
+            processes["scheduler (intake)"] = intake
+        meter = CpuMeter(processes)
         with meter:
             found = run_ramp(
                 LOOPBACK,
@@ -274,27 +321,41 @@ def run(*, quick: bool) -> list[Figure]:
             finally:
                 postgres.stop()
         # Deferred intake (WATCHTOWER_WEBHOOK_DEFERRED): one write, then 202; executions start
-        # from the stored notification on the intake thread. A fresh cluster, so counts are its.
-        deferred: servers.PostgresServer | None = None
-        with contextlib.suppress(ServerUnavailable):
-            deferred = servers.start_postgres(database="watchtower")
-        if deferred is not None:
+        # from the stored notification on the intake: first on a thread of the web process
+        # (WEBHOOK_INTAKE=web), then in the scheduler's process beside it (=scheduler, woken by
+        # NOTIFY), as production runs it. A fresh cluster each, so counts are its own.
+        for store, run_name in (("deferred-web", "c"), ("deferred", "d")):
+            cluster: servers.PostgresServer | None = None
+            with contextlib.suppress(ServerUnavailable):
+                cluster = servers.start_postgres(database="watchtower")
+            if cluster is None:
+                continue
             try:
-                with gunicorn(deferred.url, logs, "deferred", deferred=True) as server:
-                    results["deferred"] = ramp(
+                with contextlib.ExitStack() as stack:
+                    side = store == "deferred"
+                    server = stack.enter_context(
+                        gunicorn(
+                            cluster.url,
+                            logs,
+                            store,
+                            deferred=True,
+                            intake="scheduler" if side else "web",
+                        )
+                    )
+                    pid = stack.enter_context(scheduler(cluster.url, logs, store)) if side else None
+                    results[store] = ramp(
                         server,
-                        "POST /api/v1/alerts, PostgreSQL, deferred intake",
-                        _webhook(server.port, "c", starts_at),
+                        f"POST /api/v1/alerts, PostgreSQL, {LABELS[store]}",
+                        _webhook(server.port, run_name, starts_at),
+                        pid,
                     )
                     server.wait_idle()
-                    _wait_dispatched(deferred.url)
-                stored["deferred"] = _stored(deferred.url)
-                lags["deferred"], within, at_best = _visible_after(
-                    deferred.url, results["deferred"]
-                )
-                visible["deferred"] = (within, at_best)
+                    _wait_dispatched(cluster.url)
+                stored[store] = _stored(cluster.url)
+                lags[store], within, at_best = _visible_after(cluster.url, results[store])
+                visible[store] = (within, at_best)
             finally:
-                deferred.stop()
+                cluster.stop()
     for store, (alerts, executions) in stored.items():
         accepted = sum(s.ok for s in results[store].steps)
         note(
@@ -307,6 +368,14 @@ def run(*, quick: bool) -> list[Figure]:
             f"P99 {p99 * 1000:.1f} ms"
         )
     return _figures(results, lags, visible)
+
+
+LABELS = {
+    "sqlite": "SQLite",
+    "postgres": "PostgreSQL",
+    "deferred-web": "deferred, intake in the web process",
+    "deferred": "deferred, intake in the scheduler process",
+}
 
 
 def _engine(url: str) -> sqlalchemy.Engine:
@@ -414,15 +483,10 @@ def _figures(
 ) -> list[Figure]:
     base = results["healthz"]
     figures: list[Figure] = []
-    for store in ("sqlite", "postgres", "deferred"):
+    for store, label in LABELS.items():
         ramp = results.get(store)
         if ramp is None:
             continue
-        label = {
-            "sqlite": "SQLite",
-            "postgres": "PostgreSQL",
-            "deferred": "PostgreSQL, deferred intake",
-        }[store]
         if store in lags:
             figures.append(
                 Figure(

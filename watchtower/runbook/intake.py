@@ -1,22 +1,31 @@
 """The webhook's deferred intake: notifications are acknowledged once stored (one write each),
-and dispatched from the store here, on one thread of the web process, in batches.
+and dispatched from the store, in batches, by the intake's thread.
 
 `keep` is the webhook's one write: the request threads' notifications arriving together are
 stored together, in one transaction (a group commit: the first thread in writes every
 notification waiting, then hands the next batch to one of the threads that arrived meanwhile),
-and each thread returns once its own is committed.
+and each thread returns once its own is committed. On PostgreSQL that transaction also NOTIFYs
+the intake.
+
+Where the intake runs (WATCHTOWER_WEBHOOK_INTAKE): `scheduler`, in the process that runs the
+schedule, which starts it (`start`) and wakes on PostgreSQL's NOTIFY (a connection of its own
+LISTENs), or on its own every `idle_seconds` (a lost wake-up, SQLite); `web`, on a thread of the
+web process, started by the first notification it keeps (`submit`). In one process (`watchtower
+serve`, tests) `submit` wakes it directly either way. Keeping it out of the web process keeps
+its database waits off the request threads' GIL: docs/performance.md, "third pass".
 
 While its thread runs, the process's GIL switch interval is SWITCH_INTERVAL (Python's default is
-5 ms): the intake waits on the database about ten times per alert, and after each wait it needs
-the GIL back from gunicorn's request threads, which, busy, keep it for a whole interval (the
-convoy effect). At 5 ms that alone held dispatching to ~100 alerts/s in the web process; see
-docs/performance.md. The interval is put back when the intake stops.
+5 ms): the intake waits on the database several times per pass, and after each wait it needs
+the GIL back from the process's other threads, which, busy, keep it for a whole interval (the
+convoy effect). The interval is put back when the intake stops.
 
-`dispatch` is the same as the synchronous webhook's (watchtower.alerting): each alert recorded,
-routed alerts' runs started by episode, resolutions passed on. A notification is claimed before
-it is dispatched and marked done after; one whose dispatch failed (the store, a runbook that did
-not start) stays claimed and is taken again after `stale`, like one whose intake died (replicas
-share the table; dispatching twice starts nothing twice, since runs are keyed by alert episode).
+A pass takes up to BATCH notifications and dispatches them together (`dispatch_many`: their
+alerts recorded in one statement, their new episodes' runs created in one transaction), with the
+same outcome as the synchronous webhook's `dispatch` alert by alert. A notification is claimed
+before it is dispatched and marked done after; one whose dispatch failed (the store, a runbook
+that did not start) stays claimed and is taken again after `stale`, like one whose intake died
+(replicas share the table; dispatching twice starts nothing twice, since runs are keyed by
+alert episode).
 """
 
 from __future__ import annotations
@@ -30,11 +39,12 @@ from typing import Any
 
 from watchtower.alerting import AlertRecorder, Route, dispatch, parse_notification
 from watchtower.errors import PayloadError
-from watchtower.runbook.alert_records import Arrived
+from watchtower.runbook.alert_records import Arrived, Listener
 
 log = logging.getLogger(__name__)
 
-BATCH = 50
+BATCH = 100
+POLL = 1.0  # seconds: the longest a notification waits when no wake-up reached the intake
 SWITCH_INTERVAL = 0.0005  # seconds; sys.getswitchinterval() is 0.005 by default
 
 
@@ -48,8 +58,9 @@ class Intake:
         routes: Sequence[Route],
         clock: Callable[[], datetime],
         stale: timedelta = timedelta(seconds=30),
-        idle_seconds: float = 1.0,
+        idle_seconds: float = POLL,
         switch_interval: float | None = SWITCH_INTERVAL,
+        here: bool = True,
     ) -> None:
         self.store = store
         self.alerts = alerts
@@ -59,6 +70,10 @@ class Intake:
         self.stale = stale
         self.idle_seconds = idle_seconds
         self.switch_interval = switch_interval  # None: leave the process's as it is
+        # True: `submit` starts the intake in this process (WEBHOOK_INTAKE=web); False: the
+        # scheduler's process `start`s it, and it LISTENs for what other processes keep.
+        self.here = here
+        self._deaf = False  # the last attempt to LISTEN failed (said once, not every poll)
         self._restore: float | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -72,7 +87,14 @@ class Intake:
         return self._writer.write(arrived)
 
     def submit(self) -> None:
-        """A notification was stored: dispatch it soon (starting the thread the first time)."""
+        """A notification was stored: dispatch it soon (starting the thread the first time,
+        when the intake runs here)."""
+        if self.here:
+            self.start()
+        self._wake.set()
+
+    def start(self) -> None:
+        """Run the intake's thread in this process (once; `stop` is final)."""
         with self._lock:
             if self._thread is None:
                 interval = sys.getswitchinterval()
@@ -81,7 +103,6 @@ class Intake:
                     sys.setswitchinterval(self.switch_interval)
                 self._thread = threading.Thread(target=self._loop, name="intake", daemon=True)
                 self._thread.start()
-        self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -104,14 +125,42 @@ class Intake:
         return done
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.idle_seconds)
-            self._wake.clear()
+        listener = None
+        try:
+            while not self._stop.is_set():
+                listener = self._wait(listener)
+                self._wake.clear()
+                try:
+                    while self._pass() and not self._stop.is_set():
+                        pass
+                except Exception:  # the store: the next pass tries again
+                    log.exception("the webhook intake could not dispatch stored notifications")
+        finally:
+            if listener is not None:
+                listener.close()
+
+    def _wait(self, listener: Listener | None) -> Listener | None:
+        """Until woken (NOTIFY, this process's `submit`) or `idle_seconds`; the listener to
+        wait on next time (None: polling, until LISTEN works again)."""
+        if listener is None and not self.here:
             try:
-                while self._pass() and not self._stop.is_set():
-                    pass
-            except Exception:  # the store: the next pass tries again
-                log.exception("the webhook intake could not dispatch stored notifications")
+                listener = self.store.listen_for_notifications()
+            except Exception as exc:
+                if not self._deaf:
+                    log.warning("the webhook intake polls: it could not LISTEN (%s)", exc)
+                self._deaf = True
+            else:
+                self._deaf = False
+        if listener is None or self._wake.is_set():
+            self._wake.wait(self.idle_seconds)
+            return listener
+        try:
+            listener.wait(self.idle_seconds)
+        except Exception as exc:
+            log.warning("the webhook intake stopped hearing NOTIFY (%s); polls meanwhile", exc)
+            listener.close()
+            return None
+        return listener
 
     def _pass(self) -> int:
         now = self.clock()

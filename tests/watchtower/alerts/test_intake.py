@@ -5,6 +5,7 @@ intake; dispatching twice (two replicas, a retry) starts nothing twice."""
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ from watchtower.runbook.alert_records import Arrived
 from watchtower.runbook.intake import SWITCH_INTERVAL, GroupWriter, Intake
 from watchtower.runbook.tables import notifications
 from watchtower.runtime import Watchtower
+from watchtower.sandbox.servers import LOOPBACK, PostgresServer
 from watchtower.web import create_app
 
 TOKEN = "hook-secret-61bd"
@@ -33,6 +35,7 @@ def watchtower(make_watchtower: Callable[..., Watchtower]) -> Watchtower:
         clock=time.time,
         webhook_token=TOKEN,
         webhook_deferred=True,
+        webhook_intake="web",  # dispatched in this process: no scheduler here
         anonymous_role=None,
         secret_key="k" * 32,
     )
@@ -238,3 +241,91 @@ def test_the_intake_shortens_the_gil_switch_interval_while_it_runs_and_puts_it_b
     assert sys.getswitchinterval() == SWITCH_INTERVAL
     intake.stop()
     assert sys.getswitchinterval() == before
+
+
+@pytest.fixture
+def pg_database(postgres_server: PostgresServer) -> str:
+    import psycopg
+
+    name = f"intake_{secrets.token_hex(4)}"
+    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"postgresql://postgres@{LOOPBACK}:{postgres_server.port}/{name}"
+
+
+def test_the_scheduler_side_intake_is_woken_by_notify_from_another_process(
+    pg_database: str, make_watchtower: Callable[..., Watchtower]
+) -> None:
+    """WEBHOOK_INTAKE=scheduler: the web replica only keeps the notification; the scheduler's
+    intake, polling only once a minute here, dispatches it within seconds: the keep's NOTIFY
+    woke it."""
+    settings = {
+        "database_url": pg_database,
+        "clock": time.time,
+        "webhook_token": TOKEN,
+        "webhook_deferred": True,
+        "anonymous_role": None,
+        "secret_key": "k" * 32,
+    }
+    web = make_watchtower(**settings)
+    scheduler = make_watchtower(**settings)
+    assert web.intake is not None and scheduler.intake is not None
+    assert not scheduler.intake.here  # the default: the scheduler's process dispatches
+    scheduler.intake.idle_seconds = 60.0
+    scheduler.intake.start()
+    client = create_app(web).test_client()
+    body = payload(am_alert("ImageUploadProbeFailing", fingerprint="ab12", probe="upload_get"))
+    # Wait until it listens: a notification kept before would wait for the poll.
+    deadline = time.monotonic() + 30
+    while not _listening(pg_database) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    post(client, json.dumps(body).encode())
+    assert web.intake._thread is None  # the web process dispatches nothing itself
+    deadline = time.monotonic() + 20
+    while not scheduler.runbooks.list() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (run,) = scheduler.runbooks.list()
+    assert run.alert_fingerprint == "ab12"
+
+
+def _listening(url: str) -> bool:
+    """Some session of this database has LISTENed (its last statement)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND query LIKE 'LISTEN %'"
+        ).fetchone()
+    return bool(found is not None and found[0] > 0)
+
+
+def test_without_a_wake_up_the_intake_polls(watchtower: Watchtower) -> None:
+    """A notification kept with nobody woken (SQLite: no NOTIFY; or a lost one) is dispatched
+    by the next poll."""
+    intake = Intake(
+        store=watchtower.runbooks.store,
+        alerts=watchtower.store,
+        engine=watchtower.runbooks,
+        routes=watchtower.settings.routes,
+        clock=watchtower.now,
+        idle_seconds=0.05,
+        here=False,
+    )
+    intake.start()
+    try:
+        body = json.dumps(payload(am_alert("SomethingElse", fingerprint="c0ffee")))
+        watchtower.runbooks.store.keep_notification(
+            body,
+            received_at=watchtower.now(),
+            receiver="w",
+            status="firing",
+            alerts=1,
+            dispatched=False,
+        )
+        deadline = time.monotonic() + 20
+        while watchtower.store.alert("c0ffee") is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert watchtower.store.alert("c0ffee") is not None
+    finally:
+        intake.stop()
