@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
@@ -257,6 +257,10 @@ class HistoryStore:
     def record_alert(self, alert: Alert, *, received_at: datetime) -> bool:
         """Keep the alert's latest state; False when it is older (`IncidentLog.record_alert`)."""
         return self.incidents.record_alert(alert, received_at=received_at)
+
+    def record_alerts(self, received: Sequence[tuple[Alert, datetime]]) -> list[bool]:
+        """`record_alert` for many, in order, in one transaction (`IncidentLog.record_alerts`)."""
+        return self.incidents.record_alerts(received)
 
     def alert(self, fingerprint: str) -> Alert | None:
         return self.incidents.alert(fingerprint)

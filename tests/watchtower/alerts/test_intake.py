@@ -115,11 +115,14 @@ def test_a_notification_whose_runbook_fails_to_start_is_taken_again_later(
         ).encode(),
     )
     real = watchtower.runbooks.start_from_alert
+    real_many = watchtower.runbooks.start_from_alerts
 
     def broken(*args: object, **kwargs: object) -> str | None:
         raise RuntimeError("the engine is down")
 
+    # The intake starts a pass's runs together (start_from_alerts), the webhook one by one.
     monkeypatch.setattr(watchtower.runbooks, "start_from_alert", broken)
+    monkeypatch.setattr(watchtower.runbooks, "start_from_alerts", broken)
     retry = Intake(
         store=watchtower.runbooks.store,
         alerts=watchtower.store,
@@ -130,6 +133,7 @@ def test_a_notification_whose_runbook_fails_to_start_is_taken_again_later(
     )
     assert retry.drain() == 0  # not done: still pending
     monkeypatch.setattr(watchtower.runbooks, "start_from_alert", real)
+    monkeypatch.setattr(watchtower.runbooks, "start_from_alerts", real_many)
     assert retry.drain() == 1
     assert len(watchtower.runbooks.list()) == 1
 
