@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from tests.watchtower.alerts.test_alerting import am_alert, payload
+from watchtower.alerting import dispatch, parse_notification
 from watchtower.errors import StoreUnavailable
 from watchtower.runbook.alert_records import Arrived
 from watchtower.runbook.intake import SWITCH_INTERVAL, GroupWriter, Intake
@@ -333,3 +334,112 @@ def test_without_a_wake_up_the_intake_polls(watchtower: Watchtower) -> None:
         assert watchtower.store.alert("c0ffee") is not None
     finally:
         intake.stop()
+
+
+def _episode_mix() -> list[bytes]:
+    """One fingerprint's episode fires, resolves, fires again (a new startsAt) and is
+    delivered twice more; another alert's run refused (its label does not fit); an unrouted
+    alert."""
+    first, second = "2026-11-27T10:00:00Z", "2026-11-27T11:00:00Z"
+    routed = {"fingerprint": "e1", "probe": "upload_get"}
+    return [
+        json.dumps(payload(*body)).encode()
+        for body in (
+            [am_alert("ImageUploadProbeFailing", starts_at=first, **routed)],
+            [
+                am_alert(
+                    "ImageUploadProbeFailing",
+                    status="resolved",
+                    starts_at=first,
+                    ends_at="2026-11-27T10:05:00Z",
+                    **routed,
+                )
+            ],
+            [am_alert("ImageUploadProbeFailing", starts_at=second, **routed)],
+            [am_alert("ImageUploadProbeFailing", starts_at=second, **routed)],
+            [am_alert("ImageUploadProbeFailing", fingerprint="e2", bucket="Not A Bucket!")],
+            [am_alert("SomethingElse", fingerprint="e3")],
+            [am_alert("ImageUploadProbeFailing", starts_at=second, **routed)],
+        )
+    ]
+
+
+def test_a_pass_dispatched_together_ends_as_the_webhook_one_by_one(
+    make_watchtower: Callable[..., Watchtower],
+) -> None:
+    """dispatch_many (the intake, a pass at once) against dispatch (the synchronous webhook,
+    notification after notification): the same runs, in the same states, the same alerts."""
+    ends: list[object] = []
+    for together in (True, False):
+        wt = make_watchtower(clock=time.time, webhook_deferred=together, webhook_intake="web")
+        bodies = _episode_mix()
+        if together:
+            for body in bodies:
+                wt.runbooks.store.keep_notification(
+                    body.decode(),
+                    received_at=wt.now(),
+                    receiver="w",
+                    status="firing",
+                    alerts=1,
+                    dispatched=False,
+                )
+            assert wt.intake is not None and wt.intake.drain() == len(bodies)
+        else:
+            for body in bodies:
+                dispatch(
+                    parse_notification(body),
+                    routes=wt.settings.routes,
+                    store=wt.store,
+                    runbooks=wt.runbooks,
+                    now=wt.now(),
+                )
+        runs = sorted(
+            (r.alert_fingerprint, r.status.value, r.resolved_at is not None)
+            for r in wt.runbooks.list()
+        )
+        alerts = sorted((a.fingerprint, a.status, a.starts_at) for a in wt.store.firing_alerts())
+        ends.append((runs, alerts))
+    assert ends[0] == ends[1]
+    runs, _ = ends[0]  # type: ignore[misc]
+    # e1's first episode cancelled by its resolution, its second pending; e2's labels refused.
+    assert runs == [("e1", "cancelled", True), ("e1", "pending", False), ("e2", "failed", False)]
+
+
+def test_two_intakes_dispatching_the_same_deliveries_at_once_start_one_run_per_episode(
+    pg_database: str, make_watchtower: Callable[..., Watchtower]
+) -> None:
+    """Two replicas' intakes on one PostgreSQL, each taking notifications the other has
+    claimed (stale 0): 30 episodes delivered five times each start 30 runs."""
+    replicas = [make_watchtower(database_url=pg_database, clock=time.time) for _ in range(2)]
+    store = replicas[0].runbooks.store
+    for _delivery in range(5):
+        for n in range(30):
+            alert = am_alert("ImageUploadProbeFailing", fingerprint=f"f{n:02d}", probe="upload_get")
+            store.keep_notification(
+                json.dumps(payload(alert)),
+                received_at=replicas[0].now(),
+                receiver="w",
+                status="firing",
+                alerts=1,
+                dispatched=False,
+            )
+    intakes = [
+        Intake(
+            store=wt.runbooks.store,
+            alerts=wt.store,
+            engine=wt.runbooks,
+            routes=wt.settings.routes,
+            clock=wt.now,
+            stale=timedelta(0),
+        )
+        for wt in replicas
+    ]
+    threads = [threading.Thread(target=intake.drain) for intake in intakes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    while any(intake.drain() for intake in intakes):
+        pass
+    runs = replicas[1].runbooks.list(100)
+    assert sorted(r.alert_fingerprint for r in runs) == [f"f{n:02d}" for n in range(30)]
