@@ -215,16 +215,19 @@ def gunicorn(
 
 
 @contextlib.contextmanager
-def scheduler(database_url: str, log_dir: Path, name: str) -> Iterator[int]:
-    """`watchtower scheduler` beside the web process, as production runs it (its schedule, the
-    runbook worker and, with WEBHOOK_INTAKE=scheduler, the deferred intake); its pid."""
+def side_process(
+    database_url: str, log_dir: Path, name: str, command: str, *, intake: str
+) -> Iterator[int]:
+    """`watchtower scheduler` (its schedule, the runbook worker and, with
+    WEBHOOK_INTAKE=scheduler, the deferred intake) or `watchtower intake` (=process) beside
+    the web process, as production runs them; its pid."""
     port = servers.free_port()
-    env = _environ(database_url, deferred=True, intake="scheduler")
-    log = log_dir / f"scheduler-{name}.log"
-    command = [str(Path(sys.executable).parent / "watchtower"), "scheduler"]
+    env = _environ(database_url, deferred=True, intake=intake)
+    log = log_dir / f"{command}-{name}.log"
+    program = str(Path(sys.executable).parent / "watchtower")
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [*command, "--host", LOOPBACK, "--port", str(port)],
+            [program, command, "--host", LOOPBACK, "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -233,13 +236,13 @@ def scheduler(database_url: str, log_dir: Path, name: str) -> Iterator[int]:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                raise ServerUnavailable(f"scheduler exited ({process.returncode}); see {log}")
+                raise ServerUnavailable(f"{command} exited ({process.returncode}); see {log}")
             with contextlib.suppress(urllib3.exceptions.HTTPError):
                 url = f"http://{LOOPBACK}:{port}/healthz"
                 if urllib3.request("GET", url, timeout=1, retries=False).status == 200:
                     break
             if time.monotonic() > deadline:
-                raise ServerUnavailable("scheduler not ready after 30 s")
+                raise ServerUnavailable(f"{command} not ready after 30 s")
             time.sleep(0.1)
         yield process.pid
     finally:
@@ -262,12 +265,13 @@ def run(*, quick: bool) -> list[Figure]:
         f"{cap:,} requests per ramp"
     )
 
-    def ramp(server: Gunicorn, what: str, make: MakeRequest, intake: int | None = None) -> Ramp:
+    def ramp(
+        server: Gunicorn, what: str, make: MakeRequest, beside: dict[str, int] | None = None
+    ) -> Ramp:
         server.wait_idle()
-        processes = {"gunicorn worker": server.worker, "client": os.getpid()}
-        if intake is not None:
-            processes["scheduler (intake)"] = intake
-        meter = CpuMeter(processes)
+        meter = CpuMeter(
+            {"gunicorn worker": server.worker, "client": os.getpid(), **(beside or {})}
+        )
         with meter:
             found = run_ramp(
                 LOOPBACK,
@@ -321,33 +325,37 @@ def run(*, quick: bool) -> list[Figure]:
             finally:
                 postgres.stop()
         # Deferred intake (WATCHTOWER_WEBHOOK_DEFERRED): one write, then 202; executions start
-        # from the stored notification on the intake: first on a thread of the web process
-        # (WEBHOOK_INTAKE=web), then in the scheduler's process beside it (=scheduler, woken by
-        # NOTIFY), as production runs it. A fresh cluster each, so counts are its own.
-        for store, run_name in (("deferred-web", "c"), ("deferred", "d")):
+        # from the stored notification on the intake: on a thread of the web process
+        # (WEBHOOK_INTAKE=web, no other process), in the scheduler's process beside it
+        # (=scheduler, woken by NOTIFY), and in a process of its own beside both (=process).
+        # A fresh cluster each, so counts are its own.
+        for store, run_name in (("deferred-web", "c"), ("deferred", "d"), ("deferred-own", "e")):
             cluster: servers.PostgresServer | None = None
             with contextlib.suppress(ServerUnavailable):
                 cluster = servers.start_postgres(database="watchtower")
             if cluster is None:
                 continue
+            place = {"deferred-web": "web", "deferred": "scheduler", "deferred-own": "process"}
+            intake = place[store]
             try:
                 with contextlib.ExitStack() as stack:
-                    side = store == "deferred"
                     server = stack.enter_context(
-                        gunicorn(
-                            cluster.url,
-                            logs,
-                            store,
-                            deferred=True,
-                            intake="scheduler" if side else "web",
-                        )
+                        gunicorn(cluster.url, logs, store, deferred=True, intake=intake)
                     )
-                    pid = stack.enter_context(scheduler(cluster.url, logs, store)) if side else None
+                    beside: dict[str, int] = {}
+                    if intake != "web":
+                        beside["scheduler"] = stack.enter_context(
+                            side_process(cluster.url, logs, store, "scheduler", intake=intake)
+                        )
+                    if intake == "process":
+                        beside["intake"] = stack.enter_context(
+                            side_process(cluster.url, logs, store, "intake", intake=intake)
+                        )
                     results[store] = ramp(
                         server,
                         f"POST /api/v1/alerts, PostgreSQL, {LABELS[store]}",
                         _webhook(server.port, run_name, starts_at),
-                        pid,
+                        beside,
                     )
                     server.wait_idle()
                     _wait_dispatched(cluster.url)
@@ -375,6 +383,7 @@ LABELS = {
     "postgres": "PostgreSQL",
     "deferred-web": "deferred, intake in the web process",
     "deferred": "deferred, intake in the scheduler process",
+    "deferred-own": "deferred, intake in its own process",
 }
 
 

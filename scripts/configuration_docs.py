@@ -194,7 +194,7 @@ ACCEPTS: dict[str, str] = {
     "_users": "`name:role:secret`, comma-separated; role `viewer`, `operator` or `admin`; a "
     "plain secret of 32 random bytes or more, or a password hash",
     "_anonymous_role": "`none`, `viewer`, `operator` or `admin`",
-    "_intake_place": "`scheduler` or `web`",
+    "_intake_place": "`scheduler`, `process` or `web`",
     "_header_name": "an HTTP header name",
     "_networks": "addresses or CIDR blocks, comma-separated (IPv4 or IPv6)",
     "_proxy_users": "`name:role`, comma-separated; role `viewer`, `operator` or `admin`",

@@ -140,7 +140,7 @@ def _routes_file(name: str, raw: str) -> tuple[Route, ...]:
     return parse_routes(data, source=f"{name}={path}")
 
 
-INTAKE_PLACES = ("scheduler", "web")
+INTAKE_PLACES = ("scheduler", "process", "web")
 
 
 def _intake_place(name: str, raw: str) -> str:
@@ -299,7 +299,8 @@ class Settings:
     # what started).
     webhook_deferred: bool = False
     # Where deferred notifications are dispatched: `scheduler`, the process that runs the
-    # schedule (`watchtower scheduler`, or `watchtower serve` without --no-scheduler), woken by
+    # schedule (`watchtower scheduler`, or `watchtower serve` without --no-scheduler); `process`,
+    # a process of its own (`watchtower intake`, beside the scheduler); both woken by
     # PostgreSQL's NOTIFY and polling every second; `web`, a thread of the web process that
     # stored the notification (one process, no scheduler anywhere).
     webhook_intake: str = "scheduler"

@@ -206,7 +206,8 @@ class Watchtower:
         # At start-up, then hourly: the runbook worker runs (again) wherever jobs are scheduled.
         scheduler.add("runbooks", 3600, self.runbooks.start_worker, locked=False)
         # The deferred webhook's intake (WATCHTOWER_WEBHOOK_INTAKE=scheduler), likewise.
-        if self.settings.webhook_deferred and self.intake is not None and not self.intake.here:
+        if self.settings.webhook_deferred and self.settings.webhook_intake == "scheduler":
+            assert self.intake is not None  # built with the rest
             scheduler.add("intake", 3600, self.intake.start, locked=False)
         # Evidence samples while a cutover window is open.
         schedule_cutover(scheduler, self.cutover, self.now)

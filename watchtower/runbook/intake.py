@@ -8,9 +8,10 @@ and each thread returns once its own is committed. On PostgreSQL that transactio
 the intake.
 
 Where the intake runs (WATCHTOWER_WEBHOOK_INTAKE): `scheduler`, in the process that runs the
-schedule, which starts it (`start`) and wakes on PostgreSQL's NOTIFY (a connection of its own
-LISTENs), or on its own every `idle_seconds` (a lost wake-up, SQLite); `web`, on a thread of the
-web process, started by the first notification it keeps (`submit`). In one process (`watchtower
+schedule, which starts it (`start`); `process`, in a process of its own (`watchtower intake`);
+either way it wakes on PostgreSQL's NOTIFY (a connection of its own LISTENs), or on its own
+every `idle_seconds` (a lost wake-up, SQLite); `web`, on a thread of the web process, started
+by the first notification it keeps (`submit`). In one process (`watchtower
 serve`, tests) `submit` wakes it directly either way. Keeping it out of the web process keeps
 its database waits off the request threads' GIL: docs/performance.md, "third pass".
 
@@ -115,6 +116,10 @@ class Intake:
                     sys.setswitchinterval(self.switch_interval)
                 self._thread = threading.Thread(target=self._loop, name="intake", daemon=True)
                 self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
