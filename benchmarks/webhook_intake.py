@@ -3,9 +3,14 @@
 Watchtower's web process as the Dockerfile runs it: gunicorn with watchtower/gunicorn_conf.py
 (one gthread worker, 8 threads, access log on), the app from `watchtower.wsgi:create_app()`,
 settings from the environment, on a free loopback port. Its history store is a SQLite file,
-then (a second gunicorn) a throwaway PostgreSQL cluster. The web process never schedules: the
-executions the webhook starts stay pending (the runbook worker lives in `watchtower scheduler`,
-not started here).
+then (a second gunicorn) a throwaway PostgreSQL cluster; with the webhook dispatching before it
+answers, the web process alone (the executions it starts stay pending: nothing runs them).
+
+The deferred intake (WATCHTOWER_WEBHOOK_DEFERRED) is measured three ways, each on a fresh
+PostgreSQL, with `watchtower scheduler` beside gunicorn as production runs it (its runbook
+worker runs the executions the intake starts, on the same cores): on a thread of the web
+process (WEBHOOK_INTAKE=web); in the scheduler's process (=scheduler, woken by NOTIFY); and in
+a process of its own (=process: `watchtower intake` beside both).
 
 The load is an open-loop step ramp (benchmarks/ramp.py): POST /api/v1/alerts with valid
 Alertmanager version-4 notifications of one alert each (`group_by: ['...']`, as
@@ -326,9 +331,8 @@ def run(*, quick: bool) -> list[Figure]:
                 postgres.stop()
         # Deferred intake (WATCHTOWER_WEBHOOK_DEFERRED): one write, then 202; executions start
         # from the stored notification on the intake: on a thread of the web process
-        # (WEBHOOK_INTAKE=web, no other process), in the scheduler's process beside it
-        # (=scheduler, woken by NOTIFY), and in a process of its own beside both (=process).
-        # A fresh cluster each, so counts are its own.
+        # (WEBHOOK_INTAKE=web), in the scheduler's process (=scheduler, woken by NOTIFY), and
+        # in a process of its own (=process). A fresh cluster each, so counts are its own.
         for store, run_name in (("deferred-web", "c"), ("deferred", "d"), ("deferred-own", "e")):
             cluster: servers.PostgresServer | None = None
             with contextlib.suppress(ServerUnavailable):
@@ -342,11 +346,13 @@ def run(*, quick: bool) -> list[Figure]:
                     server = stack.enter_context(
                         gunicorn(cluster.url, logs, store, deferred=True, intake=intake)
                     )
-                    beside: dict[str, int] = {}
-                    if intake != "web":
-                        beside["scheduler"] = stack.enter_context(
+                    # The scheduler runs beside each, as in production: its runbook worker
+                    # runs the executions the intake starts, on the same two cores.
+                    beside = {
+                        "scheduler": stack.enter_context(
                             side_process(cluster.url, logs, store, "scheduler", intake=intake)
                         )
+                    }
                     if intake == "process":
                         beside["intake"] = stack.enter_context(
                             side_process(cluster.url, logs, store, "intake", intake=intake)
