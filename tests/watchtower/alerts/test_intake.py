@@ -443,3 +443,15 @@ def test_two_intakes_dispatching_the_same_deliveries_at_once_start_one_run_per_e
         pass
     runs = replicas[1].runbooks.list(100)
     assert sorted(r.alert_fingerprint for r in runs) == [f"f{n:02d}" for n in range(30)]
+
+
+@pytest.mark.parametrize(
+    ("place", "scheduled"), [("scheduler", True), ("process", False), ("web", False)]
+)
+def test_the_scheduler_runs_the_intake_only_where_the_setting_puts_it(
+    make_watchtower: Callable[..., Watchtower], place: str, scheduled: bool
+) -> None:
+    wt = make_watchtower(webhook_deferred=True, webhook_intake=place)
+    assert wt.intake is not None and wt.intake.here == (place == "web")
+    jobs = {job.id for job in wt.scheduler()._scheduler.get_jobs()}
+    assert ("intake" in jobs) == scheduled
