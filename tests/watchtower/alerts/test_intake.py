@@ -455,3 +455,18 @@ def test_the_scheduler_runs_the_intake_only_where_the_setting_puts_it(
     assert wt.intake is not None and wt.intake.here == (place == "web")
     jobs = {job.id for job in wt.scheduler()._scheduler.get_jobs()}
     assert ("intake" in jobs) == scheduled
+
+
+def test_the_intake_process_is_healthy_while_its_intake_runs(watchtower: Watchtower) -> None:
+    """`watchtower intake`'s /healthz: 503 once the intake has stopped, so a container health
+    check restarts a process whose intake died."""
+    from watchtower.scheduler_main import create_intake_app
+
+    assert watchtower.intake is not None
+    client = create_intake_app(watchtower).test_client()
+    assert client.get("/healthz").status_code == 503  # not started yet
+    watchtower.intake.start()
+    assert client.get("/healthz").status_code == 200
+    watchtower.intake.stop()
+    answer = client.get("/healthz")
+    assert answer.status_code == 503 and answer.json == {"status": "intake stopped"}
