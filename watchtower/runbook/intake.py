@@ -107,15 +107,17 @@ class Intake:
         self._wake.set()
 
     def start(self) -> None:
-        """Run the intake's thread in this process (once; `stop` is final)."""
+        """Run the intake's thread in this process, or again if it died (the scheduler calls
+        this hourly, like the runbook worker's start); `stop` is final."""
         with self._lock:
-            if self._thread is None:
-                interval = sys.getswitchinterval()
-                if self.switch_interval is not None and self.switch_interval < interval:
-                    self._restore = interval
-                    sys.setswitchinterval(self.switch_interval)
-                self._thread = threading.Thread(target=self._loop, name="intake", daemon=True)
-                self._thread.start()
+            if self._stop.is_set() or self.running:
+                return
+            interval = sys.getswitchinterval()
+            if self.switch_interval is not None and self.switch_interval < interval:
+                self._restore = interval if self._restore is None else self._restore
+                sys.setswitchinterval(self.switch_interval)
+            self._thread = threading.Thread(target=self._loop, name="intake", daemon=True)
+            self._thread.start()
 
     @property
     def running(self) -> bool:
