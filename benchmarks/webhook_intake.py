@@ -579,3 +579,49 @@ def _figures(
             )
         )
     return figures
+
+
+def intake_cpu(count: int = 1000, rounds: int = 2) -> list[tuple[float, float]]:
+    """The intake alone, insensitive to the machine's load: `count` of the ramp's notifications
+    kept, then `Intake.drain()` on a throwaway PostgreSQL in this process; (CPU ms, wall ms) per
+    alert for each round (`time.process_time`: this process's CPU only, not PostgreSQL's)."""
+    from watchtower.config import Settings
+    from watchtower.runbook.alert_records import Arrived
+    from watchtower.runtime import build
+
+    cluster = servers.start_postgres(database="watchtower")
+    figures = []
+    try:
+        wt = build(Settings(database_url=cluster.url, webhook_deferred=True))
+        assert wt.intake is not None
+        starts_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+        try:
+            for n in range(rounds):
+                received = wt.now()
+                bodies = [notification(i, "abcdef"[n % 6], starts_at) for i in range(count)]
+                kept = [
+                    Arrived(
+                        body=b.decode(),
+                        received_at=received,
+                        receiver="w",
+                        status="firing",
+                        alerts=1,
+                    )
+                    for b in bodies
+                ]
+                for first in range(0, count, 50):
+                    wt.runbooks.store.keep_notifications(kept[first : first + 50], dispatched=False)
+                cpu, wall = time.process_time(), time.perf_counter()
+                done = wt.intake.drain(max_passes=100_000)
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                figures.append((cpu * 1000 / done, wall * 1000 / done))
+        finally:
+            wt.close()
+    finally:
+        cluster.stop()
+    return figures
+
+
+if __name__ == "__main__":  # .venv/bin/python -m benchmarks.webhook_intake [COUNT]
+    for cpu_ms, wall_ms in intake_cpu(int(sys.argv[1]) if len(sys.argv) > 1 else 1000):
+        print(f"intake alone: {cpu_ms:.3f} ms CPU, {wall_ms:.3f} ms wall per alert")
