@@ -11,8 +11,8 @@ Where the intake runs (WATCHTOWER_WEBHOOK_INTAKE): `scheduler`, in the process t
 schedule, which starts it (`start`); `process`, in a process of its own (`watchtower intake`);
 either way it wakes on PostgreSQL's NOTIFY (a connection of its own LISTENs), or on its own
 every `idle_seconds` (a lost wake-up, SQLite); `web`, on a thread of the web process, started
-by the first notification it keeps (`submit`). In one process (`watchtower
-serve`, tests) `submit` wakes it directly either way. Keeping it out of the web process keeps
+by the first notification it keeps (`submit`). In one process (`watchtower serve`, tests)
+`submit` wakes it directly either way. Keeping it out of the web process keeps
 its database waits off the request threads' GIL: docs/performance.md, "third pass".
 
 While its thread runs, the process's GIL switch interval is SWITCH_INTERVAL (Python's default is
@@ -84,7 +84,7 @@ class Intake:
         self.idle_seconds = idle_seconds
         self.switch_interval = switch_interval  # None: leave the process's as it is
         # True: `submit` starts the intake in this process (WEBHOOK_INTAKE=web); False: the
-        # scheduler's process `start`s it, and it LISTENs for what other processes keep.
+        # scheduler's or its own process `start`s it, and it LISTENs for what others keep.
         self.here = here
         self._deaf = False  # the last attempt to LISTEN failed (said once, not every poll)
         self._restore: float | None = None
