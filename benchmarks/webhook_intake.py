@@ -3,9 +3,14 @@
 Watchtower's web process as the Dockerfile runs it: gunicorn with watchtower/gunicorn_conf.py
 (one gthread worker, 8 threads, access log on), the app from `watchtower.wsgi:create_app()`,
 settings from the environment, on a free loopback port. Its history store is a SQLite file,
-then (a second gunicorn) a throwaway PostgreSQL cluster. The web process never schedules: the
-executions the webhook starts stay pending (the runbook worker lives in `watchtower scheduler`,
-not started here).
+then (a second gunicorn) a throwaway PostgreSQL cluster; with the webhook dispatching before it
+answers, the web process alone (the executions it starts stay pending: nothing runs them).
+
+The deferred intake (WATCHTOWER_WEBHOOK_DEFERRED) is measured three ways, each on a fresh
+PostgreSQL, with `watchtower scheduler` beside gunicorn as production runs it (its runbook
+worker runs the executions the intake starts, on the same cores): on a thread of the web
+process (WEBHOOK_INTAKE=web); in the scheduler's process (=scheduler, woken by NOTIFY); and in
+a process of its own (=process: `watchtower intake` beside both).
 
 The load is an open-loop step ramp (benchmarks/ramp.py): POST /api/v1/alerts with valid
 Alertmanager version-4 notifications of one alert each (`group_by: ['...']`, as
@@ -159,13 +164,8 @@ class Gunicorn:
             time.sleep(0.2)
 
 
-@contextlib.contextmanager
-def gunicorn(
-    database_url: str, log_dir: Path, name: str, *, deferred: bool = False
-) -> Iterator[Gunicorn]:
-    """Watchtower's web process as the Dockerfile starts it, on a free loopback port."""
-    port = servers.free_port()
-    env = {
+def _environ(database_url: str, *, deferred: bool, intake: str) -> dict[str, str]:
+    return {
         **os.environ,
         **AWS_ENVIRONMENT,
         # Nothing in the web process calls AWS; if something did, it would fail here, on a
@@ -173,8 +173,20 @@ def gunicorn(
         "AWS_ENDPOINT_URL": f"http://{LOOPBACK}:9",
         "WATCHTOWER_DATABASE_URL": database_url,
         "WATCHTOWER_WEBHOOK_TOKEN": TOKEN,
-        "GUNICORN_CMD_ARGS": f"--bind {LOOPBACK}:{port}",
         "WATCHTOWER_WEBHOOK_DEFERRED": "true" if deferred else "false",
+        "WATCHTOWER_WEBHOOK_INTAKE": intake,
+    }
+
+
+@contextlib.contextmanager
+def gunicorn(
+    database_url: str, log_dir: Path, name: str, *, deferred: bool = False, intake: str = "web"
+) -> Iterator[Gunicorn]:
+    """Watchtower's web process as the Dockerfile starts it, on a free loopback port."""
+    port = servers.free_port()
+    env = {
+        **_environ(database_url, deferred=deferred, intake=intake),
+        "GUNICORN_CMD_ARGS": f"--bind {LOOPBACK}:{port}",
     }
     log = log_dir / f"gunicorn-{name}.log"
     with open(log, "wb") as out:
@@ -207,6 +219,46 @@ def gunicorn(
             process.wait()
 
 
+@contextlib.contextmanager
+def side_process(
+    database_url: str, log_dir: Path, name: str, command: str, *, intake: str
+) -> Iterator[int]:
+    """`watchtower scheduler` (its schedule, the runbook worker and, with
+    WEBHOOK_INTAKE=scheduler, the deferred intake) or `watchtower intake` (=process) beside
+    the web process, as production runs them; its pid."""
+    port = servers.free_port()
+    env = _environ(database_url, deferred=True, intake=intake)
+    log = log_dir / f"{command}-{name}.log"
+    program = str(Path(sys.executable).parent / "watchtower")
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [program, command, "--host", LOOPBACK, "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise ServerUnavailable(f"{command} exited ({process.returncode}); see {log}")
+            with contextlib.suppress(urllib3.exceptions.HTTPError):
+                url = f"http://{LOOPBACK}:{port}/healthz"
+                if urllib3.request("GET", url, timeout=1, retries=False).status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise ServerUnavailable(f"{command} not ready after 30 s")
+            time.sleep(0.1)
+        yield process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def run(*, quick: bool) -> list[Figure]:
     # Quick: a coarser ladder, so that it still reaches the first error within its budget.
     step_seconds, budget, cap = (1.5, 22.0, 20_000) if quick else (3.0, 60.0, 60_000)
@@ -218,9 +270,13 @@ def run(*, quick: bool) -> list[Figure]:
         f"{cap:,} requests per ramp"
     )
 
-    def ramp(server: Gunicorn, what: str, make: MakeRequest) -> Ramp:
+    def ramp(
+        server: Gunicorn, what: str, make: MakeRequest, beside: dict[str, int] | None = None
+    ) -> Ramp:
         server.wait_idle()
-        meter = CpuMeter({"gunicorn worker": server.worker, "client": os.getpid()})
+        meter = CpuMeter(
+            {"gunicorn worker": server.worker, "client": os.getpid(), **(beside or {})}
+        )
         with meter:
             found = run_ramp(
                 LOOPBACK,
@@ -274,27 +330,46 @@ def run(*, quick: bool) -> list[Figure]:
             finally:
                 postgres.stop()
         # Deferred intake (WATCHTOWER_WEBHOOK_DEFERRED): one write, then 202; executions start
-        # from the stored notification on the intake thread. A fresh cluster, so counts are its.
-        deferred: servers.PostgresServer | None = None
-        with contextlib.suppress(ServerUnavailable):
-            deferred = servers.start_postgres(database="watchtower")
-        if deferred is not None:
+        # from the stored notification on the intake: on a thread of the web process
+        # (WEBHOOK_INTAKE=web), in the scheduler's process (=scheduler, woken by NOTIFY), and
+        # in a process of its own (=process). A fresh cluster each, so counts are its own.
+        for store, run_name in (("deferred-web", "c"), ("deferred", "d"), ("deferred-own", "e")):
+            cluster: servers.PostgresServer | None = None
+            with contextlib.suppress(ServerUnavailable):
+                cluster = servers.start_postgres(database="watchtower")
+            if cluster is None:
+                continue
+            place = {"deferred-web": "web", "deferred": "scheduler", "deferred-own": "process"}
+            intake = place[store]
             try:
-                with gunicorn(deferred.url, logs, "deferred", deferred=True) as server:
-                    results["deferred"] = ramp(
+                with contextlib.ExitStack() as stack:
+                    server = stack.enter_context(
+                        gunicorn(cluster.url, logs, store, deferred=True, intake=intake)
+                    )
+                    # The scheduler runs beside each, as in production: its runbook worker
+                    # runs the executions the intake starts, on the same two cores.
+                    beside = {
+                        "scheduler": stack.enter_context(
+                            side_process(cluster.url, logs, store, "scheduler", intake=intake)
+                        )
+                    }
+                    if intake == "process":
+                        beside["intake"] = stack.enter_context(
+                            side_process(cluster.url, logs, store, "intake", intake=intake)
+                        )
+                    results[store] = ramp(
                         server,
-                        "POST /api/v1/alerts, PostgreSQL, deferred intake",
-                        _webhook(server.port, "c", starts_at),
+                        f"POST /api/v1/alerts, PostgreSQL, {LABELS[store]}",
+                        _webhook(server.port, run_name, starts_at),
+                        beside,
                     )
                     server.wait_idle()
-                    _wait_dispatched(deferred.url)
-                stored["deferred"] = _stored(deferred.url)
-                lags["deferred"], within, at_best = _visible_after(
-                    deferred.url, results["deferred"]
-                )
-                visible["deferred"] = (within, at_best)
+                    _wait_dispatched(cluster.url)
+                stored[store] = _stored(cluster.url)
+                lags[store], within, at_best = _visible_after(cluster.url, results[store])
+                visible[store] = (within, at_best)
             finally:
-                deferred.stop()
+                cluster.stop()
     for store, (alerts, executions) in stored.items():
         accepted = sum(s.ok for s in results[store].steps)
         note(
@@ -307,6 +382,15 @@ def run(*, quick: bool) -> list[Figure]:
             f"P99 {p99 * 1000:.1f} ms"
         )
     return _figures(results, lags, visible)
+
+
+LABELS = {
+    "sqlite": "SQLite",
+    "postgres": "PostgreSQL",
+    "deferred-web": "deferred, intake in the web process",
+    "deferred": "deferred, intake in the scheduler process",
+    "deferred-own": "deferred, intake in its own process",
+}
 
 
 def _engine(url: str) -> sqlalchemy.Engine:
@@ -414,15 +498,10 @@ def _figures(
 ) -> list[Figure]:
     base = results["healthz"]
     figures: list[Figure] = []
-    for store in ("sqlite", "postgres", "deferred"):
+    for store, label in LABELS.items():
         ramp = results.get(store)
         if ramp is None:
             continue
-        label = {
-            "sqlite": "SQLite",
-            "postgres": "PostgreSQL",
-            "deferred": "PostgreSQL, deferred intake",
-        }[store]
         if store in lags:
             figures.append(
                 Figure(
@@ -500,3 +579,49 @@ def _figures(
             )
         )
     return figures
+
+
+def intake_cpu(count: int = 1000, rounds: int = 2) -> list[tuple[float, float]]:
+    """The intake alone, insensitive to the machine's load: `count` of the ramp's notifications
+    kept, then `Intake.drain()` on a throwaway PostgreSQL in this process; (CPU ms, wall ms) per
+    alert for each round (`time.process_time`: this process's CPU only, not PostgreSQL's)."""
+    from watchtower.config import Settings
+    from watchtower.runbook.alert_records import Arrived
+    from watchtower.runtime import build
+
+    cluster = servers.start_postgres(database="watchtower")
+    figures = []
+    try:
+        wt = build(Settings(database_url=cluster.url, webhook_deferred=True))
+        assert wt.intake is not None
+        starts_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+        try:
+            for n in range(rounds):
+                received = wt.now()
+                bodies = [notification(i, "abcdef"[n % 6], starts_at) for i in range(count)]
+                kept = [
+                    Arrived(
+                        body=b.decode(),
+                        received_at=received,
+                        receiver="w",
+                        status="firing",
+                        alerts=1,
+                    )
+                    for b in bodies
+                ]
+                for first in range(0, count, 50):
+                    wt.runbooks.store.keep_notifications(kept[first : first + 50], dispatched=False)
+                cpu, wall = time.process_time(), time.perf_counter()
+                done = wt.intake.drain(max_passes=100_000)
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                figures.append((cpu * 1000 / done, wall * 1000 / done))
+        finally:
+            wt.close()
+    finally:
+        cluster.stop()
+    return figures
+
+
+if __name__ == "__main__":  # .venv/bin/python -m benchmarks.webhook_intake [COUNT]
+    for cpu_ms, wall_ms in intake_cpu(int(sys.argv[1]) if len(sys.argv) > 1 else 1000):
+        print(f"intake alone: {cpu_ms:.3f} ms CPU, {wall_ms:.3f} ms wall per alert")

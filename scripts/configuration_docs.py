@@ -126,7 +126,8 @@ DESCRIPTIONS: dict[str, str] = {
     "`https://` also marks cookies Secure",
     "WATCHTOWER_WEBHOOK_MAX_BYTES": "the largest Alertmanager notification accepted (413 above)",
     "WATCHTOWER_WEBHOOK_DEFERRED": "answer a notification once it is stored (one write) and "
-    "dispatch it from the store on the web process's intake thread; off: dispatch first",
+    "dispatch it from the store on the intake (`WATCHTOWER_WEBHOOK_INTAKE` says where); off: "
+    "dispatch first",
     "WATCHTOWER_ROUTES_FILE": "which alerts start which runbooks (the shape of "
     "`alerts/routes.yml`), validated at start-up",
     "WATCHTOWER_PROMETHEUS_URL": "Prometheus' HTTP API, for runbook `query` steps in PromQL",
@@ -193,6 +194,7 @@ ACCEPTS: dict[str, str] = {
     "_users": "`name:role:secret`, comma-separated; role `viewer`, `operator` or `admin`; a "
     "plain secret of 32 random bytes or more, or a password hash",
     "_anonymous_role": "`none`, `viewer`, `operator` or `admin`",
+    "_intake_place": "`scheduler`, `process` or `web`",
     "_header_name": "an HTTP header name",
     "_networks": "addresses or CIDR blocks, comma-separated (IPv4 or IPv6)",
     "_proxy_users": "`name:role`, comma-separated; role `viewer`, `operator` or `admin`",

@@ -20,6 +20,7 @@ from image_core.app import Components
 from watchtower.config import Settings
 from watchtower.runtime import Watchtower, build
 from watchtower.scheduler_main import create_app as scheduler_app
+from watchtower.scheduler_main import create_intake_app
 from watchtower.web import access, auth, create_app
 
 GET, POST, GET_POST, DELETE = ("GET",), ("POST",), ("GET", "POST"), ("DELETE",)
@@ -90,6 +91,13 @@ SCHEDULER_ROUTES = {
     "static": "/static/<path:filename>",  # over a folder that does not exist: always 404
 }
 
+# The intake's (`watchtower intake`) likewise.
+INTAKE_ROUTES = {
+    "metrics": "/metrics",
+    "intake_healthz": "/healthz",
+    "static": "/static/<path:filename>",  # over a folder that does not exist: always 404
+}
+
 ADMIN_TOKEN = "Ih4FvO0qQ3a2cT9xkZr8LmNw6PbYs1Ue5GdJtRfHpA7"
 
 
@@ -140,6 +148,11 @@ def test_every_image_api_route_has_its_decided_access_level(
 def test_the_scheduler_app_serves_only_its_public_routes(watchtower: Watchtower) -> None:
     app = scheduler_app(watchtower, None)  # type: ignore[arg-type]
     assert {r.endpoint: r.rule for r in app.url_map.iter_rules()} == SCHEDULER_ROUTES
+
+
+def test_the_intake_app_serves_only_its_public_routes(watchtower: Watchtower) -> None:
+    app = create_intake_app(watchtower)
+    assert {r.endpoint: r.rule for r in app.url_map.iter_rules()} == INTAKE_ROUTES
 
 
 def test_a_watchtower_route_without_a_decision_is_refused_to_everyone(

@@ -442,10 +442,26 @@ class RunbookStarter(Protocol):
     ) -> None:
         """Record on the alert episode's runs that the alert resolved."""
 
+    def start_from_alerts(self, starts: Sequence[AlertStart]) -> list[str | Exception | None]:
+        """`start_from_alert` for many at once; for each, its run, None, or what it raised."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertStart:
+    """A firing alert's route: start (or propose) the run of its episode."""
+
+    runbook: str
+    alert: Alert
+    mode: Mode
+    rerun_after: timedelta | None = None
+
 
 class AlertRecorder(Protocol):
     def record_alert(self, alert: Alert, *, received_at: datetime) -> bool:
         """Keep the alert's latest state; False when it is older than the state kept."""
+
+    def record_alerts(self, received: Sequence[tuple[Alert, datetime]]) -> list[bool]:
+        """`record_alert` for many (alert, received_at), in order, at once."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -504,7 +520,7 @@ def dispatch(
                     alert.fingerprint, at=alert.ends_at or now, starts_at=alert.starts_at
                 )
             except Exception as exc:  # the engine's failure is reported, not raised
-                failed.append(Failed(fingerprint=alert.fingerprint, runbook="", error=_said(exc)))
+                failed.append(Failed(fingerprint=alert.fingerprint, runbook="", error=said(exc)))
             else:
                 resolved.append(alert.fingerprint)
             continue
@@ -515,7 +531,7 @@ def dispatch(
                 )
             except Exception as exc:
                 failed.append(
-                    Failed(fingerprint=alert.fingerprint, runbook=route.runbook, error=_said(exc))
+                    Failed(fingerprint=alert.fingerprint, runbook=route.runbook, error=said(exc))
                 )
                 continue
             started.append(
@@ -532,5 +548,5 @@ def dispatch(
     )
 
 
-def _said(exc: Exception) -> str:
+def said(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"

@@ -24,6 +24,7 @@ from watchtower.model import Result, Status
 from watchtower.runbook import commands as runbook_commands
 from watchtower.sandbox import commands as sandbox_commands
 from watchtower.sandbox import runbook_tests
+from watchtower.scheduler_main import intake as intake_command
 from watchtower.scheduler_main import scheduler as scheduler_command
 
 if TYPE_CHECKING:
@@ -217,6 +218,7 @@ main.add_command(runbook_commands.alerts)
 main.add_command(cutover_cli.cutover)
 main.add_command(cutover_cli.report_group)
 main.add_command(scheduler_command)  # the schedule in its own process
+main.add_command(intake_command)  # the deferred webhook's intake in its own process
 
 
 if __name__ == "__main__":

@@ -140,6 +140,16 @@ def _routes_file(name: str, raw: str) -> tuple[Route, ...]:
     return parse_routes(data, source=f"{name}={path}")
 
 
+INTAKE_PLACES = ("scheduler", "process", "web")
+
+
+def _intake_place(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in INTAKE_PLACES:
+        raise ConfigError(f"{name}={raw!r} must be one of {', '.join(INTAKE_PLACES)}")
+    return value
+
+
 def _anonymous_role(name: str, raw: str) -> str | None:
     value = raw.strip().lower()
     if value in {"", "none"}:
@@ -285,9 +295,15 @@ class Settings:
     # and retries, instead of timeouts while abandoned requests are still being worked on.
     webhook_max_in_flight: int = 16
     # Acknowledge a notification after storing it (one write), and dispatch it from the store on
-    # the web process's intake thread; off: dispatch before answering (the summary says what
-    # started).
+    # the intake (WEBHOOK_INTAKE says where); off: dispatch before answering (the summary says
+    # what started).
     webhook_deferred: bool = False
+    # Where deferred notifications are dispatched: `scheduler`, the process that runs the
+    # schedule (`watchtower scheduler`, or `watchtower serve` without --no-scheduler); `process`,
+    # a process of its own (`watchtower intake`, beside the scheduler); both woken by
+    # PostgreSQL's NOTIFY and polling every second; `web`, a thread of the web process that
+    # stored the notification (one process, no scheduler anywhere).
+    webhook_intake: str = "scheduler"
     webhook_max_bytes: int = 1_048_576  # the largest Alertmanager notification accepted (413)
     # Which alerts start which runbooks, and how (watchtower.alerting; WATCHTOWER_ROUTES_FILE).
     routes: tuple[Route, ...] = field(default=DEFAULT_ROUTES, repr=False)
@@ -412,6 +428,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "webhook_max_bytes": ("WATCHTOWER_WEBHOOK_MAX_BYTES", positive_int),
     "webhook_max_in_flight": ("WATCHTOWER_WEBHOOK_MAX_IN_FLIGHT", positive_int),
     "webhook_deferred": ("WATCHTOWER_WEBHOOK_DEFERRED", flag),
+    "webhook_intake": ("WATCHTOWER_WEBHOOK_INTAKE", _intake_place),
     "prometheus_url": ("WATCHTOWER_PROMETHEUS_URL", _url("http", "https")),
     "alertmanager_url": ("WATCHTOWER_ALERTMANAGER_URL", _url("http", "https")),
     "image_redis_url": ("WATCHTOWER_IMAGE_REDIS_URL", _url("redis", "rediss", "unix")),

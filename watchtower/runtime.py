@@ -205,6 +205,10 @@ class Watchtower:
         scheduler.add("retention", 3600, self.prune)
         # At start-up, then hourly: the runbook worker runs (again) wherever jobs are scheduled.
         scheduler.add("runbooks", 3600, self.runbooks.start_worker, locked=False)
+        # The deferred webhook's intake (WATCHTOWER_WEBHOOK_INTAKE=scheduler), likewise.
+        if self.settings.webhook_deferred and self.settings.webhook_intake == "scheduler":
+            assert self.intake is not None  # built with the rest
+            scheduler.add("intake", 3600, self.intake.start, locked=False)
         # Evidence samples while a cutover window is open.
         schedule_cutover(scheduler, self.cutover, self.now)
         return scheduler
@@ -285,7 +289,12 @@ def build(
         aws=make,
     )
     wt.intake = Intake(
-        store=runs, alerts=store, engine=runbooks, routes=settings.routes, clock=wt.now
+        store=runs,
+        alerts=store,
+        engine=runbooks,
+        routes=settings.routes,
+        clock=wt.now,
+        here=settings.webhook_intake == "web",
     )
     closers.append(wt.intake.stop)
     still_firing = wt.metrics.alerts_still_firing

@@ -8,13 +8,15 @@ watchtower.runbook.tables. SQLAlchemy's errors leave it only as `StoreUnavailabl
 from __future__ import annotations
 
 import builtins
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, or_, select, update
+from sqlalchemy import Engine, delete, insert, or_, select, text, update
 
+from watchtower.errors import StoreUnavailable
 from watchtower.runbook.errors import NotificationNotFound
 from watchtower.runbook.model import Episode, StoredNotification
 from watchtower.runbook.tables import MIN_TIME, episodes, guard, notifications, utc
@@ -73,6 +75,9 @@ class AlertRecords:
         with guard("store a notification"), self.engine.begin() as conn:
             found = conn.execute(_KEEP, rows)
             numbers = [int(r.id) for r in found]
+            if not dispatched and conn.dialect.name == "postgresql":
+                # Delivered to every LISTENing intake when this transaction commits.
+                conn.execute(_NOTIFY)
             if keep < _PRUNE_EVERY or any(n % _PRUNE_EVERY == 0 for n in numbers):
                 # Never one the intake has not dispatched yet: retention is for replay.
                 conn.execute(
@@ -82,6 +87,26 @@ class AlertRecords:
                     )
                 )
         return numbers
+
+    def listen_for_notifications(self) -> Listener | None:
+        """A connection of its own that hears each commit of notifications kept to dispatch
+        (PostgreSQL's LISTEN); None on SQLite, where only polling (or this process) wakes one."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        import psycopg
+
+        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        try:
+            conn = psycopg.connect(url, autocommit=True, connect_timeout=5)
+        except psycopg.Error as exc:
+            raise _unheard("could not listen", exc) from None
+        listener = Listener(conn)
+        try:
+            conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error as exc:
+            listener.close()
+            raise _unheard("could not listen", exc) from None
+        return listener
 
     def claim_notifications(
         self, *, now: datetime, stale_before: datetime, limit: int
@@ -160,6 +185,37 @@ class AlertRecords:
             return [r.execution_id for r in conn.execute(query)]
 
 
+class Listener:
+    """LISTEN on one connection: `wait` returns True once notifications were kept (False after
+    `timeout` seconds); StoreUnavailable when the connection is lost (make a new one)."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def wait(self, timeout: float) -> bool:
+        import psycopg
+
+        try:
+            heard = any(True for _ in self._conn.notifies(timeout=timeout, stop_after=1))
+            if heard:  # several commits while the intake was busy: one pass takes them all
+                for _ in self._conn.notifies(timeout=0.0):
+                    pass
+        except psycopg.Error as exc:
+            raise _unheard("listening failed", exc) from None
+        return heard
+
+    def close(self) -> None:
+        import psycopg
+
+        with contextlib.suppress(psycopg.Error):
+            self._conn.close()
+
+
+def _unheard(what: str, exc: Exception) -> StoreUnavailable:
+    """Its type's name only: a connection error's message may carry the URL."""
+    return StoreUnavailable(f"runbook store: {what} ({type(exc).__name__})")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Arrived:
     """A notification to keep, as the webhook accepted it."""
@@ -170,6 +226,9 @@ class Arrived:
     status: str
     alerts: int
 
+
+CHANNEL = "watchtower_intake"  # NOTIFY'd in the transaction that keeps notifications to dispatch
+_NOTIFY = text(f"NOTIFY {CHANNEL}")
 
 # Many rows in one statement (SQLAlchemy's "insertmanyvalues"), their ids in the rows' order.
 _KEEP = insert(notifications).returning(notifications.c.id, sort_by_parameter_order=True)

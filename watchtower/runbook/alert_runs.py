@@ -4,14 +4,23 @@ its runs and closes those no longer needed. The part of the `Engine` facade Aler
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from watchtower.alerting import AlertStart
 from watchtower.model import Alert
 from watchtower.runbook import machine, scope
 from watchtower.runbook.errors import ExpressionError, ParamError
 from watchtower.runbook.machine import ALERTMANAGER
-from watchtower.runbook.model import ANY_OWNER, AuditEntry, Episode, episode_key
+from watchtower.runbook.model import (
+    ANY_OWNER,
+    AuditEntry,
+    Episode,
+    NewRun,
+    Runbook,
+    episode_key,
+)
 
 if TYPE_CHECKING:
     from watchtower.runbook.engine import Engine
@@ -43,28 +52,11 @@ class AlertRuns:
         match, nothing runs: the execution is recorded as failed, saying which label and why
         (raising would make Alertmanager retry the same labels forever).
         """
-        runbook = self.engine.runbook(runbook_id)
-        if alert.status != "firing":
+        plan = self._plan(runbook_id, alert=alert, mode=mode)
+        if plan is None:
             return None
-        if mode not in ("automatic", "suggest"):
-            raise ValueError(f"mode {mode!r} must be automatic or suggest")
-        key = episode_key(runbook.id, alert.fingerprint, alert.starts_at)
-        claim = f"alert:{runbook.id}:{alert.fingerprint}"
-        problem = ""
-        params: dict[str, Any] = {}
-        lock_key = None
-        try:
-            params = scope.run_params(runbook, alert.labels, self.engine.settings, from_labels=True)
-            lock_key = scope.lock_key(runbook, params, self.engine.settings)
-        except (ParamError, ExpressionError) as exc:
-            problem = f"refused: the alert's labels do not fit this runbook: {exc}"
-        episode = Episode(
-            key=key,
-            runbook_id=runbook.id,
-            fingerprint=alert.fingerprint,
-            starts_at=alert.starts_at,
-            execution_id="",
-        )
+        runbook, episode, claim, params, lock_key, problem = plan
+        key = episode.key
         note = f"alert {alert.name} ({alert.fingerprint}), {mode}"
 
         def create(replaces: str | None = None) -> str | None:
@@ -112,6 +104,96 @@ class AlertRuns:
         if self.engine.store.holder(claim) is not None:
             return None
         return create(replaces)
+
+    def start_many(self, starts: Sequence[AlertStart]) -> list[str | Exception | None]:
+        """`start` for many: the new episodes' runs whose labels fit are created together, in
+        one transaction (`RunbookStore.create_many`); the rest, and any the store turned down
+        (the episode has its run, the claim is held), go through `start` one by one, which
+        decides as it always does. For each, its run, None, or what starting it raised."""
+        out: list[str | Exception | None] = [None] * len(starts)
+        batch: list[tuple[int, NewRun]] = []
+        one_by_one: list[int] = []
+        keys: set[str] = set()
+        for n, start in enumerate(starts):
+            alert = start.alert
+            try:
+                plan = self._plan(start.runbook, alert=alert, mode=start.mode)
+            except Exception as exc:
+                out[n] = exc
+                continue
+            if plan is None:
+                continue
+            runbook, episode, claim, params, lock_key, problem = plan
+            if problem or episode.key in keys or claim in keys:
+                one_by_one.append(n)  # refused, or a second episode or claim in this batch
+                continue
+            keys.update((episode.key, claim))
+            record, audit = self.engine._new(
+                runbook,
+                params=params,
+                mode=start.mode,
+                started_by=ALERTMANAGER,
+                dry_run=False,
+                lock_key=lock_key,
+                alert=alert,
+                note=f"alert {alert.name} ({alert.fingerprint}), {start.mode}",
+            )
+            batch.append((n, NewRun(record=record, claim=claim, episode=episode, audit=audit)))
+        if batch:
+            try:
+                won = self.engine.store.create_many([run for _, run in batch])
+            except Exception:  # each is tried alone, and says its own failure
+                won = [False] * len(batch)
+            for (n, run), ok in zip(batch, won, strict=True):
+                if ok:
+                    out[n] = run.record.execution.id
+                else:
+                    one_by_one.append(n)
+            if any(won):
+                self.engine.worker.wake()
+        for n in sorted(one_by_one):
+            start = starts[n]
+            try:
+                out[n] = self.start(
+                    start.runbook, alert=start.alert, mode=start.mode, rerun_after=start.rerun_after
+                )
+            except Exception as exc:
+                out[n] = exc
+        return out
+
+    def _plan(
+        self, runbook_id: str, *, alert: Alert, mode: str
+    ) -> tuple[Runbook, Episode, str, dict[str, Any], str | None, str] | None:
+        """(runbook, episode, claim, params, lock key, why its labels were refused or "") of a
+        firing alert's run; None when the alert is not firing."""
+        runbook = self.engine.runbook(runbook_id)
+        if alert.status != "firing":
+            return None
+        if mode not in ("automatic", "suggest"):
+            raise ValueError(f"mode {mode!r} must be automatic or suggest")
+        problem = ""
+        params: dict[str, Any] = {}
+        lock_key = None
+        try:
+            params = scope.run_params(runbook, alert.labels, self.engine.settings, from_labels=True)
+            lock_key = scope.lock_key(runbook, params, self.engine.settings)
+        except (ParamError, ExpressionError) as exc:
+            problem = f"refused: the alert's labels do not fit this runbook: {exc}"
+        episode = Episode(
+            key=episode_key(runbook.id, alert.fingerprint, alert.starts_at),
+            runbook_id=runbook.id,
+            fingerprint=alert.fingerprint,
+            starts_at=alert.starts_at,
+            execution_id="",
+        )
+        return (
+            runbook,
+            episode,
+            f"alert:{runbook.id}:{alert.fingerprint}",
+            params,
+            lock_key,
+            problem,
+        )
 
     def resolved(
         self, fingerprint: str, *, at: datetime, starts_at: datetime | None = None

@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from watchtower.alerting import Route, parse_notification
+from watchtower.alerting import AlertStart, Route, parse_notification
 from watchtower.alerting import select as select_routes
 from watchtower.model import Alert
 from watchtower.runbook import machine, scope
@@ -65,6 +65,7 @@ from watchtower.runbook.model import (
     Episode,
     Execution,
     Mode,
+    Record,
     Runbook,
 )
 from watchtower.runbook.parser import Catalog, Problem
@@ -183,6 +184,13 @@ class Engine:
         (watchtower.runbook.alert_runs says when)."""
         return AlertRuns(self).start(runbook_id, alert=alert, mode=mode, rerun_after=rerun_after)
 
+    def start_from_alerts(
+        self, starts: Sequence[AlertStart]
+    ) -> builtins.list[str | Exception | None]:
+        """`start_from_alert` for many, new episodes' runs created together (one transaction);
+        for each, its run, None, or what starting it raised."""
+        return AlertRuns(self).start_many(starts)
+
     def start(
         self,
         runbook_id: str,
@@ -260,7 +268,37 @@ class Engine:
         episode: Episode | None = None,
         replaces: str | None = None,
     ) -> str | None:
-        record, audit = machine.created(
+        record, audit = self._new(
+            runbook,
+            params=params,
+            mode=mode,
+            started_by=started_by,
+            dry_run=dry_run,
+            lock_key=lock_key,
+            alert=alert,
+            note=note,
+            refused=refused,
+        )
+        if not self.store.create(record, claim, episode=episode, replaces=replaces, audit=audit):
+            return None
+        self.worker.wake()
+        return record.execution.id
+
+    def _new(
+        self,
+        runbook: Runbook,
+        *,
+        params: Mapping[str, Any],
+        mode: Mode,
+        started_by: str,
+        dry_run: bool,
+        lock_key: str | None,
+        alert: Alert | None = None,
+        note: str = "",
+        refused: str = "",
+    ) -> tuple[Record, tuple[AuditEntry, ...]]:
+        """A new run and its first audit entries, not stored yet."""
+        return machine.created(
             execution_id=secrets.token_hex(8),
             runbook=runbook,
             params=params,
@@ -274,10 +312,6 @@ class Engine:
             note=note,
             refused=refused,
         )
-        if not self.store.create(record, claim, episode=episode, replaces=replaces, audit=audit):
-            return None
-        self.worker.wake()
-        return record.execution.id
 
     # -- people ---------------------------------------------------------------------------------
 

@@ -1,22 +1,32 @@
 """The webhook's deferred intake: notifications are acknowledged once stored (one write each),
-and dispatched from the store here, on one thread of the web process, in batches.
+and dispatched from the store, in batches, by the intake's thread.
 
 `keep` is the webhook's one write: the request threads' notifications arriving together are
 stored together, in one transaction (a group commit: the first thread in writes every
 notification waiting, then hands the next batch to one of the threads that arrived meanwhile),
-and each thread returns once its own is committed.
+and each thread returns once its own is committed. On PostgreSQL that transaction also NOTIFYs
+the intake.
+
+Where the intake runs (WATCHTOWER_WEBHOOK_INTAKE): `scheduler`, in the process that runs the
+schedule, which starts it (`start`); `process`, in a process of its own (`watchtower intake`);
+either way it wakes on PostgreSQL's NOTIFY (a connection of its own LISTENs), or on its own
+every `idle_seconds` (a lost wake-up, SQLite); `web`, on a thread of the web process, started
+by the first notification it keeps (`submit`). In one process (`watchtower serve`, tests)
+`submit` wakes it directly either way. Keeping it out of the web process keeps
+its database waits off the request threads' GIL: docs/performance.md, "third pass".
 
 While its thread runs, the process's GIL switch interval is SWITCH_INTERVAL (Python's default is
-5 ms): the intake waits on the database about ten times per alert, and after each wait it needs
-the GIL back from gunicorn's request threads, which, busy, keep it for a whole interval (the
-convoy effect). At 5 ms that alone held dispatching to ~100 alerts/s in the web process; see
-docs/performance.md. The interval is put back when the intake stops.
+5 ms): the intake waits on the database several times per pass, and after each wait it needs
+the GIL back from the process's other threads, which, busy, keep it for a whole interval (the
+convoy effect). The interval is put back when the intake stops.
 
-`dispatch` is the same as the synchronous webhook's (watchtower.alerting): each alert recorded,
-routed alerts' runs started by episode, resolutions passed on. A notification is claimed before
-it is dispatched and marked done after; one whose dispatch failed (the store, a runbook that did
-not start) stays claimed and is taken again after `stale`, like one whose intake died (replicas
-share the table; dispatching twice starts nothing twice, since runs are keyed by alert episode).
+A pass takes up to BATCH notifications and dispatches them together (`dispatch_many`: their
+alerts recorded in one statement, their new episodes' runs created in one transaction), with the
+same outcome as the synchronous webhook's `dispatch` alert by alert. A notification is claimed
+before it is dispatched and marked done after; one whose dispatch failed (the store, a runbook
+that did not start) stays claimed and is taken again after `stale`, like one whose intake died
+(replicas share the table; dispatching twice starts nothing twice, since runs are keyed by
+alert episode).
 """
 
 from __future__ import annotations
@@ -28,13 +38,26 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from watchtower.alerting import AlertRecorder, Route, dispatch, parse_notification
+from watchtower.alerting import (
+    AlertRecorder,
+    AlertStart,
+    Dispatched,
+    Failed,
+    Notification,
+    Route,
+    RunbookStarter,
+    Started,
+    parse_notification,
+    said,
+)
+from watchtower.alerting import select as select_routes
 from watchtower.errors import PayloadError
-from watchtower.runbook.alert_records import Arrived
+from watchtower.runbook.alert_records import Arrived, Listener
 
 log = logging.getLogger(__name__)
 
-BATCH = 50
+BATCH = 100
+POLL = 1.0  # seconds: the longest a notification waits when no wake-up reached the intake
 SWITCH_INTERVAL = 0.0005  # seconds; sys.getswitchinterval() is 0.005 by default
 
 
@@ -48,8 +71,9 @@ class Intake:
         routes: Sequence[Route],
         clock: Callable[[], datetime],
         stale: timedelta = timedelta(seconds=30),
-        idle_seconds: float = 1.0,
+        idle_seconds: float = POLL,
         switch_interval: float | None = SWITCH_INTERVAL,
+        here: bool = True,
     ) -> None:
         self.store = store
         self.alerts = alerts
@@ -59,6 +83,10 @@ class Intake:
         self.stale = stale
         self.idle_seconds = idle_seconds
         self.switch_interval = switch_interval  # None: leave the process's as it is
+        # True: `submit` starts the intake in this process (WEBHOOK_INTAKE=web); False: the
+        # scheduler's or its own process `start`s it, and it LISTENs for what others keep.
+        self.here = here
+        self._deaf = False  # the last attempt to LISTEN failed (said once, not every poll)
         self._restore: float | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -72,16 +100,28 @@ class Intake:
         return self._writer.write(arrived)
 
     def submit(self) -> None:
-        """A notification was stored: dispatch it soon (starting the thread the first time)."""
-        with self._lock:
-            if self._thread is None:
-                interval = sys.getswitchinterval()
-                if self.switch_interval is not None and self.switch_interval < interval:
-                    self._restore = interval
-                    sys.setswitchinterval(self.switch_interval)
-                self._thread = threading.Thread(target=self._loop, name="intake", daemon=True)
-                self._thread.start()
+        """A notification was stored: dispatch it soon (starting the thread the first time,
+        when the intake runs here)."""
+        if self.here:
+            self.start()
         self._wake.set()
+
+    def start(self) -> None:
+        """Run the intake's thread in this process, or again if it died (the scheduler calls
+        this hourly, like the runbook worker's start); `stop` is final."""
+        with self._lock:
+            if self._stop.is_set() or self.running:
+                return
+            interval = sys.getswitchinterval()
+            if self.switch_interval is not None and self.switch_interval < interval:
+                self._restore = interval if self._restore is None else self._restore
+                sys.setswitchinterval(self.switch_interval)
+            self._thread = threading.Thread(target=self._loop, name="intake", daemon=True)
+            self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -104,48 +144,75 @@ class Intake:
         return done
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.idle_seconds)
-            self._wake.clear()
+        listener = None
+        try:
+            while not self._stop.is_set():
+                listener = self._wait(listener)
+                self._wake.clear()
+                try:
+                    while self._pass() and not self._stop.is_set():
+                        pass
+                except Exception:  # the store: the next pass tries again
+                    log.exception("the webhook intake could not dispatch stored notifications")
+        finally:
+            if listener is not None:
+                listener.close()
+
+    def _wait(self, listener: Listener | None) -> Listener | None:
+        """Until woken (NOTIFY, this process's `submit`) or `idle_seconds`; the listener to
+        wait on next time (None: polling, until LISTEN works again)."""
+        if listener is None and not self.here:
             try:
-                while self._pass() and not self._stop.is_set():
-                    pass
-            except Exception:  # the store: the next pass tries again
-                log.exception("the webhook intake could not dispatch stored notifications")
+                listener = self.store.listen_for_notifications()
+            except Exception as exc:
+                if not self._deaf:
+                    log.warning("the webhook intake polls: it could not LISTEN (%s)", exc)
+                self._deaf = True
+            else:
+                self._deaf = False
+        if listener is None or self._wake.is_set():
+            self._wake.wait(self.idle_seconds)
+            return listener
+        try:
+            listener.wait(self.idle_seconds)
+        except Exception as exc:
+            log.warning("the webhook intake stopped hearing NOTIFY (%s); polls meanwhile", exc)
+            listener.close()
+            return None
+        return listener
 
     def _pass(self) -> int:
         now = self.clock()
         taken = self.store.claim_notifications(now=now, stale_before=now - self.stale, limit=BATCH)
         finished = []
+        parsed: list[tuple[int, tuple[Notification, datetime]]] = []
         for stored in taken:
             try:
-                notification = parse_notification(stored.body.encode())
+                parsed.append(
+                    (stored.id, (parse_notification(stored.body.encode()), stored.received_at))
+                )
             except PayloadError:  # validated before it was stored; kept, never retried
                 log.error("stored notification %d no longer parses", stored.id)
                 finished.append(stored.id)
-                continue
-            try:
-                done = dispatch(
-                    notification,
-                    routes=self.routes,
-                    store=self.alerts,
-                    runbooks=self.engine,
-                    now=stored.received_at,
-                )
-            except Exception:
-                log.exception("notification %d: the alert store failed; retried", stored.id)
-                continue
+        try:
+            outcomes = dispatch_many(
+                [p for _, p in parsed], routes=self.routes, store=self.alerts, runbooks=self.engine
+            )
+        except Exception:
+            log.exception("%d notifications: the alert store failed; retried", len(parsed))
+            outcomes = []
+        for (number, _), done in zip(parsed, outcomes, strict=False):
             if done.failed:
                 for failed in done.failed:
                     log.error(
                         "notification %d, alert %s: runbook %r did not start: %s",
-                        stored.id,
+                        number,
                         failed.fingerprint,
                         failed.runbook,
                         failed.error,
                     )
                 continue  # taken again after `stale`
-            finished.append(stored.id)
+            finished.append(number)
         self.store.notifications_done(finished, at=self.clock())
         return len(finished)
 
@@ -202,3 +269,81 @@ class GroupWriter:
         if following is not None:
             following.lead = True
             following.woken.set()
+
+
+def dispatch_many(
+    received: Sequence[tuple[Notification, datetime]],
+    *,
+    routes: Sequence[Route],
+    store: AlertRecorder,
+    runbooks: RunbookStarter,
+) -> list[Dispatched]:
+    """`dispatch` for many (notification, received at), with the same outcome as dispatching
+    them one after another, in fewer round trips: every alert recorded at once, and the runs
+    of the firing alerts started together, up to each resolution (handled in its turn, after
+    the starts before it). A store failure propagates."""
+    flat = [(alert, at) for notification, at in received for alert in notification.alerts]
+    kept = iter(store.record_alerts(flat))
+    started: list[list[Started]] = [[] for _ in received]
+    resolved: list[list[str]] = [[] for _ in received]
+    stale: list[list[str]] = [[] for _ in received]
+    failed: list[list[Failed]] = [[] for _ in received]
+    waiting: list[tuple[int, AlertStart]] = []
+
+    def start_waiting() -> None:
+        outcomes = runbooks.start_from_alerts([s for _, s in waiting])
+        for (n, start), outcome in zip(waiting, outcomes, strict=True):
+            alert = start.alert
+            if isinstance(outcome, Exception):
+                error = said(outcome)
+                failed[n].append(
+                    Failed(fingerprint=alert.fingerprint, runbook=start.runbook, error=error)
+                )
+                continue
+            started[n].append(
+                Started(
+                    fingerprint=alert.fingerprint,
+                    alertname=alert.name,
+                    runbook=start.runbook,
+                    mode=start.mode,
+                    execution=outcome,
+                )
+            )
+        waiting.clear()
+
+    for n, (notification, at) in enumerate(received):
+        for alert in notification.alerts:
+            if not next(kept):
+                stale[n].append(alert.fingerprint)
+            elif alert.status == "resolved":
+                start_waiting()
+                try:
+                    runbooks.alert_resolved(
+                        alert.fingerprint, at=alert.ends_at or at, starts_at=alert.starts_at
+                    )
+                except Exception as exc:  # the engine's failure is reported, not raised
+                    failed[n].append(
+                        Failed(fingerprint=alert.fingerprint, runbook="", error=said(exc))
+                    )
+                else:
+                    resolved[n].append(alert.fingerprint)
+            else:
+                waiting.extend(
+                    (
+                        n,
+                        AlertStart(
+                            runbook=r.runbook, alert=alert, mode=r.mode, rerun_after=r.rerun_after
+                        ),
+                    )
+                    for r in select_routes(routes, alert.labels)
+                )
+    start_waiting()
+    return [
+        Dispatched(
+            started=tuple(started[n]),
+            resolved=tuple(resolved[n]),
+            stale=tuple(stale[n]),
+            failed=tuple(failed[n]),
+        )
+        for n in range(len(received))
+    ]

@@ -573,3 +573,13 @@ def settings_view(settings: Any) -> dict[str, Any]:
         "image_redis_configured": bool(settings.image_redis_url),
         "legacy_database_configured": bool(settings.legacy_database_url),
     }
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewRun:
+    """An alert episode's first run, to create with others (RunbookStore.create_many)."""
+
+    record: Record
+    claim: str | None
+    episode: Episode
+    audit: tuple[AuditEntry, ...] = ()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +35,7 @@ from watchtower.runbook.model import (
     Episode,
     Execution,
     ExecutionStatus,
+    NewRun,
     Owner,
     Record,
     RunChange,
@@ -132,6 +133,58 @@ class RunbookStore(AlertRecords, AuditLog):
         except (IntegrityError, _Lost):
             return False
         return True
+
+    def create_many(self, runs: Sequence[NewRun]) -> builtins.list[bool]:
+        """`create` for many alert episodes' first runs, in one transaction: for each, False
+        (nothing of it written) when its episode already has a run or its claim is held.
+
+        The episodes go in with one `INSERT … ON CONFLICT DO NOTHING RETURNING`, then the claims
+        of those that went in likewise; an episode whose claim was held is taken out again, and
+        the runs, steps and audit entries of the others are inserted. The runs' episodes and
+        claims must differ from one another (the caller starts repeats one by one)."""
+        if not runs:
+            return []
+        keys = [r.episode.key for r in runs]
+        held = [r.claim for r in runs if r.claim is not None]
+        if len(set(keys)) != len(keys) or len(set(held)) != len(held):
+            raise ValueError("create_many: two runs of one episode or one claim")
+        with _guard("create executions"), self.engine.begin() as conn:
+            rows = [
+                _episode_row(r.episode, r.record.execution.id, r.record.execution.created_at)
+                for r in runs
+            ]
+            new = {row[0] for row in conn.execute(_insert_new(conn, episodes), rows)}
+            claiming = [r for r in runs if r.episode.key in new and r.claim is not None]
+            taken: set[str] = set()
+            if claiming:
+                rows = [
+                    {
+                        "key": r.claim,
+                        "execution_id": r.record.execution.id,
+                        "created_at": r.record.execution.created_at,
+                    }
+                    for r in claiming
+                ]
+                taken = {row[0] for row in conn.execute(_insert_new(conn, claims), rows)}
+            won = [r.episode.key in new and (r.claim is None or r.claim in taken) for r in runs]
+            lost = [r.episode.key for r, ok in zip(runs, won, strict=True) if not ok]
+            lost = [key for key in lost if key in new]
+            if lost:
+                conn.execute(delete(episodes).where(episodes.c.key.in_(lost)))
+            chosen = [r for r, ok in zip(runs, won, strict=True) if ok]
+            if chosen:
+                conn.execute(insert(executions), [_execution_row(r.record) for r in chosen])
+                steps = [
+                    _step_row(r.record.execution.id, s)
+                    for r in chosen
+                    for s in r.record.execution.steps
+                ]
+                if steps:
+                    conn.execute(insert(step_runs), steps)
+                entries = audit_rows(e for r in chosen for e in r.audit)
+                if entries:
+                    conn.execute(insert(audit_log), entries)
+        return won
 
     # -- alert episodes ---------------------------------------------------------------------------
 
@@ -343,14 +396,19 @@ class _Lost(Exception):
 
 def _inserted(conn: Any, table: Table, row: dict[str, Any]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING RETURNING the key: whether the row went in."""
+    # The row as parameters, not .values(): the statement is built once and compiled once.
+    return conn.execute(_insert_new(conn, table), row).first() is not None
+
+
+def _insert_new(conn: Any, table: Table) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING the key, built once per dialect and table."""
     found = _INSERT_NEW.get((conn.dialect.name, table.name))
     if found is None:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         key = table.primary_key.columns.values()[0]
         found = dialect.insert(table).on_conflict_do_nothing().returning(key)
         _INSERT_NEW[(conn.dialect.name, table.name)] = found
-    # The row as parameters, not .values(): the statement is built once and compiled once.
-    return conn.execute(found, row).first() is not None
+    return found
 
 
 _INSERT_NEW: dict[tuple[str, str], Any] = {}

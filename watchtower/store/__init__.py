@@ -13,11 +13,13 @@ from __future__ import annotations
 import functools
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select
+from sqlalchemy.exc import DisconnectionError
 
 from watchtower.errors import StoreUnavailable
 from watchtower.model import Alert, Result, Status, StatusCount, StepResult
@@ -68,7 +70,9 @@ def engine_for(url: str) -> Engine:
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("postgresql"):
         connect_args["connect_timeout"] = CONNECT_TIMEOUT
-    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **_pool_args(url))
+    engine = create_engine(url, connect_args=connect_args, **_pool_args(url))
+    if engine.dialect.name != "sqlite":
+        _ping_when_idle(engine)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -110,7 +114,38 @@ def _bounded(call: Callable[[], T], what: str, seconds: float = WRITE_DEADLINE) 
 
 
 def _pool_args(url: str) -> dict[str, Any]:
-    return {"pool_timeout": POOL_TIMEOUT} if url.startswith("postgresql") else {}
+    if not url.startswith("postgresql"):
+        return {}
+    return {"pool_timeout": POOL_TIMEOUT, "pool_recycle": POOL_RECYCLE}
+
+
+POOL_RECYCLE = 1800  # seconds: a connection this old is replaced (server and proxy idle limits)
+PING_IDLE = 1.0  # seconds: a pooled connection idle longer than this is pinged before reuse
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection before reuse only when it sat idle for PING_IDLE seconds.
+
+    `pool_pre_ping` pings at every checkout: a round trip per transaction, 14% of the webhook
+    intake's time (docs/performance.md). A connection reused within a second was working a
+    second ago; one that idled is pinged, and a dead one is replaced before anyone uses it (the
+    pool retries the checkout on DisconnectionError). A database restarted within that second
+    fails one statement; SQLAlchemy then sees the disconnect and replaces every connection the
+    pool held, so the caller's next try (a 503 retried, the next pass or cycle) reconnects."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle_since(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # the pool replaces it and checks out again
+            raise DisconnectionError("a pooled connection did not answer its ping") from exc
 
 
 class HistoryStore:
@@ -292,6 +327,10 @@ class HistoryStore:
     def record_alert(self, alert: Alert, *, received_at: datetime) -> bool:
         """Keep the alert's latest state; False when it is older (`IncidentLog.record_alert`)."""
         return self.incidents.record_alert(alert, received_at=received_at)
+
+    def record_alerts(self, received: Sequence[tuple[Alert, datetime]]) -> list[bool]:
+        """`record_alert` for many, in order, in one transaction (`IncidentLog.record_alerts`)."""
+        return self.incidents.record_alerts(received)
 
     def alert(self, fingerprint: str) -> Alert | None:
         return self.incidents.alert(fingerprint)

@@ -3,13 +3,15 @@ sent, and operators' notes on a component's day. Part of the history store, on i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, not_, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from watchtower.model import Alert
-from watchtower.store.schema import STORE, alerts, aware, incident_notes, insert_for, utc
+from watchtower.store.schema import STORE, alerts, aware, incident_notes, utc
 from watchtower.tables import translated
 
 
@@ -19,7 +21,6 @@ class IncidentLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    @translated(STORE)
     def record_alert(self, alert: Alert, *, received_at: datetime) -> bool:
         """Keep the alert's latest state; False (nothing written) when it is older than that.
 
@@ -27,34 +28,32 @@ class IncidentLog:
         (starts_at, then resolved after firing): an older episode, or a firing notification of
         an episode already resolved, leaves the stored state as it is.
         """
-        values = {
-            "fingerprint": alert.fingerprint,
-            "status": alert.status,
-            "labels": alert.labels,
-            "annotations": alert.annotations,
-            "starts_at": utc(alert.starts_at),
-            "ends_at": utc(alert.ends_at) if alert.ends_at is not None else None,
-            "generator_url": alert.generator_url,
-            "received_at": utc(received_at),
-        }
-        insert = insert_for(self.engine, alerts, values)
-        new = insert.excluded
-        older = or_(
-            new.starts_at < alerts.c.starts_at,
-            and_(
-                new.starts_at == alerts.c.starts_at,
-                alerts.c.status == "resolved",
-                new.status == "firing",
-            ),
-        )
-        upsert = insert.on_conflict_do_update(
-            index_elements=[alerts.c.fingerprint],
-            set_={k: new[k] for k in values if k != "fingerprint"},
-            where=not_(older),
-        )
+        (kept,) = self.record_alerts([(alert, received_at)])
+        return kept
+
+    @translated(STORE)
+    def record_alerts(self, received: Sequence[tuple[Alert, datetime]]) -> list[bool]:
+        """`record_alert` for many (alert, received_at), in order, in one transaction: one
+        multi-row upsert, or one more for each further delivery of a fingerprint in the batch
+        (a row may change once per statement). For each, whether it was kept."""
+        rounds: list[list[int]] = []
+        seen: dict[str, int] = {}
+        for n, (alert, _) in enumerate(received):
+            later = seen.get(alert.fingerprint, 0)
+            seen[alert.fingerprint] = later + 1
+            if later == len(rounds):
+                rounds.append([])
+            rounds[later].append(n)
+        kept = [False] * len(received)
+        upsert = _upsert(self.engine.dialect.name)
         with self.engine.begin() as conn:
-            # RETURNING, not rowcount: against PostgreSQL, a skipped update still counted 1 row.
-            return conn.execute(upsert.returning(alerts.c.fingerprint)).first() is not None
+            for chosen in rounds:
+                rows = [_alert_row(*received[n]) for n in chosen]
+                # RETURNING, not rowcount: against PostgreSQL, a skipped update still counted 1.
+                written = {r.fingerprint for r in conn.execute(upsert, rows)}
+                for n in chosen:
+                    kept[n] = received[n][0].fingerprint in written
+        return kept
 
     @translated(STORE)
     def alert(self, fingerprint: str) -> Alert | None:
@@ -107,6 +106,57 @@ class IncidentLog:
         )
         with self.engine.connect() as conn:
             return [(r.text, r.author, aware(r.at)) for r in conn.execute(query)]
+
+
+_COLUMNS = (
+    "fingerprint",
+    "status",
+    "labels",
+    "annotations",
+    "starts_at",
+    "ends_at",
+    "generator_url",
+    "received_at",
+)
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert(dialect_name: str) -> Any:
+    """INSERT … ON CONFLICT (fingerprint) DO UPDATE unless older, RETURNING the fingerprints
+    written; built once per dialect, rows passed as parameters (compiled once)."""
+    found = _UPSERTS.get(dialect_name)
+    if found is not None:
+        return found
+    insert = (postgresql if dialect_name == "postgresql" else sqlite).insert(alerts)
+    new = insert.excluded
+    older = or_(
+        new.starts_at < alerts.c.starts_at,
+        and_(
+            new.starts_at == alerts.c.starts_at,
+            alerts.c.status == "resolved",
+            new.status == "firing",
+        ),
+    )
+    found = insert.on_conflict_do_update(
+        index_elements=[alerts.c.fingerprint],
+        set_={k: new[k] for k in _COLUMNS if k != "fingerprint"},
+        where=not_(older),
+    ).returning(alerts.c.fingerprint)
+    _UPSERTS[dialect_name] = found
+    return found
+
+
+def _alert_row(alert: Alert, received_at: datetime) -> dict[str, Any]:
+    return {
+        "fingerprint": alert.fingerprint,
+        "status": alert.status,
+        "labels": alert.labels,
+        "annotations": alert.annotations,
+        "starts_at": utc(alert.starts_at),
+        "ends_at": utc(alert.ends_at) if alert.ends_at is not None else None,
+        "generator_url": alert.generator_url,
+        "received_at": utc(received_at),
+    }
 
 
 def _alert(row: Any) -> Alert:

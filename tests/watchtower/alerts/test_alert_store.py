@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from sqlalchemy import text
+
+import watchtower.store
 from watchtower.model import Alert
-from watchtower.store import HistoryStore
+from watchtower.sandbox.servers import PostgresServer
+from watchtower.store import HistoryStore, engine_for
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -52,3 +58,46 @@ def test_retention_prunes_resolved_alerts_only(store: HistoryStore) -> None:
     store.record_alert(alert("bb"), received_at=T0)
     assert store.prune(before=T0 + timedelta(days=1)) == 1
     assert store.alert("aa") is None and store.alert("bb") is not None
+
+
+def test_alerts_recorded_together_end_as_one_by_one(store: HistoryStore) -> None:
+    """The intake's batch: repeats, a resolution, a late retry and the next episode of one
+    fingerprint in one call, beside another alert; each kept or not as if recorded in turn."""
+    received = [
+        (alert(), T0),
+        (alert("bb", starts=-3), T0),
+        (alert(), T0 + timedelta(minutes=1)),  # a repeat: kept
+        (alert(status="resolved"), T0 + timedelta(minutes=6)),
+        (alert(), T0 + timedelta(minutes=7)),  # the firing retried after it resolved: not
+        (alert(starts=30), T0 + timedelta(minutes=30)),  # the next episode
+        (alert(status="resolved"), T0 + timedelta(minutes=31)),  # the last one's, late: not
+    ]
+    assert store.record_alerts(received) == [True, True, True, True, False, True, False]
+    assert [(a.fingerprint, a.starts_at) for a in store.firing_alerts()] == [
+        ("bb", T0 - timedelta(minutes=3)),
+        ("aa", T0 + timedelta(minutes=30)),
+    ]
+    assert store.record_alerts([]) == []
+    # Against what is stored: an older episode changes nothing.
+    assert store.record_alerts([(alert(starts=10), T0), (alert("cc"), T0)]) == [False, True]
+
+
+def test_a_pooled_connection_that_died_while_idle_is_replaced_before_use(
+    postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ping at every checkout, but one after PING_IDLE seconds idle: a connection the
+    server dropped meanwhile (restart, idle timeout) is replaced, and the read succeeds."""
+    import psycopg
+
+    monkeypatch.setattr(watchtower.store, "PING_IDLE", 0.0)
+    engine = engine_for(postgres_server.url)
+    try:
+        with engine.connect() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with psycopg.connect(postgres_server.url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        time.sleep(0.2)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+    finally:
+        engine.dispose()

@@ -5,6 +5,7 @@ intake; dispatching twice (two replicas, a retry) starts nothing twice."""
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 import threading
 import time
@@ -16,11 +17,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from tests.watchtower.alerts.test_alerting import am_alert, payload
+from watchtower.alerting import dispatch, parse_notification
 from watchtower.errors import StoreUnavailable
 from watchtower.runbook.alert_records import Arrived
 from watchtower.runbook.intake import SWITCH_INTERVAL, GroupWriter, Intake
 from watchtower.runbook.tables import notifications
 from watchtower.runtime import Watchtower
+from watchtower.sandbox.servers import LOOPBACK, PostgresServer
 from watchtower.web import create_app
 
 TOKEN = "hook-secret-61bd"
@@ -33,6 +36,7 @@ def watchtower(make_watchtower: Callable[..., Watchtower]) -> Watchtower:
         clock=time.time,
         webhook_token=TOKEN,
         webhook_deferred=True,
+        webhook_intake="web",  # dispatched in this process: no scheduler here
         anonymous_role=None,
         secret_key="k" * 32,
     )
@@ -112,11 +116,14 @@ def test_a_notification_whose_runbook_fails_to_start_is_taken_again_later(
         ).encode(),
     )
     real = watchtower.runbooks.start_from_alert
+    real_many = watchtower.runbooks.start_from_alerts
 
     def broken(*args: object, **kwargs: object) -> str | None:
         raise RuntimeError("the engine is down")
 
+    # The intake starts a pass's runs together (start_from_alerts), the webhook one by one.
     monkeypatch.setattr(watchtower.runbooks, "start_from_alert", broken)
+    monkeypatch.setattr(watchtower.runbooks, "start_from_alerts", broken)
     retry = Intake(
         store=watchtower.runbooks.store,
         alerts=watchtower.store,
@@ -127,6 +134,7 @@ def test_a_notification_whose_runbook_fails_to_start_is_taken_again_later(
     )
     assert retry.drain() == 0  # not done: still pending
     monkeypatch.setattr(watchtower.runbooks, "start_from_alert", real)
+    monkeypatch.setattr(watchtower.runbooks, "start_from_alerts", real_many)
     assert retry.drain() == 1
     assert len(watchtower.runbooks.list()) == 1
 
@@ -238,3 +246,227 @@ def test_the_intake_shortens_the_gil_switch_interval_while_it_runs_and_puts_it_b
     assert sys.getswitchinterval() == SWITCH_INTERVAL
     intake.stop()
     assert sys.getswitchinterval() == before
+
+
+@pytest.fixture
+def pg_database(postgres_server: PostgresServer) -> str:
+    import psycopg
+
+    name = f"intake_{secrets.token_hex(4)}"
+    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"postgresql://postgres@{LOOPBACK}:{postgres_server.port}/{name}"
+
+
+def test_the_scheduler_side_intake_is_woken_by_notify_from_another_process(
+    pg_database: str, make_watchtower: Callable[..., Watchtower]
+) -> None:
+    """WEBHOOK_INTAKE=scheduler: the web replica only keeps the notification; the scheduler's
+    intake, polling only once a minute here, dispatches it within seconds: the keep's NOTIFY
+    woke it."""
+    settings = {
+        "database_url": pg_database,
+        "clock": time.time,
+        "webhook_token": TOKEN,
+        "webhook_deferred": True,
+        "anonymous_role": None,
+        "secret_key": "k" * 32,
+    }
+    web = make_watchtower(**settings)
+    scheduler = make_watchtower(**settings)
+    assert web.intake is not None and scheduler.intake is not None
+    assert not scheduler.intake.here  # the default: the scheduler's process dispatches
+    scheduler.intake.idle_seconds = 60.0
+    scheduler.intake.start()
+    client = create_app(web).test_client()
+    body = payload(am_alert("ImageUploadProbeFailing", fingerprint="ab12", probe="upload_get"))
+    # Wait until it listens: a notification kept before would wait for the poll.
+    deadline = time.monotonic() + 30
+    while not _listening(pg_database) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    post(client, json.dumps(body).encode())
+    assert web.intake._thread is None  # the web process dispatches nothing itself
+    deadline = time.monotonic() + 20
+    while not scheduler.runbooks.list() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (run,) = scheduler.runbooks.list()
+    assert run.alert_fingerprint == "ab12"
+
+
+def _listening(url: str) -> bool:
+    """Some session of this database has LISTENed (its last statement)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND query LIKE 'LISTEN %'"
+        ).fetchone()
+    return bool(found is not None and found[0] > 0)
+
+
+def test_without_a_wake_up_the_intake_polls(watchtower: Watchtower) -> None:
+    """A notification kept with nobody woken (SQLite: no NOTIFY; or a lost one) is dispatched
+    by the next poll."""
+    intake = Intake(
+        store=watchtower.runbooks.store,
+        alerts=watchtower.store,
+        engine=watchtower.runbooks,
+        routes=watchtower.settings.routes,
+        clock=watchtower.now,
+        idle_seconds=0.05,
+        here=False,
+    )
+    intake.start()
+    try:
+        body = json.dumps(payload(am_alert("SomethingElse", fingerprint="c0ffee")))
+        watchtower.runbooks.store.keep_notification(
+            body,
+            received_at=watchtower.now(),
+            receiver="w",
+            status="firing",
+            alerts=1,
+            dispatched=False,
+        )
+        deadline = time.monotonic() + 20
+        while watchtower.store.alert("c0ffee") is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert watchtower.store.alert("c0ffee") is not None
+    finally:
+        intake.stop()
+
+
+def _episode_mix() -> list[bytes]:
+    """One fingerprint's episode fires, resolves, fires again (a new startsAt) and is
+    delivered twice more; another alert's run refused (its label does not fit); an unrouted
+    alert."""
+    first, second = "2026-11-27T10:00:00Z", "2026-11-27T11:00:00Z"
+    routed = {"fingerprint": "e1", "probe": "upload_get"}
+    return [
+        json.dumps(payload(*body)).encode()
+        for body in (
+            [am_alert("ImageUploadProbeFailing", starts_at=first, **routed)],
+            [
+                am_alert(
+                    "ImageUploadProbeFailing",
+                    status="resolved",
+                    starts_at=first,
+                    ends_at="2026-11-27T10:05:00Z",
+                    **routed,
+                )
+            ],
+            [am_alert("ImageUploadProbeFailing", starts_at=second, **routed)],
+            [am_alert("ImageUploadProbeFailing", starts_at=second, **routed)],
+            [am_alert("ImageUploadProbeFailing", fingerprint="e2", bucket="Not A Bucket!")],
+            [am_alert("SomethingElse", fingerprint="e3")],
+            [am_alert("ImageUploadProbeFailing", starts_at=second, **routed)],
+        )
+    ]
+
+
+def test_a_pass_dispatched_together_ends_as_the_webhook_one_by_one(
+    make_watchtower: Callable[..., Watchtower],
+) -> None:
+    """dispatch_many (the intake, a pass at once) against dispatch (the synchronous webhook,
+    notification after notification): the same runs, in the same states, the same alerts."""
+    ends: list[object] = []
+    for together in (True, False):
+        wt = make_watchtower(clock=time.time, webhook_deferred=together, webhook_intake="web")
+        bodies = _episode_mix()
+        if together:
+            for body in bodies:
+                wt.runbooks.store.keep_notification(
+                    body.decode(),
+                    received_at=wt.now(),
+                    receiver="w",
+                    status="firing",
+                    alerts=1,
+                    dispatched=False,
+                )
+            assert wt.intake is not None and wt.intake.drain() == len(bodies)
+        else:
+            for body in bodies:
+                dispatch(
+                    parse_notification(body),
+                    routes=wt.settings.routes,
+                    store=wt.store,
+                    runbooks=wt.runbooks,
+                    now=wt.now(),
+                )
+        runs = sorted(
+            (r.alert_fingerprint, r.status.value, r.resolved_at is not None)
+            for r in wt.runbooks.list()
+        )
+        alerts = sorted((a.fingerprint, a.status, a.starts_at) for a in wt.store.firing_alerts())
+        ends.append((runs, alerts))
+    assert ends[0] == ends[1]
+    runs, _ = ends[0]  # type: ignore[misc]
+    # e1's first episode cancelled by its resolution, its second pending; e2's labels refused.
+    assert runs == [("e1", "cancelled", True), ("e1", "pending", False), ("e2", "failed", False)]
+
+
+def test_two_intakes_dispatching_the_same_deliveries_at_once_start_one_run_per_episode(
+    pg_database: str, make_watchtower: Callable[..., Watchtower]
+) -> None:
+    """Two replicas' intakes on one PostgreSQL, each taking notifications the other has
+    claimed (stale 0): 30 episodes delivered five times each start 30 runs."""
+    replicas = [make_watchtower(database_url=pg_database, clock=time.time) for _ in range(2)]
+    store = replicas[0].runbooks.store
+    for _delivery in range(5):
+        for n in range(30):
+            alert = am_alert("ImageUploadProbeFailing", fingerprint=f"f{n:02d}", probe="upload_get")
+            store.keep_notification(
+                json.dumps(payload(alert)),
+                received_at=replicas[0].now(),
+                receiver="w",
+                status="firing",
+                alerts=1,
+                dispatched=False,
+            )
+    intakes = [
+        Intake(
+            store=wt.runbooks.store,
+            alerts=wt.store,
+            engine=wt.runbooks,
+            routes=wt.settings.routes,
+            clock=wt.now,
+            stale=timedelta(0),
+        )
+        for wt in replicas
+    ]
+    threads = [threading.Thread(target=intake.drain) for intake in intakes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    while any(intake.drain() for intake in intakes):
+        pass
+    runs = replicas[1].runbooks.list(100)
+    assert sorted(r.alert_fingerprint for r in runs) == [f"f{n:02d}" for n in range(30)]
+
+
+@pytest.mark.parametrize(
+    ("place", "scheduled"), [("scheduler", True), ("process", False), ("web", False)]
+)
+def test_the_scheduler_runs_the_intake_only_where_the_setting_puts_it(
+    make_watchtower: Callable[..., Watchtower], place: str, scheduled: bool
+) -> None:
+    wt = make_watchtower(webhook_deferred=True, webhook_intake=place)
+    assert wt.intake is not None and wt.intake.here == (place == "web")
+    jobs = {job.id for job in wt.scheduler()._scheduler.get_jobs()}
+    assert ("intake" in jobs) == scheduled
+
+
+def test_the_intake_process_is_healthy_while_its_intake_runs(watchtower: Watchtower) -> None:
+    """`watchtower intake`'s /healthz: 503 once the intake has stopped, so a container health
+    check restarts a process whose intake died."""
+    from watchtower.scheduler_main import create_intake_app
+
+    assert watchtower.intake is not None
+    client = create_intake_app(watchtower).test_client()
+    assert client.get("/healthz").status_code == 503  # not started yet
+    watchtower.intake.start()
+    assert client.get("/healthz").status_code == 200
+    watchtower.intake.stop()
+    answer = client.get("/healthz")
+    assert answer.status_code == 503 and answer.json == {"status": "intake stopped"}
