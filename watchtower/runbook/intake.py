@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,6 +57,7 @@ from watchtower.runbook.alert_records import Arrived, Listener
 
 log = logging.getLogger(__name__)
 
+STOP_SLICE = 0.5  # seconds: the longest a LISTEN wait outlives `stop`
 BATCH = 100
 POLL = 1.0  # seconds: the longest a notification waits when no wake-up reached the intake
 SWITCH_INTERVAL = 0.0005  # seconds; sys.getswitchinterval() is 0.005 by default
@@ -174,7 +176,11 @@ class Intake:
             self._wake.wait(self.idle_seconds)
             return listener
         try:
-            listener.wait(self.idle_seconds)
+            # In slices, so that `stop` ends the thread (and closes its connection) promptly.
+            until = time.monotonic() + self.idle_seconds
+            while not self._stop.is_set() and (left := until - time.monotonic()) > 0:
+                if listener.wait(min(left, STOP_SLICE)):
+                    break
         except Exception as exc:
             log.warning("the webhook intake stopped hearing NOTIFY (%s); polls meanwhile", exc)
             listener.close()
