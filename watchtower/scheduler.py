@@ -209,6 +209,10 @@ class Scheduler:
             run_date=datetime.now(UTC) + timedelta(seconds=0.1),
         )
 
+    def names(self) -> list[str]:
+        """The jobs added, by name."""
+        return [j.id for j in self._scheduler.get_jobs() if not j.id.endswith(":startup")]
+
     def _guarded(
         self,
         job: str,

@@ -44,8 +44,11 @@ def scheduler(process: Process, host: str, port: int) -> None:
     """Run only the scheduler (probes, checks, runbook worker, cutover sampler)."""
     from werkzeug.serving import make_server
 
+    from watchtower.web.sealing import schedule_sealing
+
     wt = process.build()
     schedule = wt.scheduler()
+    schedule_sealing(schedule, wt)  # the status page's closed periods, ahead of the page
     server = make_server(host, port, create_app(wt, schedule), threaded=True)
     schedule.start()
     click.echo(

@@ -21,6 +21,7 @@ from watchtower.web import (
     rehearsal,
     runbooks,
     sandbox,
+    sealing,
     status,
 )
 from watchtower.web.auth import require
@@ -40,6 +41,8 @@ def create_app(watchtower: Watchtower, *, scheduler: Scheduler | None = None) ->
     app.after_request(_security_headers)
     app.register_error_handler(StoreUnavailable, _store_unreachable)
     app.extensions["watchtower.scheduler"] = scheduler
+    if scheduler is not None:
+        sealing.schedule_sealing(scheduler, watchtower)
     app.extensions[cutover.EXTENSION] = watchtower.cutover
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.add_url_rule("/metrics", view_func=metrics)
