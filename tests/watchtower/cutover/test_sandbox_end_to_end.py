@@ -169,9 +169,17 @@ def test_disable_dual_write_then_legacy_writes_fails_the_window_at_the_inserts_t
             return row[0] if row else None
 
         inserted = wait_for("a row in gallery_images", first_row, 60)
-        next_slot()
-        cutover.tick(now=wt.now())
-        verdict = cutover.verdict(now=wt.now())
+
+        def failed_at_the_row() -> Any:
+            # The statistics may see the write a sample before the rows do (then the failure
+            # is at that sample's time); the row's own time wins once a sample reads it.
+            next_slot()
+            cutover.tick(now=wt.now())
+            verdict = cutover.verdict(now=wt.now())
+            legacy = verdict.criterion("legacy_inserts")
+            return verdict if legacy.failed_at == inserted else None
+
+        verdict = wait_for("the window failed at the row's time", failed_at_the_row, 4 * SLOT)
     finally:
         stack.scenarios.switch("healthy")
 
