@@ -30,11 +30,10 @@ from sqlalchemy import (
     delete,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from watchtower.model import Result
 from watchtower.status import DayTotals, Feed, Hour, Hours, floor_hour
-from watchtower.store.schema import ROLLUP_DAYS, metadata
+from watchtower.store.schema import ROLLUP_DAYS, insert_for, metadata
 from watchtower.tables import create_tables, translated
 
 STORE = "history"
@@ -167,11 +166,10 @@ class SealedPeriods:
     def _insert(self, table: Table, rows: list[dict[str, Any]], *, stale: Any) -> None:
         if not rows:
             return
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         with self.engine.begin() as conn:
             conn.execute(delete(table).where(stale))
             # Another replica sealing the same period at once computed the same figures.
-            conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+            conn.execute(insert_for(self.engine, table).on_conflict_do_nothing(), rows)
 
     def forget(self, conn: Connection, items: Sequence[Result], feeds: Mapping[str, Feed]) -> None:
         """Unseal the hours and days a batch of results falls in (none, unless it is late)."""

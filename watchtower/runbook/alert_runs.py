@@ -5,6 +5,7 @@ its runs and closes those no longer needed. The part of the `Engine` facade Aler
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -55,21 +56,20 @@ class AlertRuns:
         plan = self._plan(runbook_id, alert=alert, mode=mode)
         if plan is None:
             return None
-        runbook, episode, claim, params, lock_key, problem = plan
+        runbook, episode, claim, problem = plan.runbook, plan.episode, plan.claim, plan.problem
         key = episode.key
-        note = f"alert {alert.name} ({alert.fingerprint}), {mode}"
 
         def create(replaces: str | None = None) -> str | None:
-            said = note
+            said = plan.note
             if replaces is not None:
                 said += f", a re-run after {rerun_after} (the episode's earlier run: {replaces})"
             return self.engine._create(
                 runbook,
-                params=params,
+                params=plan.params,
                 mode=mode,
                 started_by=ALERTMANAGER,
                 dry_run=False,
-                lock_key=lock_key,
+                lock_key=plan.lock_key,
                 claim=None if problem else claim,
                 alert=alert,
                 note=said,
@@ -123,22 +123,22 @@ class AlertRuns:
                 continue
             if plan is None:
                 continue
-            runbook, episode, claim, params, lock_key, problem = plan
-            if problem or episode.key in keys or claim in keys:
+            if plan.problem or plan.episode.key in keys or plan.claim in keys:
                 one_by_one.append(n)  # refused, or a second episode or claim in this batch
                 continue
-            keys.update((episode.key, claim))
-            record, audit = self.engine._new(
-                runbook,
-                params=params,
+            keys.update((plan.episode.key, plan.claim))
+            record, audit = self.engine.new_run(
+                plan.runbook,
+                params=plan.params,
                 mode=start.mode,
                 started_by=ALERTMANAGER,
                 dry_run=False,
-                lock_key=lock_key,
+                lock_key=plan.lock_key,
                 alert=alert,
-                note=f"alert {alert.name} ({alert.fingerprint}), {start.mode}",
+                note=plan.note,
             )
-            batch.append((n, NewRun(record=record, claim=claim, episode=episode, audit=audit)))
+            run = NewRun(record=record, claim=plan.claim, episode=plan.episode, audit=audit)
+            batch.append((n, run))
         if batch:
             try:
                 won = self.engine.store.create_many([run for _, run in batch])
@@ -161,11 +161,8 @@ class AlertRuns:
                 out[n] = exc
         return out
 
-    def _plan(
-        self, runbook_id: str, *, alert: Alert, mode: str
-    ) -> tuple[Runbook, Episode, str, dict[str, Any], str | None, str] | None:
-        """(runbook, episode, claim, params, lock key, why its labels were refused or "") of a
-        firing alert's run; None when the alert is not firing."""
+    def _plan(self, runbook_id: str, *, alert: Alert, mode: str) -> _Plan | None:
+        """What a firing alert's run would be; None when the alert is not firing."""
         runbook = self.engine.runbook(runbook_id)
         if alert.status != "firing":
             return None
@@ -186,13 +183,14 @@ class AlertRuns:
             starts_at=alert.starts_at,
             execution_id="",
         )
-        return (
-            runbook,
-            episode,
-            f"alert:{runbook.id}:{alert.fingerprint}",
-            params,
-            lock_key,
-            problem,
+        return _Plan(
+            runbook=runbook,
+            episode=episode,
+            claim=f"alert:{runbook.id}:{alert.fingerprint}",
+            params=params,
+            lock_key=lock_key,
+            problem=problem,
+            note=f"alert {alert.name} ({alert.fingerprint}), {mode}",
         )
 
     def resolved(
@@ -226,3 +224,16 @@ class AlertRuns:
                 reason = machine.no_longer_needed(at)
                 now = self.engine.now()
                 self.engine._stop(*machine.stop(record, reason, actor=ALERTMANAGER, now=now))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Plan:
+    """A firing alert's run, before anything is stored."""
+
+    runbook: Runbook
+    episode: Episode
+    claim: str
+    params: dict[str, Any]
+    lock_key: str | None
+    problem: str  # why its labels were refused, or ""
+    note: str  # the run's note: the alert, and how it was routed

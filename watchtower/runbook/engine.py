@@ -268,7 +268,7 @@ class Engine:
         episode: Episode | None = None,
         replaces: str | None = None,
     ) -> str | None:
-        record, audit = self._new(
+        record, audit = self.new_run(
             runbook,
             params=params,
             mode=mode,
@@ -284,7 +284,7 @@ class Engine:
         self.worker.wake()
         return record.execution.id
 
-    def _new(
+    def new_run(
         self,
         runbook: Runbook,
         *,

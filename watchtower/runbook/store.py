@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, Table, delete, insert, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from watchtower import tables
@@ -55,6 +54,7 @@ from watchtower.runbook.tables import (
 from watchtower.runbook.tables import guard as _guard
 from watchtower.runbook.tables import utc as _utc
 from watchtower.store import metadata
+from watchtower.store.schema import insert_for
 
 
 class RunbookStore(AlertRecords, AuditLog):
@@ -404,9 +404,8 @@ def _insert_new(conn: Any, table: Table) -> Any:
     """INSERT … ON CONFLICT DO NOTHING RETURNING the key, built once per dialect and table."""
     found = _INSERT_NEW.get((conn.dialect.name, table.name))
     if found is None:
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         key = table.primary_key.columns.values()[0]
-        found = dialect.insert(table).on_conflict_do_nothing().returning(key)
+        found = insert_for(conn.engine, table).on_conflict_do_nothing().returning(key)
         _INSERT_NEW[(conn.dialect.name, table.name)] = found
     return found
 

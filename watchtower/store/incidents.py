@@ -8,10 +8,9 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, not_, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from watchtower.model import Alert
-from watchtower.store.schema import STORE, alerts, aware, incident_notes, utc
+from watchtower.store.schema import STORE, alerts, aware, incident_notes, insert_for, utc
 from watchtower.tables import translated
 
 
@@ -45,7 +44,7 @@ class IncidentLog:
                 rounds.append([])
             rounds[later].append(n)
         kept = [False] * len(received)
-        upsert = _upsert(self.engine.dialect.name)
+        upsert = _upsert(self.engine)
         with self.engine.begin() as conn:
             for chosen in rounds:
                 rows = [_alert_row(*received[n]) for n in chosen]
@@ -121,13 +120,13 @@ _COLUMNS = (
 _UPSERTS: dict[str, Any] = {}
 
 
-def _upsert(dialect_name: str) -> Any:
+def _upsert(engine: Engine) -> Any:
     """INSERT … ON CONFLICT (fingerprint) DO UPDATE unless older, RETURNING the fingerprints
     written; built once per dialect, rows passed as parameters (compiled once)."""
-    found = _UPSERTS.get(dialect_name)
+    found = _UPSERTS.get(engine.dialect.name)
     if found is not None:
         return found
-    insert = (postgresql if dialect_name == "postgresql" else sqlite).insert(alerts)
+    insert = insert_for(engine, alerts)
     new = insert.excluded
     older = or_(
         new.starts_at < alerts.c.starts_at,
@@ -142,7 +141,7 @@ def _upsert(dialect_name: str) -> Any:
         set_={k: new[k] for k in _COLUMNS if k != "fingerprint"},
         where=not_(older),
     ).returning(alerts.c.fingerprint)
-    _UPSERTS[dialect_name] = found
+    _UPSERTS[engine.dialect.name] = found
     return found
 
 

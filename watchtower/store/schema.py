@@ -118,7 +118,9 @@ def aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def insert_for(engine: Engine, table: Table, values: Mapping[str, Any]) -> Any:
-    """The engine's dialect's INSERT of `values`: the one with ON CONFLICT (SQLite, PostgreSQL)."""
+def insert_for(engine: Engine, table: Table, values: Mapping[str, Any] | None = None) -> Any:
+    """The engine's dialect's INSERT (the one with ON CONFLICT: SQLite, PostgreSQL), of `values`
+    when given; without, rows are passed as parameters when it runs (compiled once)."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).values(values)
+    insert = dialect.insert(table)
+    return insert if values is None else insert.values(values)
