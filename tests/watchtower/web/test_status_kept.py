@@ -5,14 +5,10 @@ SQLite and the real PostgreSQL, as the store's contract suite runs."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import pytest
 from sqlalchemy import event
 
 from tests.watchtower.web.conftest import T0
@@ -23,23 +19,6 @@ from watchtower.runtime import Watchtower
 from watchtower.status.kept import KeptReads
 from watchtower.store import HistoryStore, engine_for
 from watchtower.web import create_app
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: Any, tmp_path: Path) -> Iterator[str]:
-    """An empty database shared by the test's replicas: a SQLite file, or a PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'shared.sqlite'}"
-        return
-    import psycopg
-
-    server = request.getfixturevalue("postgres_server")
-    schema = f"kept_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    yield f"{server.url}?options={quote(f'-c search_path={schema}')}"
-    with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def dynamodb(body: Any) -> Any:
