@@ -142,9 +142,9 @@ class PostgresInserts(Check):
         return self.result(ctx, status, reason, figures)
 
 
-# When this process read the flag on, and first read it off after that, by legacy database and
-# table (as _PREVIOUS): the flip happened in between.
-_FLAG_SEEN: dict[tuple[str, int], tuple[datetime | None, datetime | None]] = {}
+# By legacy database and table (as _PREVIOUS): there once this process read the flag on; then
+# when it first read it off after that (the flip happened in between), else None.
+_OFF_SINCE: dict[tuple[str, int], datetime | None] = {}
 
 
 def _rows(sql: SqlSource, since: datetime, until: datetime) -> int:
@@ -156,12 +156,11 @@ def _grace_until(
 ) -> datetime | None:
     """Until when writes are requests in flight at the flip, when this process saw the flip
     (the flag on, then off); None otherwise. An unreadable flag changes nothing."""
-    on_at, off_at = _FLAG_SEEN.get(key, (None, None))
     if flag is True:
-        _FLAG_SEEN[key] = (now, None)
-    elif flag is False and on_at is not None and off_at is None:
-        _FLAG_SEEN[key] = (on_at, now)
-        off_at = now
+        _OFF_SINCE[key] = None
+    elif flag is False and key in _OFF_SINCE and _OFF_SINCE[key] is None:
+        _OFF_SINCE[key] = now
+    off_at = _OFF_SINCE.get(key)
     if flag is not False or off_at is None:
         return None
     return off_at + timedelta(seconds=params["flip_grace_seconds"])
