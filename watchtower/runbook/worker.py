@@ -92,7 +92,8 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.worker_id = worker_id
         self._stopping = stopping
-        self._snapshots: dict[str, Runbook] = {}
+        # Parsed snapshots by (path, text): runs of one runbook version share one parse.
+        self._snapshots: dict[tuple[str, str], Runbook] = {}
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
         self._wake = threading.Event()
@@ -234,8 +235,6 @@ class Worker:
     def apply(self, transition: Transition) -> Outcome:
         """Write a move of a run this worker holds; LostOwnership when it no longer does."""
         done = self.ledger.apply(transition, held_by=self.worker_id)
-        if transition.run.status is not None and transition.run.status.final:
-            self._snapshots.pop(transition.record.execution.id, None)
         if not done and transition.strict:
             raise LostOwnership
         return transition.outcome
@@ -293,14 +292,16 @@ class Worker:
             return True
 
     def _snapshot(self, record: Record) -> Runbook:
-        execution_id = record.execution.id
-        if execution_id not in self._snapshots:
-            if len(self._snapshots) > 256:
+        """The runbook as the run started it (its stored text), parsed once per version: a
+        parse costs ~15 ms of CPU, more than the rest of a short run (docs/performance.md)."""
+        key = (record.path, record.source)
+        runbook = self._snapshots.get(key)
+        if runbook is None:
+            runbook = parse_source(record.source, path=record.path, catalog=self.catalog)
+            if len(self._snapshots) >= 64:  # versions in flight; a clear only costs parses
                 self._snapshots.clear()
-            self._snapshots[execution_id] = parse_source(
-                record.source, path=record.path, catalog=self.catalog
-            )
-        return self._snapshots[execution_id]
+            self._snapshots[key] = runbook
+        return runbook
 
     def _begin(self, record: Record) -> Outcome:
         """pending -> running, once the run holds its lock (a dry run takes none)."""
