@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from watchtower.runbook.errors import ApprovalExpired, Refused, RunbookError, SelfApproval
 from watchtower.runbook.model import (
     KEEP,
+    LOCK_WAIT,
     OPEN_STATUSES,
     Approval,
     AuditEntry,
@@ -371,7 +372,7 @@ def begin(record: Record, *, free: bool, holder: str | None = None, now: datetim
     execution = record.execution
     if not free:
         target = (execution.lock_key or "").split(":", 2)[-1]
-        reason = f"waiting: execution {holder} of {execution.runbook_id} holds the lock on "
+        reason = f"{LOCK_WAIT}{holder} of {execution.runbook_id} holds the lock on "
         return _move(record, RunChange(reason=reason + target, owner=None), outcome="wait")
     return _move(
         record,

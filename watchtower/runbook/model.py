@@ -321,6 +321,11 @@ class StepRun:
         return (self.finished_at - self.started_at).total_seconds()
 
 
+# A pending run's reason once it found its lock held (machine.begin); the dispatcher passes it
+# over until the holder's claim goes (RunbookStore.runnable).
+LOCK_WAIT = "waiting: execution "
+
+
 @dataclass(frozen=True, kw_only=True)
 class Execution:
     id: str

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, delete, insert, or_, select, text, update
+from sqlalchemy import Engine, Table, and_, delete, exists, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from watchtower import tables
@@ -29,6 +29,7 @@ from watchtower.runbook.errors import ExecutionNotFound
 from watchtower.runbook.model import (
     ANY_OWNER,
     KEEP,
+    LOCK_WAIT,
     Approval,
     AuditEntry,
     Episode,
@@ -280,12 +281,26 @@ class RunbookStore(AlertRecords, AuditLog):
             return [r.id for r in conn.execute(query.order_by(executions.c.created_at))]
 
     def runnable(self, *, stale_before: datetime, limit: int) -> builtins.list[str]:
-        """Runs a worker may take: pending or running, and nobody's (or a silent worker's)."""
+        """Runs a worker may take: pending or running, and nobody's (or a silent worker's).
+
+        A pending run that found its lock held is passed over while another run holds it:
+        such runs, oldest first, would fill every pass only to fail their claims again (an
+        alert storm queues many behind one lock). The holder's claim goes when it ends.
+        """
+        held_by_another = exists().where(
+            claims.c.key == executions.c.lock_key, claims.c.execution_id != executions.c.id
+        )
+        blocked = and_(
+            executions.c.status == ExecutionStatus.PENDING.value,
+            executions.c.reason.startswith(LOCK_WAIT, autoescape=True),
+            held_by_another,
+        )
         query = (
             select(executions.c.id)
             .where(
                 executions.c.status.in_(_TAKEABLE),
                 or_(executions.c.owner.is_(None), executions.c.heartbeat_at < stale_before),
+                ~blocked,
             )
             .order_by(executions.c.created_at)
             .limit(limit)

@@ -213,6 +213,25 @@ def test_only_pending_and_running_runs_are_taken(runs: RunbookStore) -> None:
     assert runs.runnable(stale_before=T0, limit=10) == ["e9"]
 
 
+def test_a_run_waiting_for_its_lock_is_passed_over_until_the_holder_ends(
+    runs: RunbookStore,
+) -> None:
+    make(runs, "e1")
+    make(runs, "e2", at=T0 + timedelta(seconds=1))  # the same lock key, lock:flip:image-api
+    make(runs, "e3", at=T0 + timedelta(seconds=2))
+    assert runs.claim("lock:flip:image-api", execution_id="e1", now=T0)
+    runs.apply("e1", RunChange(status=ExecutionStatus.RUNNING), held_by=None)
+    # Not told yet that it waits: taken, and told (machine.begin with free=False).
+    assert runs.runnable(stale_before=T0, limit=10) == ["e1", "e2", "e3"]
+    told = machine.begin(runs.record("e2"), free=False, holder="e1", now=T0)
+    assert runs.apply("e2", told.run, held_by=None)
+    assert runs.runnable(stale_before=T0, limit=10) == ["e1", "e3"]
+    runs.apply("e1", RunChange(status=ExecutionStatus.SUCCEEDED), held_by=None)  # claim goes
+    assert runs.runnable(stale_before=T0, limit=10) == ["e2", "e3"]
+    assert runs.claim("lock:flip:image-api", execution_id="e2", now=T0)
+    assert runs.runnable(stale_before=T0, limit=10) == ["e2", "e3"]  # its own claim: runnable
+
+
 def test_racing_workers_take_a_run_once(runs: RunbookStore) -> None:
     make(runs)
     answers = race(
