@@ -182,6 +182,7 @@ ACCEPTS: dict[str, str] = {
     "positive_int": "a whole number > 0",
     "_non_negative_int": "a whole number >= 0",
     "non_negative_int": "a whole number >= 0",
+    "_nice": "a whole number from 0 to 19",
     "_minutes_int": "seconds, a whole number of minutes",
     "number": "a number",
     "_positive_number": "a number > 0",

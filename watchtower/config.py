@@ -143,6 +143,13 @@ def _routes_file(name: str, raw: str) -> tuple[Route, ...]:
 INTAKE_PLACES = ("scheduler", "process", "web")
 
 
+def _nice(name: str, raw: str) -> int:
+    value = non_negative_int(name, raw)
+    if value > 19:
+        raise ConfigError(f"{name}={raw!r} must be from 0 to 19 (a nice increment)")
+    return value
+
+
 def _intake_place(name: str, raw: str) -> str:
     value = raw.strip().lower()
     if value not in INTAKE_PLACES:
@@ -289,6 +296,9 @@ class Settings:
     runbooks_dir: str | None = None  # default: runbooks/ beside the watchtower package
     runbook_approval_timeout: int = 3600  # seconds an approval request waits before it expires
     runbook_workers: int = 4  # executions advanced at once by one replica
+    # The runbook worker's threads run this much nicer than the process (Linux; 0: as nice):
+    # in an alert storm, answering Alertmanager and starting runs gets the CPU before running them.
+    runbook_worker_nice: int = 10
     # A replica whose worker sent no heartbeat for this long has stopped: its runs are taken over.
     runbook_lease_seconds: int = 60
     # Notifications handled at once per process; beyond it, 503 at once so Alertmanager backs off
@@ -435,6 +445,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "runbooks_dir": ("WATCHTOWER_RUNBOOKS_DIR", _text),
     "runbook_approval_timeout": ("WATCHTOWER_RUNBOOK_APPROVAL_TIMEOUT", positive_int),
     "runbook_workers": ("WATCHTOWER_RUNBOOK_WORKERS", positive_int),
+    "runbook_worker_nice": ("WATCHTOWER_RUNBOOK_WORKER_NICE", _nice),
     "runbook_lease_seconds": ("WATCHTOWER_RUNBOOK_LEASE_SECONDS", positive_int),
     "routes": ("WATCHTOWER_ROUTES_FILE", _routes_file),
 }

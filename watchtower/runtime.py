@@ -445,6 +445,7 @@ def build_engine(
         problems=problems,
         approval_timeout=timedelta(seconds=settings.runbook_approval_timeout),
         workers=settings.runbook_workers,
+        nice=settings.runbook_worker_nice,
         lease=timedelta(seconds=settings.runbook_lease_seconds),
         cutover=cutover,
     )

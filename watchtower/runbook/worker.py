@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +32,21 @@ if TYPE_CHECKING:
     from watchtower.runbook.store import RunbookStore
 
 log = logging.getLogger(__name__)
+
+
+def lower_priority(by: int) -> None:
+    """Set this thread's nice value `by` above the process's (its main thread's). On Linux
+    nice is per thread, and the threads it starts (a run's heartbeat, a step's timeout thread)
+    inherit it; without privileges it cannot be raised back, so it lasts as long as the thread."""
+    if by <= 0 or sys.platform != "linux":
+        return
+    thread = threading.get_native_id()
+    try:
+        wanted = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + by)
+        if os.getpriority(os.PRIO_PROCESS, thread) < wanted:
+            os.setpriority(os.PRIO_PROCESS, thread, wanted)
+    except OSError as exc:  # a sandbox that forbids it: run at the process's priority
+        log.warning("could not lower the runbook worker's priority: %s", exc)
 
 
 class LostOwnership(Exception):
@@ -79,6 +96,7 @@ class Worker:
         lease: timedelta,
         workers: int,
         poll_seconds: float,
+        nice: int = 0,
         worker_id: str,
         stopping: threading.Event,
     ) -> None:
@@ -89,6 +107,7 @@ class Worker:
         self.clock = clock
         self.lease = lease
         self.workers = workers
+        self.nice = nice
         self.poll_seconds = poll_seconds
         self.worker_id = worker_id
         self._stopping = stopping
@@ -109,7 +128,12 @@ class Worker:
         if self._dispatcher is not None:
             return
         self._stopping.clear()
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="runbook")
+        self._pool = ThreadPoolExecutor(
+            self.workers,
+            thread_name_prefix="runbook",
+            initializer=lower_priority,
+            initargs=(self.nice,),
+        )
         self._dispatcher = threading.Thread(
             target=self._dispatch_forever, name="runbook-dispatcher", daemon=True
         )
@@ -135,6 +159,7 @@ class Worker:
         return self._dispatcher is not None and self._dispatcher.is_alive()
 
     def _dispatch_forever(self) -> None:
+        lower_priority(self.nice)
         while not self._stopping.is_set():
             try:
                 self._dispatch_once()

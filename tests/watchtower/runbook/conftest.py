@@ -219,6 +219,7 @@ def make_harness(moto: MotoServer, tmp_path: Path) -> Iterator[MakeHarness]:
         approval_timeout: timedelta = timedelta(hours=1),
         lease: timedelta = timedelta(seconds=60),
         poll_seconds: float = 0.05,
+        nice: int = 0,
         **overrides: Any,
     ) -> Harness:
         values: dict[str, Any] = {
@@ -273,6 +274,7 @@ def make_harness(moto: MotoServer, tmp_path: Path) -> Iterator[MakeHarness]:
             approval_timeout=approval_timeout,
             lease=lease,
             poll_seconds=poll_seconds,
+            nice=nice,
             retry_delay=0.01,
             worker_id=worker_id,
             cutover=cutover,

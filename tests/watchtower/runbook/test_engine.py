@@ -4,6 +4,8 @@ two-person rule, cancel, verified remediation, dry runs, restarts, locks and ale
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import threading
 import time
 from collections import Counter
@@ -729,6 +731,24 @@ def test_the_worker_thread_runs_what_is_started(harness: Harness) -> None:
     assert harness.status(run_id) is ExecutionStatus.SUCCEEDED
     harness.engine.stop_worker()
     assert not harness.engine.running
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
+def test_the_worker_threads_run_nicer_than_the_process(
+    make_harness: MakeHarness, books: Path, aws: Aws
+) -> None:
+    aws.function({"FLAG": "true", "KEEP": "me"})
+    h = make_harness(runbooks=books, nice=5)
+    base = os.getpriority(os.PRIO_PROCESS, os.getpid())
+    h.engine.start_worker()
+    run_id = h.engine.start("flip", params={}, started_by="olive", dry_run=True)
+    wait_until(lambda: h.status(run_id).final)
+    workers = {t.name: t.native_id for t in threading.enumerate() if t.name.startswith("runbook")}
+    nice = {name: os.getpriority(os.PRIO_PROCESS, tid) for name, tid in workers.items() if tid}
+    h.engine.stop_worker()
+    assert {"runbook-dispatcher", "runbook_0"} <= set(nice)  # the dispatcher and the pool
+    assert set(nice.values()) == {min(19, base + 5)}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # not the caller
 
 
 GATE = """
