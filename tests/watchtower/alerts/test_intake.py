@@ -9,8 +9,8 @@ import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 
 import pytest
 from flask.testing import FlaskClient
@@ -258,14 +258,13 @@ def pg_database(postgres_server: PostgresServer) -> str:
     return f"postgresql://postgres@{LOOPBACK}:{postgres_server.port}/{name}"
 
 
-def test_the_scheduler_side_intake_is_woken_by_notify_from_another_process(
-    pg_database: str, make_watchtower: Callable[..., Watchtower]
-) -> None:
-    """WEBHOOK_INTAKE=scheduler: the web replica only keeps the notification; the scheduler's
-    intake, polling only once a minute here, dispatches it within seconds: the keep's NOTIFY
-    woke it."""
+def _web_and_listening_scheduler(
+    url: str, make_watchtower: Callable[..., Watchtower]
+) -> tuple[Watchtower, Watchtower]:
+    """A web replica that only keeps notifications, and a scheduler whose intake polls once a
+    minute only, LISTENing already: whatever it dispatches sooner, a NOTIFY woke it for."""
     settings = {
-        "database_url": pg_database,
+        "database_url": url,
         "clock": time.time,
         "webhook_token": TOKEN,
         "webhook_deferred": True,
@@ -278,19 +277,67 @@ def test_the_scheduler_side_intake_is_woken_by_notify_from_another_process(
     assert not scheduler.intake.here  # the default: the scheduler's process dispatches
     scheduler.intake.idle_seconds = 60.0
     scheduler.intake.start()
-    client = create_app(web).test_client()
-    body = payload(am_alert("ImageUploadProbeFailing", fingerprint="ab12", probe="upload_get"))
     # Wait until it listens: a notification kept before would wait for the poll.
     deadline = time.monotonic() + 30
-    while not _listening(pg_database) and time.monotonic() < deadline:
+    while not _listening(url) and time.monotonic() < deadline:
         time.sleep(0.05)
+    return web, scheduler
+
+
+def test_the_scheduler_side_intake_is_woken_by_notify_from_another_process(
+    pg_database: str, make_watchtower: Callable[..., Watchtower]
+) -> None:
+    """WEBHOOK_INTAKE=scheduler: the web replica only keeps the notification; the scheduler's
+    intake, polling only once a minute here, dispatches it within seconds: the keep's NOTIFY
+    woke it."""
+    web, scheduler = _web_and_listening_scheduler(pg_database, make_watchtower)
+    client = create_app(web).test_client()
+    body = payload(am_alert("ImageUploadProbeFailing", fingerprint="ab12", probe="upload_get"))
     post(client, json.dumps(body).encode())
-    assert web.intake._thread is None  # the web process dispatches nothing itself
+    assert web.intake is not None and web.intake._thread is None  # the web dispatches nothing
     deadline = time.monotonic() + 20
     while not scheduler.runbooks.list() and time.monotonic() < deadline:
         time.sleep(0.02)
     (run,) = scheduler.runbooks.list()
     assert run.alert_fingerprint == "ab12"
+
+
+def test_a_notification_kept_while_a_pass_runs_wakes_the_next_one(
+    pg_database: str, make_watchtower: Callable[..., Watchtower], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass smaller than a batch is not followed by another at once: a notification kept
+    during it has sent its NOTIFY, which wakes the next wait, so it does not wait for the
+    minute's poll. The first pass is held open (its last write waits) while the second
+    notification is kept."""
+    web, scheduler = _web_and_listening_scheduler(pg_database, make_watchtower)
+    assert scheduler.intake is not None
+    store = scheduler.intake.store
+    done = store.notifications_done
+    in_pass, release = threading.Event(), threading.Event()
+
+    def held_open(numbers: Iterable[int], *, at: datetime) -> None:
+        in_pass.set()
+        release.wait(30)
+        done(numbers, at=at)
+
+    monkeypatch.setattr(store, "notifications_done", held_open)
+    client = create_app(web).test_client()
+    post(client, json.dumps(payload(am_alert("SomethingElse", fingerprint="a1"))).encode())
+    assert in_pass.wait(20)
+    post(client, json.dumps(payload(am_alert("SomethingElse", fingerprint="b2"))).encode())
+    release.set()
+    left = (
+        select(func.count())
+        .select_from(notifications)
+        .where(notifications.c.processed_at.is_(None))
+    )
+    deadline = time.monotonic() + 20  # a lost wake-up would wait for the 60 s poll
+    with store.engine.connect() as conn:
+        while conn.execute(left).scalar_one() and time.monotonic() < deadline:
+            conn.rollback()
+            time.sleep(0.05)
+        assert conn.execute(select(func.count()).select_from(notifications)).scalar_one() == 2
+        assert conn.execute(left).scalar_one() == 0
 
 
 def _listening(url: str) -> bool:
