@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class Step:
     rate: float  # offered, requests per second
     seconds: float
     start: float = 0.0  # loop time the step began
+    wall_start: float = 0.0  # the same, as time.time(): when its requests were due, by the clock
     sent: int = 0
     latencies: list[float] = field(default_factory=list)  # ms from due time; 2xx, due in step
     errors: Counter[str] = field(default_factory=Counter)  # "HTTP 503", "timeout", "connection"
@@ -52,6 +54,10 @@ class Step:
     def throughput(self) -> float:
         """2xx answers per second that arrived while the step lasted."""
         return self.answered / self.seconds if self.seconds else 0.0
+
+    def due(self, i: int) -> float:
+        """time.time() at which the step's i-th request was due."""
+        return self.wall_start + i / self.rate
 
     @property
     def kept_up(self) -> bool:
@@ -214,6 +220,7 @@ async def _ramp(
 
     try:
         start = loop.time() + 0.01
+        to_wall = time.time() - loop.time()
         for rate in ladder:
             # Each step must fit the budget with its answers' timeout, or it is not offered.
             if start + step_seconds + timeout > deadline:
@@ -223,7 +230,7 @@ async def _ramp(
             if count <= 0:
                 stopped = f"the request cap ({max_requests:,})"
                 break
-            step = Step(rate=rate, seconds=count / rate, start=start)
+            step = Step(rate=rate, seconds=count / rate, start=start, wall_start=start + to_wall)
             steps.append(step)
             for i in range(count):
                 due = start + i / rate

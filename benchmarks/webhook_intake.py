@@ -21,9 +21,10 @@ each step (doubles with --quick) until the first answer that is not 2xx or comes
 `notify.MinTimeout`), bounded in time and in requests. Baseline: the same ramp of
 `GET /healthz` on the same server, first. After each ramp the store is counted: every alert
 answered 202 must be in it, and one execution for each routed alert. For the deferred intake,
-the time from each notification stored to its execution created is read back per step (the
+the time from each POST (when it was due) to its execution visible (the commit of the
+transaction that created it, PostgreSQL's own commit timestamp) is read back per step (the
 alert's fingerprint names its request), against issue 15's goal: served in full with the
-execution visible within 50 ms at P99.
+execution visible within 50 ms at P99; the part from the notification stored is shown beside.
 """
 
 from __future__ import annotations
@@ -297,8 +298,7 @@ def run(*, quick: bool) -> list[Figure]:
     starts_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
     results: dict[str, Ramp] = {}
     stored: dict[str, tuple[int, int]] = {}
-    lags: dict[str, tuple[float, float]] = {}
-    visible: dict[str, tuple[float, float]] = {}
+    visible: dict[str, Visible] = {}
     with tempfile.TemporaryDirectory(prefix="bench-webhook-") as tmp:
         logs = Path(tmp)
         sqlite_url = f"sqlite:///{logs / 'watchtower.sqlite'}"
@@ -336,7 +336,9 @@ def run(*, quick: bool) -> list[Figure]:
         for store, run_name in (("deferred-web", "c"), ("deferred", "d"), ("deferred-own", "e")):
             cluster: servers.PostgresServer | None = None
             with contextlib.suppress(ServerUnavailable):
-                cluster = servers.start_postgres(database="watchtower")
+                cluster = servers.start_postgres(
+                    database="watchtower", settings=["track_commit_timestamp=on"]
+                )
             if cluster is None:
                 continue
             place = {"deferred-web": "web", "deferred": "scheduler", "deferred-own": "process"}
@@ -366,8 +368,7 @@ def run(*, quick: bool) -> list[Figure]:
                     server.wait_idle()
                     _wait_dispatched(cluster.url)
                 stored[store] = _stored(cluster.url)
-                lags[store], within, at_best = _visible_after(cluster.url, results[store])
-                visible[store] = (within, at_best)
+                visible[store] = _visible_after(cluster.url, results[store])
             finally:
                 cluster.stop()
     for store, (alerts, executions) in stored.items():
@@ -376,12 +377,13 @@ def run(*, quick: bool) -> list[Figure]:
             f"{store}: {accepted} alerts answered 202; {alerts} stored, {executions} runbook "
             f"executions created (expected {ROUTED}/{len(KINDS)} of the stored alerts)"
         )
-    for store, (p50, p99) in lags.items():
+    for store, seen in visible.items():
         note(
-            f"{store}: stored -> execution visible, P50 {p50 * 1000:.1f} ms, "
-            f"P99 {p99 * 1000:.1f} ms"
+            f"{store}: POST -> execution visible, P50 {seen.post[0] * 1000:.1f} ms, "
+            f"P99 {seen.post[1] * 1000:.1f} ms; stored -> visible P50 "
+            f"{seen.stored[0] * 1000:.1f} ms, P99 {seen.stored[1] * 1000:.1f} ms"
         )
-    return _figures(results, lags, visible)
+    return _figures(results, visible)
 
 
 LABELS = {
@@ -415,18 +417,23 @@ def _wait_dispatched(url: str, timeout: float = 120.0) -> None:
         engine.dispose()
 
 
-def _lags(url: str) -> dict[int, float]:
-    """Seconds from a notification stored (its alert's received_at, set from it) to its
-    execution created, by the request's index in the ramp (its fingerprint says which): the
-    intake's part of POST -> execution visible."""
+def _visibility(url: str) -> dict[int, tuple[float, float]]:
+    """By the request's index in the ramp (its alert's fingerprint says which): when its
+    notification was stored (the alert's received_at, set from it) and when the transaction that
+    created its execution committed, both as seconds since the epoch. The commit time is
+    PostgreSQL's own (track_commit_timestamp) for the run's first audit entry, written in the
+    transaction that creates the run and never changed: the moment another reader can see the run
+    (the execution row's own xmin moves with every later update)."""
     engine = _engine(url)
     query = sqlalchemy.text(
-        "SELECT a.fingerprint, EXTRACT(EPOCH FROM (e.created_at - a.received_at)) "
-        "FROM runbook_executions e JOIN alerts a ON a.fingerprint = e.alert_fingerprint"
+        "SELECT a.fingerprint, EXTRACT(EPOCH FROM a.received_at), "
+        "EXTRACT(EPOCH FROM MIN(pg_xact_commit_timestamp(l.xmin))) "
+        "FROM runbook_executions e JOIN alerts a ON a.fingerprint = e.alert_fingerprint "
+        "JOIN runbook_audit l ON l.execution_id = e.id GROUP BY a.fingerprint, a.received_at"
     )
     try:
         with engine.connect() as conn:
-            return {int(r[0][1:], 16): float(r[1]) for r in conn.execute(query)}
+            return {int(r[0][1:], 16): (float(r[1]), float(r[2])) for r in conn.execute(query)}
     finally:
         engine.dispose()
 
@@ -438,27 +445,43 @@ def _p50_p99(values: list[float]) -> tuple[float, float]:
     return lags[len(lags) // 2], lags[min(len(lags) - 1, int(len(lags) * 0.99))]
 
 
-def _visible_after(url: str, ramp: Ramp) -> tuple[tuple[float, float], float, float]:
-    """(P50, P99) of stored -> visible over the whole ramp; the highest step rate served in full
-    whose alerts' executions were visible within VISIBLE_WITHIN at P99 (0 when none); and the
-    P99 of the step served in full at the highest rate. Each step's figures are noted."""
-    lags = _lags(url)
+@dataclass
+class Visible:
+    """POST -> execution visible (its creating transaction committed), issue 15's measure."""
+
+    post: tuple[float, float]  # (P50, P99) seconds from the POST due to the commit, whole ramp
+    stored: tuple[float, float]  # the same from the notification stored: the intake's part
+    within: float  # the highest step rate served in full and visible within 50 ms at P99; or 0
+    at_best: float  # P99 (POST -> visible) of the step served in full at the highest rate
+
+
+def _visible_after(url: str, ramp: Ramp) -> Visible:
+    """Each step's POST -> visible and stored -> visible, noted; and the ramp's figures."""
+    seen = _visibility(url)
     first, within, at_best = 0, 0.0, float("nan")
+    posts, stores = [], []
     for step in ramp.steps:
-        mine = [lag for i, lag in lags.items() if first <= i < first + step.sent]
+        mine = [
+            (step.due(i - first), *seen[i]) for i in range(first, first + step.sent) if i in seen
+        ]
         first += step.sent
         if not mine:
             continue
-        p50, p99 = _p50_p99(mine)
+        post = [committed - due for due, _, committed in mine]
+        stored = [committed - kept for _, kept, committed in mine]
+        posts += post
+        stores += stored
+        p50, p99 = _p50_p99(post)
         note(
-            f"  {step.rate:6.0f}/s: stored -> execution visible P50 {p50 * 1000:8.1f} ms, "
-            f"P99 {p99 * 1000:8.1f} ms ({len(mine)} executions)"
+            f"  {step.rate:6.0f}/s: POST -> execution visible P50 {p50 * 1000:8.1f} ms, "
+            f"P99 {p99 * 1000:8.1f} ms; stored -> visible P99 {_p50_p99(stored)[1] * 1000:8.1f} "
+            f"ms ({len(mine)} executions)"
         )
         if step.kept_up:
             at_best = p99
             if p99 <= VISIBLE_WITHIN:
                 within = step.rate
-    return _p50_p99(list(lags.values())), within, at_best
+    return Visible(_p50_p99(posts), _p50_p99(stores), within, at_best)
 
 
 def _webhook(port: int, run: str, starts_at: str) -> MakeRequest:
@@ -493,8 +516,7 @@ def _stored(url: str) -> tuple[int, int]:
 
 def _figures(
     results: dict[str, Ramp],
-    lags: dict[str, tuple[float, float]],
-    visible: dict[str, tuple[float, float]],
+    visible: dict[str, Visible],
 ) -> list[Figure]:
     base = results["healthz"]
     figures: list[Figure] = []
@@ -502,23 +524,23 @@ def _figures(
         ramp = results.get(store)
         if ramp is None:
             continue
-        if store in lags:
+        seen = visible.get(store)
+        if seen is not None:
             figures.append(
                 Figure(
                     benchmark=NAME,
+                    # The intake's part: past the web's capacity, POST -> visible is its queue.
                     name=f"P99 stored -> execution visible over the ramp, {label}",
-                    value=lags[store][1] * 1000,
+                    value=seen.stored[1] * 1000,
                     baseline_name="P50 of the same",
-                    baseline=lags[store][0] * 1000,
+                    baseline=seen.stored[0] * 1000,
                 )
             )
-        if store in visible:
-            within, at_best = visible[store]
             figures.append(
                 Figure(
                     benchmark=NAME,
                     name=f"alerts/s served in full and visible within 50 ms (P99), {label}",
-                    value=within,
+                    value=seen.within,
                     baseline_name="GET /healthz/s served in full",
                     baseline=base.best.rate if base.best else 0.0,
                     unit="/s",
@@ -528,8 +550,8 @@ def _figures(
                 figures.append(
                     Figure(
                         benchmark=NAME,
-                        name=f"P99 stored -> visible at {ramp.best.rate:.0f} alerts/s, {label}",
-                        value=at_best * 1000,
+                        name=f"P99 POST -> visible at {ramp.best.rate:.0f} alerts/s, {label}",
+                        value=seen.at_best * 1000,
                         baseline_name=f"POST P99 at {ramp.best.rate:.0f}/s",
                         baseline=ramp.best.p(99),
                     )

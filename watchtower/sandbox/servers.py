@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,8 +199,11 @@ def start_redis(port: int | None = None) -> RedisServer:
     return RedisServer(name="redis", port=port, process=process, log_path=log_path)
 
 
-def start_postgres(port: int | None = None, database: str = "gallery") -> PostgresServer:
-    """A throwaway cluster: initdb into a temporary directory, trust auth on loopback only."""
+def start_postgres(
+    port: int | None = None, database: str = "gallery", settings: Sequence[str] = ()
+) -> PostgresServer:
+    """A throwaway cluster: initdb into a temporary directory, trust auth on loopback only;
+    `settings` are more `name=value` server settings (benchmarks: track_commit_timestamp=on)."""
     port = port or free_port()
     initdb, postgres = which("initdb"), which("postgres")
     if initdb is None or postgres is None:
@@ -235,6 +238,7 @@ def start_postgres(port: int | None = None, database: str = "gallery") -> Postgr
             "synchronous_commit=off",
             "-c",
             "full_page_writes=off",
+            *(arg for setting in settings for arg in ("-c", setting)),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
