@@ -139,7 +139,7 @@ class Intake:
         """Dispatch every stored notification not yet dispatched, in this thread; how many."""
         done = 0
         for _ in range(max_passes):
-            _, count = self._pass()
+            count = self._pass()
             done += count
             if count == 0:
                 break
@@ -152,10 +152,7 @@ class Intake:
                 listener = self._wait(listener)
                 self._wake.clear()
                 try:
-                    # Again at once only after a full batch: what arrived during a smaller
-                    # pass has woken the next wait already (its NOTIFY is queued), and an
-                    # empty pass after every wake-up would cost a transaction each.
-                    while self._pass()[0] >= BATCH and not self._stop.is_set():
+                    while self._pass() and not self._stop.is_set():
                         pass
                 except Exception:  # the store: the next pass tries again
                     log.exception("the webhook intake could not dispatch stored notifications")
@@ -190,8 +187,7 @@ class Intake:
             return None
         return listener
 
-    def _pass(self) -> tuple[int, int]:
-        """(notifications taken, dispatched) in one pass."""
+    def _pass(self) -> int:
         now = self.clock()
         taken = self.store.claim_notifications(now=now, stale_before=now - self.stale, limit=BATCH)
         finished = []
@@ -224,7 +220,7 @@ class Intake:
                 continue  # taken again after `stale`
             finished.append(number)
         self.store.notifications_done(finished, at=self.clock())
-        return len(taken), len(finished)
+        return len(finished)
 
 
 class _Waiting:

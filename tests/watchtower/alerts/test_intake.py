@@ -305,10 +305,9 @@ def test_the_scheduler_side_intake_is_woken_by_notify_from_another_process(
 def test_a_notification_kept_while_a_pass_runs_wakes_the_next_one(
     pg_database: str, make_watchtower: Callable[..., Watchtower], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A pass smaller than a batch is not followed by another at once: a notification kept
-    during it has sent its NOTIFY, which wakes the next wait, so it does not wait for the
-    minute's poll. The first pass is held open (its last write waits) while the second
-    notification is kept."""
+    """A notification kept while a pass runs is dispatched next, not at the minute's poll (by
+    the pass that follows a pass that dispatched something, or by its NOTIFY). The first pass
+    is held open (its last write waits) while the second notification is kept."""
     web, scheduler = _web_and_listening_scheduler(pg_database, make_watchtower)
     assert scheduler.intake is not None
     store = scheduler.intake.store
