@@ -281,19 +281,17 @@ class RunbookStore(AlertRecords, AuditLog):
             return [r.id for r in conn.execute(query.order_by(executions.c.created_at))]
 
     def runnable(self, *, stale_before: datetime, limit: int) -> builtins.list[str]:
-        """Runs a worker may take: pending or running, and nobody's (or a silent worker's).
-
-        A pending run that found its lock held is passed over while another run holds it:
-        such runs, oldest first, would fill every pass only to fail their claims again (an
-        alert storm queues many behind one lock). The holder's claim goes when it ends.
-        """
-        held_by_another = exists().where(
+        """Runs a worker may take: pending or running, and nobody's (or a silent worker's). A
+        run told its lock is held is passed over while another run holds it, unless it is to
+        stop: oldest first, such runs would fill every pass only to fail their claims again."""
+        held = exists().where(
             claims.c.key == executions.c.lock_key, claims.c.execution_id != executions.c.id
         )
         blocked = and_(
             executions.c.status == ExecutionStatus.PENDING.value,
             executions.c.reason.startswith(LOCK_WAIT, autoescape=True),
-            held_by_another,
+            executions.c.stop_reason.is_(None),
+            held,
         )
         query = (
             select(executions.c.id)

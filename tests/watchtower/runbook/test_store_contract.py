@@ -226,10 +226,15 @@ def test_a_run_waiting_for_its_lock_is_passed_over_until_the_holder_ends(
     told = machine.begin(runs.record("e2"), free=False, holder="e1", now=T0)
     assert runs.apply("e2", told.run, held_by=None)
     assert runs.runnable(stale_before=T0, limit=10) == ["e1", "e3"]
+    # Asked to stop (a cancel, its alert resolved): taken, so that the worker ends it.
+    runs.apply("e3", told.run, held_by=None)
+    runs.apply("e3", RunChange(stop_reason="cancelled by ada"), held_by=None)
+    assert runs.runnable(stale_before=T0, limit=10) == ["e1", "e3"]
+    runs.apply("e3", RunChange(status=ExecutionStatus.CANCELLED), held_by=None)
     runs.apply("e1", RunChange(status=ExecutionStatus.SUCCEEDED), held_by=None)  # claim goes
-    assert runs.runnable(stale_before=T0, limit=10) == ["e2", "e3"]
+    assert runs.runnable(stale_before=T0, limit=10) == ["e2"]
     assert runs.claim("lock:flip:image-api", execution_id="e2", now=T0)
-    assert runs.runnable(stale_before=T0, limit=10) == ["e2", "e3"]  # its own claim: runnable
+    assert runs.runnable(stale_before=T0, limit=10) == ["e2"]  # its own claim: runnable
 
 
 def test_racing_workers_take_a_run_once(runs: RunbookStore) -> None:
