@@ -137,6 +137,9 @@ DESCRIPTIONS: dict[str, str] = {
     "WATCHTOWER_RUNBOOKS_DIR": "where the runbooks are read from",
     "WATCHTOWER_RUNBOOK_APPROVAL_TIMEOUT": "seconds an approval request waits before it expires",
     "WATCHTOWER_RUNBOOK_WORKERS": "runbook executions advanced at once by one scheduler",
+    "WATCHTOWER_RUNBOOK_WORKER_NICE": "how much nicer than its process the runbook worker's "
+    "threads run (Linux; 0: at the process's own priority): in an alert storm, answering and "
+    "starting runs come first",
     "WATCHTOWER_RUNBOOK_LEASE_SECONDS": "a replica silent this long (no heartbeat) has stopped: "
     "its runbook executions are taken over",
     # cutover

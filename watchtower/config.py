@@ -296,8 +296,8 @@ class Settings:
     runbooks_dir: str | None = None  # default: runbooks/ beside the watchtower package
     runbook_approval_timeout: int = 3600  # seconds an approval request waits before it expires
     runbook_workers: int = 4  # executions advanced at once by one replica
-    # The runbook worker's threads run this much nicer than the process (Linux; 0: as nice):
-    # in an alert storm, answering Alertmanager and starting runs gets the CPU before running them.
+    # How much nicer than its process the runbook worker's threads run (Linux): in an alert
+    # storm, answering Alertmanager and starting runs get the CPU before the runs do.
     runbook_worker_nice: int = 10
     # A replica whose worker sent no heartbeat for this long has stopped: its runs are taken over.
     runbook_lease_seconds: int = 60

@@ -21,6 +21,8 @@ Load = Callable[[Mapping[str, str]], Any]
         (Settings.from_env, "WATCHTOWER_PROBE_INTERVAL", "soon", "is not a whole number"),
         (Settings.from_env, "WATCHTOWER_PROBE_INTERVAL", "0", "must be greater than 0"),
         (Settings.from_env, "WATCHTOWER_SANDBOX", "maybe", "is not a boolean"),
+        (Settings.from_env, "WATCHTOWER_RUNBOOK_WORKER_NICE", "-1", "must not be negative"),
+        (Settings.from_env, "WATCHTOWER_RUNBOOK_WORKER_NICE", "20", "must be from 0 to 19"),
         (CutoverSettings.from_env, "WATCHTOWER_CUTOVER_WINDOW_HOURS", "x", "is not a whole number"),
         (CutoverSettings.from_env, "WATCHTOWER_CUTOVER_GRACE", "-1", "must not be negative"),
         (CutoverSettings.from_env, "WATCHTOWER_CUTOVER_GRACE", "1.5", "is not a whole number"),

@@ -128,12 +128,8 @@ class Worker:
         if self._dispatcher is not None:
             return
         self._stopping.clear()
-        self._pool = ThreadPoolExecutor(
-            self.workers,
-            thread_name_prefix="runbook",
-            initializer=lower_priority,
-            initargs=(self.nice,),
-        )
+        # Its threads are started by the dispatcher's `submit`: they inherit its priority.
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="runbook")
         self._dispatcher = threading.Thread(
             target=self._dispatch_forever, name="runbook-dispatcher", daemon=True
         )

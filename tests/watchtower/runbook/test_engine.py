@@ -733,6 +733,18 @@ def test_the_worker_thread_runs_what_is_started(harness: Harness) -> None:
     assert not harness.engine.running
 
 
+def test_runs_of_one_runbook_version_share_one_parse(harness: Harness) -> None:
+    h = harness
+    first, second = (h.engine.start("flip", params={}, started_by="olive") for _ in range(2))
+    records = [h.store.record(first), h.store.record(second)]
+    worker = h.engine.worker
+    parsed = worker._snapshot(records[0])
+    assert worker._snapshot(records[1]) is parsed
+    edited = dataclasses.replace(records[1], source=records[1].source + "\nOne more line.\n")
+    assert worker._snapshot(edited) is not parsed  # another version: its own parse
+    assert worker._snapshot(edited).body.rstrip().endswith("One more line.")
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="a thread's own nice value is Linux's")
 def test_the_worker_threads_run_nicer_than_the_process(
     make_harness: MakeHarness, books: Path, aws: Aws
@@ -743,7 +755,13 @@ def test_the_worker_threads_run_nicer_than_the_process(
     h.engine.start_worker()
     run_id = h.engine.start("flip", params={}, started_by="olive", dry_run=True)
     wait_until(lambda: h.status(run_id).final)
-    workers = {t.name: t.native_id for t in threading.enumerate() if t.name.startswith("runbook")}
+    # The dispatcher and the pool's threads live until the worker stops (a run's heartbeat
+    # thread may already be gone: not read).
+    workers = {
+        t.name: t.native_id
+        for t in threading.enumerate()
+        if t.name == "runbook-dispatcher" or t.name.startswith("runbook_")
+    }
     nice = {name: os.getpriority(os.PRIO_PROCESS, tid) for name, tid in workers.items() if tid}
     h.engine.stop_worker()
     assert {"runbook-dispatcher", "runbook_0"} <= set(nice)  # the dispatcher and the pool
