@@ -314,7 +314,7 @@ class Worker:
 
     def _snapshot(self, record: Record) -> Runbook:
         """The runbook as the run started it (its stored text), parsed once per version: a
-        parse costs ~15 ms of CPU, more than the rest of a short run (docs/performance.md)."""
+        parse (PyYAML) costs milliseconds of CPU, a large part of a short run's (performance.md)."""
         key = (record.path, record.source)
         runbook = self._snapshots.get(key)
         if runbook is None:
