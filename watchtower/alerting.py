@@ -431,19 +431,15 @@ DEFAULT_ROUTES = parse_routes(
 class RunbookStarter(Protocol):
     """The runbook engine, as the webhook sees it."""
 
-    def start_from_alert(
-        self, runbook_id: str, *, alert: Alert, mode: Mode, rerun_after: timedelta | None = None
-    ) -> str | None:
-        """Start (or, in suggest mode, propose) the run of the alert's episode (runbook,
-        fingerprint, startsAt); None when that episode already has one."""
+    def start_from_alerts(self, starts: Sequence[AlertStart]) -> list[str | Exception | None]:
+        """Start (or, in suggest mode, propose) the run of each alert's episode (runbook,
+        fingerprint, startsAt); for each, its run, None when that episode already has one, or
+        what starting it raised."""
 
     def alert_resolved(
         self, fingerprint: str, *, at: datetime, starts_at: datetime | None = None
     ) -> None:
         """Record on the alert episode's runs that the alert resolved."""
-
-    def start_from_alerts(self, starts: Sequence[AlertStart]) -> list[str | Exception | None]:
-        """`start_from_alert` for many at once; for each, its run, None, or what it raised."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -457,11 +453,9 @@ class AlertStart:
 
 
 class AlertRecorder(Protocol):
-    def record_alert(self, alert: Alert, *, received_at: datetime) -> bool:
-        """Keep the alert's latest state; False when it is older than the state kept."""
-
     def record_alerts(self, received: Sequence[tuple[Alert, datetime]]) -> list[bool]:
-        """`record_alert` for many (alert, received_at), in order, at once."""
+        """Keep each (alert, received_at)'s latest state, in order, at once; for each, False
+        when it is older than the state kept."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -506,46 +500,86 @@ def dispatch(
     twice since the engine keys alert runs by episode (runbook, fingerprint, startsAt). A store
     failure propagates.
     """
-    started: list[Started] = []
-    resolved: list[str] = []
-    stale: list[str] = []
-    failed: list[Failed] = []
-    for alert in notification.alerts:
-        if not store.record_alert(alert, received_at=now):
-            stale.append(alert.fingerprint)
-            continue
-        if alert.status == "resolved":
-            try:
-                runbooks.alert_resolved(
-                    alert.fingerprint, at=alert.ends_at or now, starts_at=alert.starts_at
-                )
-            except Exception as exc:  # the engine's failure is reported, not raised
-                failed.append(Failed(fingerprint=alert.fingerprint, runbook="", error=said(exc)))
-            else:
-                resolved.append(alert.fingerprint)
-            continue
-        for route in select(routes, alert.labels):
-            try:
-                execution = runbooks.start_from_alert(
-                    route.runbook, alert=alert, mode=route.mode, rerun_after=route.rerun_after
-                )
-            except Exception as exc:
-                failed.append(
-                    Failed(fingerprint=alert.fingerprint, runbook=route.runbook, error=said(exc))
+    (done,) = dispatch_many([(notification, now)], routes=routes, store=store, runbooks=runbooks)
+    return done
+
+
+def dispatch_many(
+    received: Sequence[tuple[Notification, datetime]],
+    *,
+    routes: Sequence[Route],
+    store: AlertRecorder,
+    runbooks: RunbookStarter,
+) -> list[Dispatched]:
+    """`dispatch` for many (notification, received at) (the deferred intake's pass), with the
+    same outcome as dispatching them one after another, in fewer round trips: every alert
+    recorded at once, and the runs of the firing alerts started together, up to each resolution
+    (handled in its turn, after the starts before it). A store failure propagates."""
+    flat = [(alert, at) for notification, at in received for alert in notification.alerts]
+    kept = iter(store.record_alerts(flat))
+    started: list[list[Started]] = [[] for _ in received]
+    resolved: list[list[str]] = [[] for _ in received]
+    stale: list[list[str]] = [[] for _ in received]
+    failed: list[list[Failed]] = [[] for _ in received]
+    waiting: list[tuple[int, AlertStart]] = []
+
+    def start_waiting() -> None:
+        outcomes = runbooks.start_from_alerts([s for _, s in waiting])
+        for (n, start), outcome in zip(waiting, outcomes, strict=True):
+            alert = start.alert
+            if isinstance(outcome, Exception):
+                error = said(outcome)
+                failed[n].append(
+                    Failed(fingerprint=alert.fingerprint, runbook=start.runbook, error=error)
                 )
                 continue
-            started.append(
+            started[n].append(
                 Started(
                     fingerprint=alert.fingerprint,
                     alertname=alert.name,
-                    runbook=route.runbook,
-                    mode=route.mode,
-                    execution=execution,
+                    runbook=start.runbook,
+                    mode=start.mode,
+                    execution=outcome,
                 )
             )
-    return Dispatched(
-        started=tuple(started), resolved=tuple(resolved), stale=tuple(stale), failed=tuple(failed)
-    )
+        waiting.clear()
+
+    for n, (notification, at) in enumerate(received):
+        for alert in notification.alerts:
+            if not next(kept):
+                stale[n].append(alert.fingerprint)
+            elif alert.status == "resolved":
+                start_waiting()
+                try:
+                    runbooks.alert_resolved(
+                        alert.fingerprint, at=alert.ends_at or at, starts_at=alert.starts_at
+                    )
+                except Exception as exc:  # the engine's failure is reported, not raised
+                    failed[n].append(
+                        Failed(fingerprint=alert.fingerprint, runbook="", error=said(exc))
+                    )
+                else:
+                    resolved[n].append(alert.fingerprint)
+            else:
+                waiting.extend(
+                    (
+                        n,
+                        AlertStart(
+                            runbook=r.runbook, alert=alert, mode=r.mode, rerun_after=r.rerun_after
+                        ),
+                    )
+                    for r in select(routes, alert.labels)
+                )
+    start_waiting()
+    return [
+        Dispatched(
+            started=tuple(started[n]),
+            resolved=tuple(resolved[n]),
+            stale=tuple(stale[n]),
+            failed=tuple(failed[n]),
+        )
+        for n in range(len(received))
+    ]
 
 
 def said(exc: Exception) -> str:

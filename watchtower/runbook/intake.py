@@ -41,17 +41,11 @@ from typing import Any
 
 from watchtower.alerting import (
     AlertRecorder,
-    AlertStart,
-    Dispatched,
-    Failed,
     Notification,
     Route,
-    RunbookStarter,
-    Started,
+    dispatch_many,
     parse_notification,
-    said,
 )
-from watchtower.alerting import select as select_routes
 from watchtower.errors import PayloadError
 from watchtower.runbook.alert_records import Arrived, Listener
 
@@ -275,81 +269,3 @@ class GroupWriter:
         if following is not None:
             following.lead = True
             following.woken.set()
-
-
-def dispatch_many(
-    received: Sequence[tuple[Notification, datetime]],
-    *,
-    routes: Sequence[Route],
-    store: AlertRecorder,
-    runbooks: RunbookStarter,
-) -> list[Dispatched]:
-    """`dispatch` for many (notification, received at), with the same outcome as dispatching
-    them one after another, in fewer round trips: every alert recorded at once, and the runs
-    of the firing alerts started together, up to each resolution (handled in its turn, after
-    the starts before it). A store failure propagates."""
-    flat = [(alert, at) for notification, at in received for alert in notification.alerts]
-    kept = iter(store.record_alerts(flat))
-    started: list[list[Started]] = [[] for _ in received]
-    resolved: list[list[str]] = [[] for _ in received]
-    stale: list[list[str]] = [[] for _ in received]
-    failed: list[list[Failed]] = [[] for _ in received]
-    waiting: list[tuple[int, AlertStart]] = []
-
-    def start_waiting() -> None:
-        outcomes = runbooks.start_from_alerts([s for _, s in waiting])
-        for (n, start), outcome in zip(waiting, outcomes, strict=True):
-            alert = start.alert
-            if isinstance(outcome, Exception):
-                error = said(outcome)
-                failed[n].append(
-                    Failed(fingerprint=alert.fingerprint, runbook=start.runbook, error=error)
-                )
-                continue
-            started[n].append(
-                Started(
-                    fingerprint=alert.fingerprint,
-                    alertname=alert.name,
-                    runbook=start.runbook,
-                    mode=start.mode,
-                    execution=outcome,
-                )
-            )
-        waiting.clear()
-
-    for n, (notification, at) in enumerate(received):
-        for alert in notification.alerts:
-            if not next(kept):
-                stale[n].append(alert.fingerprint)
-            elif alert.status == "resolved":
-                start_waiting()
-                try:
-                    runbooks.alert_resolved(
-                        alert.fingerprint, at=alert.ends_at or at, starts_at=alert.starts_at
-                    )
-                except Exception as exc:  # the engine's failure is reported, not raised
-                    failed[n].append(
-                        Failed(fingerprint=alert.fingerprint, runbook="", error=said(exc))
-                    )
-                else:
-                    resolved[n].append(alert.fingerprint)
-            else:
-                waiting.extend(
-                    (
-                        n,
-                        AlertStart(
-                            runbook=r.runbook, alert=alert, mode=r.mode, rerun_after=r.rerun_after
-                        ),
-                    )
-                    for r in select_routes(routes, alert.labels)
-                )
-    start_waiting()
-    return [
-        Dispatched(
-            started=tuple(started[n]),
-            resolved=tuple(resolved[n]),
-            stale=tuple(stale[n]),
-            failed=tuple(failed[n]),
-        )
-        for n in range(len(received))
-    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -349,11 +350,24 @@ class RecordingStarter:
         self.open[alert.fingerprint] = f"x{len(self.started)}"
         return self.open[alert.fingerprint]
 
+    def start_from_alerts(
+        self, starts: Sequence[alerting.AlertStart]
+    ) -> list[str | Exception | None]:
+        return [_outcome(self.start_from_alert, s) for s in starts]
+
     def alert_resolved(
         self, fingerprint: str, *, at: datetime, starts_at: datetime | None = None
     ) -> None:
         self.resolved.append((fingerprint, at))
         self.open.pop(fingerprint, None)
+
+
+def _outcome(start: Callable[..., str | None], s: alerting.AlertStart) -> str | Exception | None:
+    """One start as the engine's start_from_alerts reports it: its run, None, or what it raised."""
+    try:
+        return start(s.runbook, alert=s.alert, mode=s.mode, rerun_after=s.rerun_after)
+    except Exception as exc:
+        return exc
 
 
 @dataclass
@@ -371,6 +385,9 @@ class MemoryAlerts:
             return False
         self.kept[alert.fingerprint] = alert
         return True
+
+    def record_alerts(self, received: Sequence[tuple[Alert, datetime]]) -> list[bool]:
+        return [self.record_alert(alert, received_at=at) for alert, at in received]
 
 
 @pytest.fixture
@@ -490,6 +507,11 @@ def test_dispatch_hands_the_route_cool_down_and_the_episode_to_the_engine() -> N
         ) -> str | None:
             seen.append((rerun_after, alert.starts_at))
             return "x"
+
+        def start_from_alerts(
+            self, starts: Sequence[alerting.AlertStart]
+        ) -> list[str | Exception | None]:
+            return [_outcome(self.start_from_alert, s) for s in starts]
 
         def alert_resolved(
             self, fingerprint: str, *, at: datetime, starts_at: datetime | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.watchtower.alerts.test_alerting import am_alert, payload
+from watchtower.alerting import AlertStart
 from watchtower.runtime import Watchtower
 from watchtower.web import create_app
 
@@ -178,23 +179,26 @@ def test_a_runbook_that_fails_to_start_asks_alertmanager_to_retry(
     client: FlaskClient, watchtower: Watchtower, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = watchtower.runbooks
-    real = engine.start_from_alert
+    real = engine.start_from_alerts
 
-    def flaky(runbook_id: str, **kw: Any) -> str | None:
-        if runbook_id == "image-upload-failures":
-            raise RuntimeError("the runbook store is down")
-        return real(runbook_id, **kw)
+    def flaky(starts: Sequence[AlertStart]) -> list[str | Exception | None]:
+        """One runbook's starts fail (the engine reports what a start raised); others start."""
+        down = [s for s in starts if s.runbook == "image-upload-failures"]
+        others = iter(real([s for s in starts if s not in down]))
+        return [
+            RuntimeError("the runbook store is down") if s in down else next(others) for s in starts
+        ]
 
     both = payload(
         am_alert("ImageUploadProbeFailing", fingerprint="aa"),
         am_alert("ImageDynamoDBThrottling", fingerprint="bb"),
     )
-    monkeypatch.setattr(engine, "start_from_alert", flaky)
+    monkeypatch.setattr(engine, "start_from_alerts", flaky)
     answer = post(client, both)
     assert answer.status_code == 503
     assert [f["runbook"] for f in answer.json["failed"]] == ["image-upload-failures"]
     assert [s["runbook"] for s in answer.json["started"]] == ["dynamodb-throttling"]
-    monkeypatch.setattr(engine, "start_from_alert", real)
+    monkeypatch.setattr(engine, "start_from_alerts", real)
     retry = post(client, both)  # Alertmanager retries the whole notification
     assert retry.status_code == 202
     assert [(s["runbook"], bool(s["execution"])) for s in retry.json["started"]] == [
