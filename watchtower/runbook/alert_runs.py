@@ -19,6 +19,7 @@ from watchtower.runbook.model import (
     AuditEntry,
     Episode,
     NewRun,
+    Record,
     Runbook,
     episode_key,
 )
@@ -63,20 +64,14 @@ class AlertRuns:
             said = plan.note
             if replaces is not None:
                 said += f", a re-run after {rerun_after} (the episode's earlier run: {replaces})"
-            return self.engine._create(
-                runbook,
-                params=plan.params,
-                mode=mode,
-                started_by=ALERTMANAGER,
-                dry_run=False,
-                lock_key=plan.lock_key,
-                claim=None if problem else claim,
-                alert=alert,
-                note=said,
-                refused=problem,
-                episode=episode,
-                replaces=replaces,
-            )
+            record, audit = self._new_run(plan, alert, mode, note=said)
+            store = self.engine.store
+            if not store.create(
+                record, None if problem else claim, episode=episode, replaces=replaces, audit=audit
+            ):
+                return None
+            self.engine.worker.wake()
+            return record.execution.id
 
         if not problem:
             # The usual case, a new episode and a free claim: one transaction, no reads first.
@@ -127,16 +122,7 @@ class AlertRuns:
                 one_by_one.append(n)  # refused, or a second episode or claim in this batch
                 continue
             keys.update((plan.episode.key, plan.claim))
-            record, audit = self.engine.new_run(
-                plan.runbook,
-                params=plan.params,
-                mode=start.mode,
-                started_by=ALERTMANAGER,
-                dry_run=False,
-                lock_key=plan.lock_key,
-                alert=alert,
-                note=plan.note,
-            )
+            record, audit = self._new_run(plan, alert, start.mode, note=plan.note)
             run = NewRun(record=record, claim=plan.claim, episode=plan.episode, audit=audit)
             batch.append((n, run))
         if batch:
@@ -160,6 +146,22 @@ class AlertRuns:
             except Exception as exc:
                 out[n] = exc
         return out
+
+    def _new_run(
+        self, plan: _Plan, alert: Alert, mode: Literal["automatic", "suggest"], *, note: str
+    ) -> tuple[Record, tuple[AuditEntry, ...]]:
+        """The planned run, not stored yet (failed at once when its labels were refused)."""
+        return self.engine.new_run(
+            plan.runbook,
+            params=plan.params,
+            mode=mode,
+            started_by=ALERTMANAGER,
+            dry_run=False,
+            lock_key=plan.lock_key,
+            alert=alert,
+            note=note,
+            refused=plan.problem,
+        )
 
     def _plan(self, runbook_id: str, *, alert: Alert, mode: str) -> _Plan | None:
         """What a firing alert's run would be; None when the alert is not firing."""

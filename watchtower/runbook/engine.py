@@ -62,7 +62,6 @@ from watchtower.runbook.machine import (
 from watchtower.runbook.model import (
     ANY_OWNER,
     AuditEntry,
-    Episode,
     Execution,
     Mode,
     Record,
@@ -207,18 +206,15 @@ class Engine:
             raise Refused("a run needs the name of who started it")
         values = scope.run_params(runbook, params, self.settings, from_labels=False)
         lock_key = None if dry_run else scope.lock_key(runbook, values, self.settings)
-        execution_id = self._create(
+        return self._create(
             runbook,
             params=values,
             mode="manual",
             started_by=started_by,
             dry_run=dry_run,
             lock_key=lock_key,
-            claim=None,
             note="dry run" if dry_run else "",
         )
-        assert execution_id is not None  # no claim: nothing can conflict
-        return execution_id
 
     def replay(
         self, notification_id: int, *, routes: Sequence[Route], started_by: str
@@ -242,11 +238,9 @@ class Engine:
                     started_by=started_by,
                     dry_run=True,
                     lock_key=None,
-                    claim=None,
                     alert=alert,
                     note=f"replay of notification {stored.id} ({route.mode} route), dry run",
                 )
-                assert created is not None  # no claim: nothing can conflict
                 started.append(created)
         return started
 
@@ -263,13 +257,11 @@ class Engine:
         started_by: str,
         dry_run: bool,
         lock_key: str | None,
-        claim: str | None,
         alert: Alert | None = None,
         note: str = "",
-        refused: str = "",
-        episode: Episode | None = None,
-        replaces: str | None = None,
-    ) -> str | None:
+    ) -> str:
+        """A person's run, or a replay's: made and stored (alert runs: runbook/alert_runs.py).
+        It takes no claim, so nothing can turn it down."""
         record, audit = self.new_run(
             runbook,
             params=params,
@@ -279,10 +271,9 @@ class Engine:
             lock_key=lock_key,
             alert=alert,
             note=note,
-            refused=refused,
         )
-        if not self.store.create(record, claim, episode=episode, replaces=replaces, audit=audit):
-            return None
+        created = self.store.create(record, None, audit=audit)
+        assert created  # no claim, no episode: nothing to conflict with
         self.worker.wake()
         return record.execution.id
 
