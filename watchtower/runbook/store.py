@@ -118,19 +118,9 @@ class RunbookStore(AlertRecords, AuditLog):
                     )
                     if moved.rowcount != 1:
                         raise _Lost()
-                if claim is not None:
-                    row = {"key": claim, "execution_id": execution.id}
-                    if not _inserted(conn, claims, {**row, "created_at": execution.created_at}):
-                        raise _Lost()
-                conn.execute(insert(executions), _execution_row(record))
-                # executemany (psycopg pipelines it), not a multi-row VALUES: SQLAlchemy does
-                # not cache the compilation of those, which costs more than the round trips.
-                rows = [_step_row(execution.id, s) for s in execution.steps]
-                if rows:
-                    conn.execute(insert(step_runs), rows)
-                entries = audit_rows(audit)
-                if entries:
-                    conn.execute(insert(audit_log), entries)
+                if claim is not None and not _inserted(conn, claims, _claim_row(claim, record)):
+                    raise _Lost()
+                _insert_runs(conn, [(record, audit)])
         except (IntegrityError, _Lost):
             return False
         return True
@@ -158,33 +148,16 @@ class RunbookStore(AlertRecords, AuditLog):
             claiming = [r for r in runs if r.episode.key in new and r.claim is not None]
             taken: set[str] = set()
             if claiming:
-                rows = [
-                    {
-                        "key": r.claim,
-                        "execution_id": r.record.execution.id,
-                        "created_at": r.record.execution.created_at,
-                    }
-                    for r in claiming
-                ]
+                rows = [_claim_row(r.claim, r.record) for r in claiming if r.claim is not None]
                 taken = {row[0] for row in conn.execute(_insert_new(conn, claims), rows)}
             won = [r.episode.key in new and (r.claim is None or r.claim in taken) for r in runs]
             lost = [r.episode.key for r, ok in zip(runs, won, strict=True) if not ok]
             lost = [key for key in lost if key in new]
             if lost:
                 conn.execute(delete(episodes).where(episodes.c.key.in_(lost)))
-            chosen = [r for r, ok in zip(runs, won, strict=True) if ok]
+            chosen = [(r.record, r.audit) for r, ok in zip(runs, won, strict=True) if ok]
             if chosen:
-                conn.execute(insert(executions), [_execution_row(r.record) for r in chosen])
-                steps = [
-                    _step_row(r.record.execution.id, s)
-                    for r in chosen
-                    for s in r.record.execution.steps
-                ]
-                if steps:
-                    conn.execute(insert(step_runs), steps)
-                entries = audit_rows(e for r in chosen for e in r.audit)
-                if entries:
-                    conn.execute(insert(audit_log), entries)
+                _insert_runs(conn, chosen)
         return won
 
     # -- alert episodes ---------------------------------------------------------------------------
@@ -405,6 +378,27 @@ class RunbookStore(AlertRecords, AuditLog):
 class _Lost(Exception):
     """The episode already has its run (or another replica started its re-run first), or the
     claim is held: the transaction rolls back."""
+
+
+def _insert_runs(conn: Any, runs: Sequence[tuple[Record, Iterable[AuditEntry]]]) -> None:
+    """New runs, their steps and their first audit entries, in the caller's transaction:
+    executemany (psycopg pipelines it), not a multi-row VALUES, whose compilation SQLAlchemy
+    does not cache (that costs more than the round trips)."""
+    conn.execute(insert(executions), [_execution_row(record) for record, _ in runs])
+    steps = [_step_row(r.execution.id, s) for r, _ in runs for s in r.execution.steps]
+    if steps:
+        conn.execute(insert(step_runs), steps)
+    entries = audit_rows(e for _, audit in runs for e in audit)
+    if entries:
+        conn.execute(insert(audit_log), entries)
+
+
+def _claim_row(claim: str, record: Record) -> dict[str, Any]:
+    return {
+        "key": claim,
+        "execution_id": record.execution.id,
+        "created_at": record.execution.created_at,
+    }
 
 
 def _inserted(conn: Any, table: Table, row: dict[str, Any]) -> bool:
