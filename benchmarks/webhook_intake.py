@@ -190,34 +190,9 @@ def gunicorn(
         "GUNICORN_CMD_ARGS": f"--bind {LOOPBACK}:{port}",
     }
     log = log_dir / f"gunicorn-{name}.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "python:watchtower.gunicorn_conf"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = Gunicorn(port=port, process=process, log=log)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                raise ServerUnavailable(f"gunicorn exited ({process.returncode}); see {log}")
-            with contextlib.suppress(urllib3.exceptions.HTTPError):
-                url = f"http://{LOOPBACK}:{port}/healthz"
-                if urllib3.request("GET", url, timeout=1, retries=False).status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise ServerUnavailable("gunicorn not ready after 30 s")
-            time.sleep(0.1)
-        yield server
-    finally:
-        process.terminate()  # SIGTERM: gunicorn's graceful stop
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:watchtower.gunicorn_conf"]
+    with _running(argv, env, log, port, "gunicorn") as process:
+        yield Gunicorn(port=port, process=process, log=log)
 
 
 @contextlib.contextmanager
@@ -230,27 +205,32 @@ def side_process(
     port = servers.free_port()
     env = _environ(database_url, deferred=True, intake=intake)
     log = log_dir / f"{command}-{name}.log"
-    program = str(Path(sys.executable).parent / "watchtower")
+    argv = [str(Path(sys.executable).parent / "watchtower"), command, "--host", LOOPBACK]
+    with _running([*argv, "--port", str(port)], env, log, port, command) as process:
+        yield process.pid
+
+
+@contextlib.contextmanager
+def _running(
+    argv: list[str], env: dict[str, str], log: Path, port: int, what: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A process started with its output in `log`, once its /healthz on `port` answers 200
+    (30 s at most); stopped with SIGTERM (its graceful stop) afterwards."""
     with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [program, command, "--host", LOOPBACK, "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                raise ServerUnavailable(f"{command} exited ({process.returncode}); see {log}")
+                raise ServerUnavailable(f"{what} exited ({process.returncode}); see {log}")
             with contextlib.suppress(urllib3.exceptions.HTTPError):
                 url = f"http://{LOOPBACK}:{port}/healthz"
                 if urllib3.request("GET", url, timeout=1, retries=False).status == 200:
                     break
             if time.monotonic() > deadline:
-                raise ServerUnavailable(f"{command} not ready after 30 s")
+                raise ServerUnavailable(f"{what} not ready after 30 s")
             time.sleep(0.1)
-        yield process.pid
+        yield process
     finally:
         process.terminate()
         try:
@@ -500,9 +480,7 @@ def _webhook(port: int, run: str, starts_at: str) -> MakeRequest:
 
 def _stored(url: str) -> tuple[int, int]:
     """Alerts and runbook executions in the store, counted after the ramp."""
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    engine = sqlalchemy.create_engine(url)
+    engine = _engine(url)
     try:
         with engine.connect() as conn:
             alerts = conn.execute(sqlalchemy.text("SELECT count(*) FROM alerts")).scalar_one()
