@@ -5,11 +5,10 @@ intake; dispatching twice (two replicas, a retry) starts nothing twice."""
 from __future__ import annotations
 
 import json
-import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -17,13 +16,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from tests.watchtower.alerts.test_alerting import am_alert, payload
+from tests.watchtower.production.processes import fresh_database
 from watchtower.alerting import dispatch, parse_notification
 from watchtower.errors import StoreUnavailable
 from watchtower.runbook.alert_records import Arrived
 from watchtower.runbook.intake import SWITCH_INTERVAL, GroupWriter, Intake
 from watchtower.runbook.tables import notifications
 from watchtower.runtime import Watchtower
-from watchtower.sandbox.servers import LOOPBACK, PostgresServer
+from watchtower.sandbox.servers import PostgresServer
 from watchtower.web import create_app
 
 TOKEN = "hook-secret-61bd"
@@ -249,13 +249,10 @@ def test_the_intake_shortens_the_gil_switch_interval_while_it_runs_and_puts_it_b
 
 
 @pytest.fixture
-def pg_database(postgres_server: PostgresServer) -> str:
-    import psycopg
-
-    name = f"intake_{secrets.token_hex(4)}"
-    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return f"postgresql://postgres@{LOOPBACK}:{postgres_server.port}/{name}"
+def pg_database(postgres_server: PostgresServer) -> Iterator[str]:
+    """A whole database, not a schema: NOTIFY reaches every listener of a database."""
+    with fresh_database(postgres_server) as url:
+        yield url
 
 
 def _web_and_listening_scheduler(
