@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -54,6 +55,19 @@ def post(client: FlaskClient, body: bytes) -> dict[str, object]:
     return result
 
 
+def another_intake(wt: Watchtower, **kw: Any) -> Intake:
+    """An intake over `wt`'s stores, engine and routes, as the composition root builds one (a
+    second replica's, say); `kw` overrides."""
+    args: dict[str, Any] = {
+        "store": wt.runbooks.store,
+        "alerts": wt.store,
+        "engine": wt.runbooks,
+        "routes": wt.settings.routes,
+        "clock": wt.now,
+    }
+    return Intake(**{**args, **kw})
+
+
 def test_a_notification_is_answered_after_one_write_and_dispatched_from_the_store(
     client: FlaskClient, watchtower: Watchtower
 ) -> None:
@@ -91,13 +105,7 @@ def test_duplicates_and_a_second_intake_start_nothing_twice(
     intake.stop()  # nobody dispatches meanwhile: the notifications wait in the store
     for _ in range(20):
         post(client, body)
-    other = Intake(
-        store=watchtower.runbooks.store,
-        alerts=watchtower.store,
-        engine=watchtower.runbooks,
-        routes=watchtower.settings.routes,
-        clock=watchtower.now,
-    )
+    other = another_intake(watchtower)
     assert watchtower.runbooks.list() == []
     assert other.drain() == 20
     assert other.drain() == 0
@@ -124,14 +132,7 @@ def test_a_notification_whose_runbook_fails_to_start_is_taken_again_later(
     # The intake starts a pass's runs together (start_from_alerts), the webhook one by one.
     monkeypatch.setattr(watchtower.runbooks, "start_from_alert", broken)
     monkeypatch.setattr(watchtower.runbooks, "start_from_alerts", broken)
-    retry = Intake(
-        store=watchtower.runbooks.store,
-        alerts=watchtower.store,
-        engine=watchtower.runbooks,
-        routes=watchtower.settings.routes,
-        clock=watchtower.now,
-        stale=timedelta(0),
-    )
+    retry = another_intake(watchtower, stale=timedelta(0))
     assert retry.drain() == 0  # not done: still pending
     monkeypatch.setattr(watchtower.runbooks, "start_from_alert", real)
     monkeypatch.setattr(watchtower.runbooks, "start_from_alerts", real_many)
@@ -151,13 +152,7 @@ def test_retention_never_drops_a_notification_not_dispatched_yet(watchtower: Wat
             "{}", received_at=now, receiver="w", status="firing", alerts=0, keep=3
         )
     assert store.notification(waiting).id == waiting  # kept: the intake has not seen it
-    intake = Intake(
-        store=store,
-        alerts=watchtower.store,
-        engine=watchtower.runbooks,
-        routes=watchtower.settings.routes,
-        clock=watchtower.now,
-    )
+    intake = another_intake(watchtower)
     assert intake.drain() == 1
     assert watchtower.store.alert("ee") is not None
 
@@ -351,15 +346,7 @@ def _listening(url: str) -> bool:
 def test_without_a_wake_up_the_intake_polls(watchtower: Watchtower) -> None:
     """A notification kept with nobody woken (SQLite: no NOTIFY; or a lost one) is dispatched
     by the next poll."""
-    intake = Intake(
-        store=watchtower.runbooks.store,
-        alerts=watchtower.store,
-        engine=watchtower.runbooks,
-        routes=watchtower.settings.routes,
-        clock=watchtower.now,
-        idle_seconds=0.05,
-        here=False,
-    )
+    intake = another_intake(watchtower, idle_seconds=0.05, here=False)
     intake.start()
     try:
         body = json.dumps(payload(am_alert("SomethingElse", fingerprint="c0ffee")))
@@ -466,17 +453,7 @@ def test_two_intakes_dispatching_the_same_deliveries_at_once_start_one_run_per_e
                 alerts=1,
                 dispatched=False,
             )
-    intakes = [
-        Intake(
-            store=wt.runbooks.store,
-            alerts=wt.store,
-            engine=wt.runbooks,
-            routes=wt.settings.routes,
-            clock=wt.now,
-            stale=timedelta(0),
-        )
-        for wt in replicas
-    ]
+    intakes = [another_intake(wt, stale=timedelta(0)) for wt in replicas]
     threads = [threading.Thread(target=intake.drain) for intake in intakes]
     for thread in threads:
         thread.start()
